@@ -1,0 +1,89 @@
+"""The diagnosis assistant (tabular): "what does this patient most likely have, how sure are
+we, and why?" Train a model on a table, then predict, explain and evaluate with its bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+
+from medassist.data.sources import DataSource, resolve_table
+from medassist.exceptions import ConfigError
+from medassist.pipeline import TabularSpec, TrainOutcome, evaluate_table, predict_table, train_tabular
+from medassist.registry.bundle import ModelBundle, load_bundle
+from medassist.training import Monitor, TrainConfig
+
+
+def train_diagnosis(
+    data: str | Path,
+    *,
+    out: Path,
+    target: str | None = None,
+    model: str = "mlp",
+    size: str = "small",
+    seed: int = 0,
+    id_column: str | None = None,
+    positive_class: str | None = None,
+    exclude: tuple[str, ...] = (),
+    epochs: int | None = None,
+    drop_missing_target: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    console: Console | None = None,
+) -> TrainOutcome:
+    """Train a tabular diagnosis model on a CSV file or a bundled data set and write a bundle.
+
+    A bundled data set brings its default target, ID column and site column.
+    """
+    frame, source = resolve_table(data)
+    if source.dataset is not None:
+        target = target or source.dataset.target
+        id_column = id_column or source.dataset.id_column
+        positive_class = positive_class or (source.dataset.positive_class if target == source.dataset.target else None)
+    if not target:
+        raise ConfigError(f"{source.name}: which column is the outcome? Pass --target COLUMN.")
+    defaults = {"mlp": 150, "ft": 100}
+    cfg = TrainConfig(
+        epochs=epochs or defaults.get(model, 100), patience=20, seed=seed, monitor=Monitor.VAL_LOSS,
+        lr=1e-3 if model == "mlp" else 3e-4, weight_decay=1e-4 if model == "mlp" else 1e-5,
+        batch_size=64,
+    )
+    spec = TabularSpec(
+        target=target, model=model, size=size, seed=seed, id_column=id_column, positive_class=positive_class,
+        exclude=tuple(exclude), missing_target="drop" if drop_missing_target else "error", train=cfg,
+    )
+    return train_tabular(frame, spec=spec, source=source, out_dir=Path(out), overwrite=overwrite, progress=progress, console=console)
+
+
+class DiagnosisAssistant:
+    """Predicts, explains and evaluates with one tabular diagnosis bundle.
+
+    Example:
+        >>> assistant = DiagnosisAssistant.load("models/wdbc")
+        >>> assistant.predict(patients_df).loc[0, "prob_malignant"]
+    """
+
+    def __init__(self, *, bundle: ModelBundle) -> None:
+        self.bundle = bundle
+
+    @classmethod
+    def load(cls, path: str | Path) -> DiagnosisAssistant:
+        return cls(bundle=load_bundle(path))
+
+    def predict(self, frame: pd.DataFrame, *, source: str = "input", explain: bool = True, top_k: int = 3) -> pd.DataFrame:
+        return predict_table(self.bundle, frame, source=source, explain=explain, top_k=top_k)
+
+    def evaluate(
+        self, frame: pd.DataFrame, *, source: str = "input", n_boot: int = 1000, report: Path | None = None
+    ) -> dict[str, Any]:
+        return evaluate_table(self.bundle, frame, source=source, n_boot=n_boot, report=report)
+
+    @property
+    def model_card(self) -> dict[str, Any]:
+        return self.bundle.model_card
+
+
+def load_input(data: str | Path) -> tuple[pd.DataFrame, DataSource]:
+    return resolve_table(data)

@@ -1,0 +1,75 @@
+"""``medassist`` command line: parse input, call assistants, render output.
+
+Errors medassist raises on purpose print as one line (``error: ...``) with exit code 2; pass
+``--debug`` for the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from medassist import __version__
+from medassist.exceptions import MedassistError
+
+app = typer.Typer(
+    name="medassist", help="medassist: clinical AI workbench (decision support, not a medical device).",
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+@app.callback()
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0: MEDASSIST_NUM_THREADS or torch's default)."),
+) -> None:
+    from medassist.settings import Settings
+
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    n = threads or settings.num_threads
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+@app.command()
+def version() -> None:
+    """Print medassist's version."""
+    typer.echo(__version__)
+
+
+def _register() -> None:
+    from medassist.cli import data, demo, diagnosis
+
+    app.add_typer(data.app, name="data")
+    diagnosis.register(app)
+    demo.register(app)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Entry point of the ``medassist`` script and ``python -m medassist``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("MEDASSIST_DEBUG") == "1"
+    _register()
+    try:
+        app(args=args, prog_name="medassist")  # usage errors and --help exit here
+    except KeyboardInterrupt:
+        err.print("aborted.")
+        sys.exit(130)
+    except MedassistError as e:
+        if debug:
+            raise
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except OSError as e:
+        if debug:
+            raise
+        err.print(f"[bold red]error:[/] {e.filename or ''}: {e.strerror or e}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,415 @@
+"""One self-contained HTML evaluation report, readable by a clinician.
+
+Plots are drawn on ``matplotlib.figure.Figure`` objects (no pyplot, so no global backend or
+figure registry is touched), saved as PNG and embedded as base64 ``data:`` URIs; the page is
+rendered from the package template ``templates/report.html`` with autoescaping on and written
+atomically (a temporary file in the same folder, then ``os.replace``).
+
+Example:
+    >>> evaluation = evaluate_classification(y_prob, y_true, classes=["no", "yes"])
+    >>> write_report("out/report.html", title="Diabetes model", evaluation=evaluation,
+    ...              y_prob=y_prob, y_true=y_true, classes=["no", "yes"], positive_index=1,
+    ...              model_card=card, history=history)
+    PosixPath('out/report.html')
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from medassist.evaluation.calibration import reliability_curve
+from medassist.evaluation.metrics import METRIC_NAMES, _check_classes, _check_inputs
+from medassist.evaluation.model_card import DISCLAIMER, ModelCard
+from medassist.exceptions import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+#: Plain-language name and explanation of each metric: (label, binary text, multiclass text).
+METRIC_INFO: dict[str, tuple[str, str, str]] = {
+    "auc": (
+        "Discrimination (ROC AUC)",
+        "Chance that a patient with the outcome gets a higher score than one without. "
+        "0.5 is a coin toss, 1.0 is perfect.",
+        "Average over classes of how well each class is ranked above the others. "
+        "0.5 is a coin toss, 1.0 is perfect.",
+    ),
+    "pr_auc": (
+        "Average precision (PR AUC)",
+        "How precise positive flags stay as more true cases are found. Guessing scores the "
+        "share of positives, so compare with that.",
+        "Average over classes of how precise each class's flags stay as more cases are found.",
+    ),
+    "accuracy": (
+        "Accuracy",
+        "Share of all patients whose predicted class is correct. Misleading when one class is "
+        "rare.",
+        "Share of all patients whose predicted class is correct.",
+    ),
+    "sensitivity": (
+        "Sensitivity (recall)",
+        "Of the patients who have the outcome, the share the model flags.",
+        "Average over classes of the share of each class's patients recognised.",
+    ),
+    "specificity": (
+        "Specificity",
+        "Of the patients without the outcome, the share the model correctly does not flag.",
+        "Average over classes of the share of other patients correctly not put in that class.",
+    ),
+    "f1": (
+        "F1 score",
+        "Balance of precision and sensitivity for the positive class (0 to 1).",
+        "Average over classes of the balance of precision and sensitivity (0 to 1).",
+    ),
+    "brier": (
+        "Brier score (lower is better)",
+        "Mean squared error of the predicted probabilities; 0 is perfect.",
+        "Mean squared error of the predicted probabilities, summed over classes; 0 is perfect.",
+    ),
+    "ece": (
+        "Calibration error (lower is better)",
+        "Average gap between the predicted probability and how often the outcome really "
+        "occurred; 0 means the probabilities can be taken at face value.",
+        "Average gap between the model's confidence and how often it was right.",
+    ),
+}
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+            "#7f7f7f", "#bcbd22", "#17becf")
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _new_figure(width: float, height: float, **kw: Any) -> Figure:
+    from matplotlib.figure import Figure  # here: importing the module must stay cheap
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained", **kw)
+
+
+def _to_data_uri(fig: Figure) -> str:
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png")
+    finally:
+        fig.clear()  # free the artists now; the figure is not in any pyplot registry
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _one_vs_rest(y: np.ndarray, classes: list[str], pos: int) -> list[tuple[int, str]]:
+    """(column, legend name) pairs to draw: the positive class, or every class."""
+    if len(classes) == 2:
+        return [(pos, classes[pos])]
+    return [(k, f"{name} vs rest") for k, name in enumerate(classes)]
+
+
+def _plot_roc(p: np.ndarray, y: np.ndarray, classes: list[str], pos: int) -> str:
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig = _new_figure(5.2, 4.4)
+    ax = fig.subplots()
+    for i, (k, name) in enumerate(_one_vs_rest(y, classes, pos)):
+        is_pos = y == k
+        if is_pos.all() or not is_pos.any():
+            ax.plot([], [], color=_PALETTE[i % 10], label=f"{name}: not defined (one class only)")
+            continue
+        fpr, tpr, _ = roc_curve(is_pos, p[:, k])
+        auc = roc_auc_score(is_pos, p[:, k])
+        ax.plot(fpr, tpr, color=_PALETTE[i % 10], lw=2, label=f"{name} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="coin toss")
+    ax.set(xlabel="False positive rate (1 - specificity)", ylabel="True positive rate "
+           "(sensitivity)", xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _to_data_uri(fig)
+
+
+def _plot_pr(p: np.ndarray, y: np.ndarray, classes: list[str], pos: int) -> str:
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    fig = _new_figure(5.2, 4.4)
+    ax = fig.subplots()
+    for i, (k, name) in enumerate(_one_vs_rest(y, classes, pos)):
+        is_pos = y == k
+        color = _PALETTE[i % 10]
+        if not is_pos.any():
+            ax.plot([], [], color=color, label=f"{name}: not defined (no cases)")
+            continue
+        precision, recall, _ = precision_recall_curve(is_pos, p[:, k])
+        ap = average_precision_score(is_pos, p[:, k])
+        ax.step(recall, precision, where="post", color=color, lw=2,
+                label=f"{name} (AP {ap:.3f})")
+        ax.axhline(is_pos.mean(), ls="--", lw=1, color=color, alpha=0.6)
+    ax.plot([], [], ls="--", color="grey", lw=1, label="guessing (share of cases)")
+    ax.set(xlabel="Recall (sensitivity)", ylabel="Precision (positive predictive value)",
+           xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _to_data_uri(fig)
+
+
+def _plot_calibration(
+    p: np.ndarray, y: np.ndarray, classes: list[str], pos: int, n_bins: int = 10
+) -> str:
+    mean_pred, frac, counts = reliability_curve(p, y, positive_index=pos, n_bins=n_bins)
+    binary = len(classes) == 2
+    fig = _new_figure(5.2, 5.2)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    top.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
+    top.plot(mean_pred, frac, marker="o", color=_PALETTE[0], lw=2, label="model")
+    top.set(ylabel=f"Observed share of '{classes[pos]}'" if binary else "Observed accuracy",
+            xlim=(0, 1), ylim=(0, 1))
+    top.legend(loc="upper left", fontsize=8)
+    top.grid(alpha=0.3)
+    edges = np.linspace(0, 1, n_bins + 1)
+    bottom.bar(edges[:-1], counts, width=1 / n_bins, align="edge", color=_PALETTE[0],
+               alpha=0.6, edgecolor="white")
+    bottom.set(xlabel=f"Predicted probability of '{classes[pos]}'" if binary
+               else "Model confidence (probability of its top class)", ylabel="Patients")
+    return _to_data_uri(fig)
+
+
+def _plot_confusion(cm: np.ndarray, classes: list[str]) -> str:
+    support = cm.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rates = np.where(support > 0, cm / support, np.nan)
+    size = max(3.6, 0.9 * len(classes) + 1.8)
+    fig = _new_figure(2 * size, size)
+    axes = fig.subplots(1, 2)
+    for ax, values, heading, fmt in (
+        (axes[0], cm.astype(float), "Number of patients", "{:.0f}"),
+        (axes[1], rates, "Share of each actual class", "{:.0%}"),
+    ):
+        ax.imshow(np.nan_to_num(values / max(np.nanmax(values), 1e-12)), cmap="Blues",
+                  vmin=0, vmax=1)
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                v = values[i, j]
+                dark = not math.isnan(v) and v / max(np.nanmax(values), 1e-12) > 0.6
+                ax.text(j, i, "–" if math.isnan(v) else fmt.format(v), ha="center",
+                        va="center", color="white" if dark else "black", fontsize=9)
+        ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
+        ax.set_yticks(range(len(classes)), classes)
+        ax.set(xlabel="Predicted class", ylabel="Actual class", title=heading)
+    return _to_data_uri(fig)
+
+
+def _plot_history(history: list[dict[str, Any]]) -> str | None:
+    def numeric(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    keys = sorted({k for row in history for k, v in row.items() if numeric(v)} - {"epoch"})
+    if not keys:
+        return None
+    epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
+    loss_keys = [k for k in keys if "loss" in k]
+    other_keys = [k for k in keys if "loss" not in k]
+    panels = [(loss_keys, "Loss (lower is better)"), (other_keys, "Validation metric")]
+    panels = [(ks, label) for ks, label in panels if ks]
+    fig = _new_figure(5.2 * len(panels), 3.8)
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (ks, label) in zip(axes, panels):
+        for i, k in enumerate(ks):
+            values = [row[k] if numeric(row.get(k)) else math.nan for row in history]
+            ax.plot(epochs, values, marker="o", ms=3, color=_PALETTE[i % 10], label=k)
+        ax.set(xlabel="Epoch", ylabel=label)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    return _to_data_uri(fig)
+
+
+# --------------------------------------------------------------------------- page content
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "not defined"
+    return f"{x:.{digits}f}"
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return ", ".join(_plain(v) for v in value) if value else "none"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_plain(v)}" for k, v in value.items()) if value else "none"
+    return "not recorded" if value is None else str(value)
+
+
+def _metric_rows(evaluation: dict[str, Any], binary: bool) -> list[dict[str, str]]:
+    rows = []
+    for name in METRIC_NAMES:
+        m = evaluation["metrics"].get(name)
+        if m is None:
+            continue
+        label, text_binary, text_multi = METRIC_INFO[name]
+        low, high = m.get("ci_low"), m.get("ci_high")
+        rows.append({
+            "label": label,
+            "value": _fmt(m.get("value")),
+            "ci": "not available" if low is None or high is None else f"{_fmt(low)} to {_fmt(high)}",
+            "explanation": text_binary if binary else text_multi,
+        })
+    return rows
+
+
+def _confusion_table(cm: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for name, counts in zip(classes, cm):
+        total = int(counts.sum())
+        rows.append({
+            "actual": name,
+            "cells": [
+                f"{int(c)} ({c / total:.0%})" if total else f"{int(c)}" for c in counts
+            ],
+            "total": total,
+        })
+    return rows
+
+
+def _subgroup_rows(subgroups: list[dict[str, Any]]) -> list[dict[str, str]]:
+    rows = []
+    for g in subgroups:
+        suppressed = bool(g.get("suppressed"))
+        row = {"group": str(g.get("group", "?")), "n": str(g.get("n", "?"))}
+        for k in ("auc", "accuracy", "sensitivity", "specificity"):
+            row[k] = "too few patients" if suppressed else _fmt(g.get(k))
+        rows.append(row)
+    return rows
+
+
+def _card_sections(card: ModelCard) -> list[dict[str, Any]]:
+    sections = []
+    for title, d in (("Data", card.data), ("Model", card.model), ("Training", card.training),
+                     ("Calibration", card.calibration), ("Privacy", card.privacy)):
+        sections.append({"title": title, "items": [(str(k), _plain(v)) for k, v in d.items()]})
+    return sections
+
+
+def _render(context: dict[str, Any]) -> str:
+    import jinja2
+
+    source = (
+        resources.files("medassist.evaluation").joinpath("templates", "report.html")
+        .read_text(encoding="utf-8")
+    )
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    return env.from_string(source).render(**context)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is an ordinary document
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_report(
+    path: str | os.PathLike[str],
+    *,
+    title: str,
+    evaluation: dict[str, Any],
+    y_prob: Any,
+    y_true: Any,
+    classes: Sequence[str],
+    positive_index: int,
+    model_card: ModelCard,
+    history: list[dict[str, Any]] | None = None,
+    subgroups: list[dict[str, Any]] | None = None,
+) -> Path:
+    """Write one self-contained HTML report and return its path.
+
+    Args:
+        path: output file (its folder is created if needed).
+        title: page title.
+        evaluation: ``evaluate_classification`` output for the same predictions.
+        y_prob: probabilities (N, C).
+        y_true: class indices (N,).
+        classes: C class names.
+        positive_index: column of the positive class (binary; ignored for multiclass).
+        model_card: card shown at the end of the report.
+        history: per-epoch dicts (``epoch``, ``train_loss``, ``val_loss``, ``val_metric``, ...).
+        subgroups: ``subgroup_metrics`` output.
+
+    Returns:
+        The path written.
+    """
+    owner = "write_report"
+    p, y = _check_inputs(y_prob, y_true, positive_index=positive_index, owner=owner)
+    names = _check_classes(classes, p.shape[1], owner=owner)
+    if not isinstance(evaluation, dict) or not isinstance(evaluation.get("metrics"), dict):
+        raise ConfigError(f"{owner}: 'evaluation' must be evaluate_classification() output.")
+    if not isinstance(model_card, ModelCard):
+        raise ConfigError(f"{owner}: 'model_card' must be a ModelCard. Got {type(model_card)}.")
+    if history is not None and not all(isinstance(row, dict) for row in history):
+        raise ConfigError(f"{owner}: 'history' must be a list of per-epoch dicts.")
+    pos = int(positive_index) if len(names) == 2 else 0
+    binary = len(names) == 2
+
+    cm = np.asarray(evaluation.get("confusion_matrix", []), dtype=np.int64)
+    if cm.shape != (len(names), len(names)) or int(cm.sum()) != len(y):
+        raise DataError(
+            f"{owner}: the evaluation's confusion matrix {cm.shape} does not match these "
+            f"{len(y)} predictions over {len(names)} classes; pass the evaluation of the same data."
+        )
+    boot = evaluation.get("bootstrap", {})
+    figures = {
+        "roc": _plot_roc(p, y, names, pos),
+        "pr": _plot_pr(p, y, names, pos),
+        "calibration": _plot_calibration(p, y, names, pos),
+        "confusion": _plot_confusion(cm, names),
+        "history": _plot_history(history) if history else None,
+    }
+    card = model_card
+    context = {
+        "title": title,
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "disclaimer": DISCLAIMER,
+        "binary": binary,
+        "n": len(y),
+        "classes": names,
+        "class_counts": [(c, int(k)) for c, k in zip(names, np.bincount(y, minlength=len(names)))],
+        "positive_class": names[pos] if binary else None,
+        "threshold": evaluation.get("threshold"),
+        "ci_level": f"{100 * (1 - float(boot.get('alpha', 0.05))):g}%",
+        "n_boot": boot.get("n_boot"),
+        "metric_rows": _metric_rows(evaluation, binary),
+        "figures": figures,
+        "confusion_rows": _confusion_table(cm, names),
+        "subgroup_rows": _subgroup_rows(subgroups) if subgroups else None,
+        "card": {
+            "name": card.name, "version": card.version, "created": card.created,
+            "task": card.task, "target": card.target, "classes": ", ".join(card.classes),
+            "positive_class": card.positive_class,
+            "intended_use": card.intended_use or "Not stated.",
+            "out_of_scope": card.out_of_scope or "Not stated.",
+            "sections": _card_sections(card),
+            "limitations": card.limitations,
+            "ethical_considerations": card.ethical_considerations,
+        },
+    }
+    out = Path(path)
+    _write_atomic(out, _render(context))
+    return out

@@ -1,0 +1,39 @@
+"""Models by name and size: ``build_model("mlp", size="large", n_features=40, n_outputs=2)``.
+
+A model's spec (name, size, keyword values) is plain JSON; ``model_from_spec`` rebuilds the
+module from it, so a bundle never stores a class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from medassist.options import ModelSize, look_up_option
+from medassist.parts import PartRegistry
+
+MODELS: PartRegistry[type[nn.Module]] = PartRegistry("model")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_model(
+    name: str, *, size: str = "small", overrides: dict[str, Any] | None = None, **dims: int
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Build a registered model from its preset and the data's dimensions.
+
+    Returns:
+        The module and its spec ``{"name", "size", "params"}`` (plain JSON values).
+    """
+    cls = MODELS.get(name)
+    size = look_up_option(size, ModelSize, name="model size")
+    params = {**cls.PRESETS[size.value], **(overrides or {}), **dims}
+    spec = {"name": name.lower(), "size": size.value, "params": params}
+    return cls(**params), spec
+
+
+def model_from_spec(spec: dict[str, Any]) -> nn.Module:
+    return MODELS.get(spec["name"])(**spec["params"])

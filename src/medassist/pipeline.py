@@ -1,0 +1,392 @@
+"""The one place that wires the stages for a tabular task:
+preprocess → build → train → evaluate → bundle.
+
+The CLI and the service call assistants; assistants call these functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+
+from medassist.data.quality import assess_quality
+from medassist.data.sources import DataSource
+from medassist.data.splits import SplitIndices, split_indices
+from medassist.evaluation.calibration import TemperatureScaler
+from medassist.evaluation.metrics import compute_ece, compute_roc_auc, evaluate_classification, subgroup_metrics
+from medassist.evaluation.model_card import ModelCard, default_card_texts
+from medassist.evaluation.report import write_report
+from medassist.exceptions import ConfigError, DataError
+from medassist.explain.attributions import group_attributions, integrated_gradients, top_attributions
+from medassist.featurizers.tabular import TabularFeaturizer, infer_column_kind
+from medassist.models import build_model, count_parameters
+from medassist.registry.bundle import ModelBundle, check_out_dir, save_bundle
+from medassist.training import ArrayDataset, Monitor, TrainConfig, Trainer, TrainResult, classification_loss
+from medassist.types import TaskSchema
+
+#: Class names read as the positive (disease) class of a binary target, in this order.
+POSITIVE_NAMES = ("1", "true", "yes", "y", "positive", "pos", "present", "malignant", "disease", "case", "abnormal", "dead", "died")
+MAX_CLASSES = 20
+SUBGROUP_NAMES = ("sex", "gender")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TabularSpec:
+    """Everything that decides how a tabular diagnosis model is built and trained."""
+
+    target: str
+    model: str = "mlp"
+    size: str = "small"
+    seed: int = 0
+    id_column: str | None = None
+    positive_class: str | None = None
+    exclude: tuple[str, ...] = ()
+    missing_target: str = "error"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    n_boot: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.missing_target not in ("error", "drop"):
+            raise ConfigError(f"The 'missing_target' parameter of TabularSpec must be 'error' or 'drop'. Got {self.missing_target!r} instead.")
+
+
+@dataclass(frozen=True)
+class Target:
+    codes: np.ndarray
+    classes: list[str]
+    positive_class: str | None
+    kept: np.ndarray
+    notes: list[str]
+
+
+def _label_strings(s: pd.Series) -> pd.Series:
+    """Class labels as strings; integral floats lose their '.0' (1.0 → '1')."""
+    present = s.dropna()
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        if np.all(np.mod(present.to_numpy(dtype=float), 1) == 0):
+            return s.map(lambda v: v if pd.isna(v) else str(int(v)))
+    return s.map(lambda v: v if pd.isna(v) else str(v).strip())
+
+
+def prepare_target(df: pd.DataFrame, *, target: str, positive_class: str | None, missing: str, source: str) -> Target:
+    """Encode the outcome column. A missing outcome is never turned into a class."""
+    if target not in df.columns:
+        raise DataError(f"{source}: target column '{target}' not found. The table has: {', '.join(map(str, df.columns))}.")
+    labels = _label_strings(df[target])
+    notes: list[str] = []
+    kept = labels.notna().to_numpy()
+    if not kept.all():
+        rows = np.flatnonzero(~kept)
+        where = ", ".join(str(r + 1) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
+        if missing == "error":
+            raise DataError(
+                f"{source}: target '{target}' is missing in {len(rows)} row(s) (rows {where}); an unknown outcome is "
+                "never given a default class. Remove those rows, or pass --drop-missing-target to drop them and record it."
+            )
+        notes.append(f"{len(rows)} row(s) with a missing '{target}' were dropped at the user's request (rows {where}).")
+    counts = labels[kept].value_counts()
+    classes = sorted(counts.index.tolist())
+    if len(classes) < 2:
+        only = f" (only '{classes[0]}')" if classes else ""
+        raise DataError(f"{source}: target '{target}' has one class{only}; a classifier needs at least two.")
+    if len(classes) > MAX_CLASSES:
+        raise DataError(
+            f"{source}: target '{target}' has {len(classes)} distinct values; expected a categorical outcome with at most "
+            f"{MAX_CLASSES} classes (is it a continuous measurement?)."
+        )
+    rare = counts[counts < 3]
+    if len(rare):
+        raise DataError(
+            f"{source}: class(es) {', '.join(repr(c) for c in rare.index)} of target '{target}' have fewer than 3 rows; "
+            "each class needs rows in the training, validation and test splits."
+        )
+    if len(classes) == 2:
+        if positive_class is not None:
+            if str(positive_class) not in classes:
+                raise ConfigError(f"--positive-class '{positive_class}' is not a class of '{target}'; its classes are {classes}.")
+            positive_class = str(positive_class)
+        else:
+            lowered = {c.lower(): c for c in classes}
+            named = [lowered[n] for n in POSITIVE_NAMES if n in lowered]
+            if named:
+                positive_class = named[0]
+            else:
+                positive_class = str(counts.idxmin())
+                notes.append(f"Positive class '{positive_class}' chosen as the minority class; pass --positive-class to change it.")
+    else:
+        positive_class = None
+    index = {c: i for i, c in enumerate(classes)}
+    codes = labels[kept].map(index).to_numpy(dtype=np.int64)
+    return Target(codes=codes, classes=classes, positive_class=positive_class, kept=kept, notes=notes)
+
+
+def select_features(df: pd.DataFrame, *, spec: TabularSpec, source: str) -> tuple[list[str], list[str]]:
+    """Input columns: everything but the target, the ID and excluded columns, and columns that
+    cannot be features (all missing, free text). Returns (features, notes)."""
+    for col in [c for c in (spec.id_column, *spec.exclude) if c]:
+        if col not in df.columns:
+            raise DataError(f"{source}: column '{col}' (given as an ID or excluded column) not found. The table has: {', '.join(map(str, df.columns))}.")
+    skip = {spec.target, spec.id_column, *spec.exclude}
+    features, notes = [], []
+    for col in df.columns:
+        if col in skip:
+            continue
+        s = df[col]
+        if s.isna().all():
+            notes.append(f"Column '{col}' is empty and was not used.")
+            continue
+        if infer_column_kind(s) == "categorical" and s.nunique() > max(50, 0.5 * len(s)):
+            notes.append(f"Column '{col}' looks like free text or an identifier ({s.nunique()} distinct values) and was not used.")
+            continue
+        features.append(col)
+    if not features:
+        raise DataError(f"{source}: no usable input columns besides the target '{spec.target}'.")
+    return features, notes
+
+
+@dataclass
+class FittedTabular:
+    """A fitted featurizer + network + temperature: enough to predict probabilities."""
+
+    featurizer: TabularFeaturizer
+    model: torch.nn.Module
+    model_spec: dict[str, Any]
+    scaler: TemperatureScaler
+    result: TrainResult
+
+    def logits(self, frame: pd.DataFrame, *, source: str = "input data") -> np.ndarray:
+        x = self.featurizer.transform(frame, source=source).values
+        with torch.no_grad():
+            self.model.eval()
+            return self.model(torch.from_numpy(x)).numpy()
+
+    def predict_proba(self, frame: pd.DataFrame, *, source: str = "input data") -> np.ndarray:
+        return self.scaler.transform(self.logits(frame, source=source))
+
+
+def _auc_metric(positive_index: int, n_classes: int):
+    def metric(logits: np.ndarray, targets: np.ndarray) -> float:
+        p = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+        if len(np.unique(targets)) < 2:
+            return float("nan")
+        return compute_roc_auc(p, targets, positive_index=positive_index)
+
+    return metric
+
+
+def fit_tabular(
+    frame: pd.DataFrame, codes: np.ndarray, *, train_idx: np.ndarray, val_idx: np.ndarray, features: list[str],
+    n_classes: int, positive_index: int, spec: TabularSpec, progress: bool = False, console: Console | None = None,
+    checkpoint_dir: Path | None = None,
+) -> FittedTabular:
+    """Fit featurizer (training rows only), network (Trainer) and temperature (validation rows)."""
+    featurizer = TabularFeaturizer().fit(frame.iloc[train_idx][features], source="training split")
+    x_train = featurizer.transform(frame.iloc[train_idx], source="training split").values
+    x_val = featurizer.transform(frame.iloc[val_idx], source="validation split").values
+    torch.manual_seed(spec.seed)
+    model, model_spec = build_model(spec.model, size=spec.size, n_features=x_train.shape[1], n_outputs=n_classes)
+    trainer = Trainer(config=spec.train, checkpoint_dir=checkpoint_dir, progress=progress, console=console)
+    train_data = ArrayDataset(features=x_train, targets=codes[train_idx])
+    val_data = ArrayDataset(features=x_val, targets=codes[val_idx])
+    result = trainer.fit(
+        model, train_data=train_data, val_data=val_data, loss_fn=classification_loss(codes[train_idx], n_classes),
+        metric_fn=_auc_metric(positive_index, n_classes),
+    )
+    val_logits, val_targets = trainer.predict_logits(model, val_data)
+    scaler = TemperatureScaler().fit(val_logits, val_targets)
+    return FittedTabular(featurizer=featurizer, model=model, model_spec=model_spec, scaler=scaler, result=result)
+
+
+def frame_fingerprint(frame: pd.DataFrame) -> str:
+    """SHA-256 of the table's content (values and column names), for provenance."""
+    h = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _subgroup_columns(frame: pd.DataFrame, source: DataSource) -> list[str]:
+    cols = [source.site_column] if source.site_column and source.site_column in frame.columns else []
+    cols += [c for c in frame.columns if c.lower() in SUBGROUP_NAMES and c not in cols]
+    return cols
+
+
+@dataclass
+class TrainOutcome:
+    bundle_dir: Path
+    metrics: dict[str, Any]
+    report: Path
+    notes: list[str]
+    n_parameters: int
+    result: TrainResult
+
+
+def train_tabular(
+    frame: pd.DataFrame, *, spec: TabularSpec, source: DataSource, out_dir: Path, overwrite: bool = False,
+    progress: bool = True, console: Console | None = None,
+) -> TrainOutcome:
+    """Preprocess → build → train → evaluate → bundle, for one table."""
+    console = console or Console(stderr=True)
+    check_out_dir(out_dir, overwrite=overwrite)
+    quality = assess_quality(frame, target=spec.target, id_columns=[spec.id_column] if spec.id_column else [], source=source.name)
+    tgt = prepare_target(frame, target=spec.target, positive_class=spec.positive_class, missing=spec.missing_target, source=source.name)
+    data = frame.loc[tgt.kept].reset_index(drop=True)
+    features, notes = select_features(data, spec=spec, source=source.name)
+    notes = tgt.notes + notes
+    groups = None
+    if spec.id_column:
+        if data[spec.id_column].isna().any():
+            raise DataError(f"{source.name}: ID column '{spec.id_column}' is empty in some rows; every row needs a patient ID.")
+        groups = data[spec.id_column].astype(str).to_numpy()
+    splits: SplitIndices = split_indices(tgt.codes, groups=groups, seed=spec.seed)
+    n_classes = len(tgt.classes)
+    pos = tgt.classes.index(tgt.positive_class) if tgt.positive_class is not None else 1
+    fitted = fit_tabular(
+        data, tgt.codes, train_idx=splits.train, val_idx=splits.val, features=features, n_classes=n_classes,
+        positive_index=pos, spec=spec, progress=progress, console=console,
+    )
+    # Test-split evaluation with calibrated probabilities and bootstrap intervals.
+    test = data.iloc[splits.test]
+    p_test = fitted.predict_proba(test, source="test split")
+    y_test = tgt.codes[splits.test]
+    evaluation = evaluate_classification(p_test, y_test, classes=tgt.classes, positive_index=pos, n_boot=spec.n_boot, seed=spec.seed)
+    val_logits = fitted.logits(data.iloc[splits.val], source="validation split")
+    y_val = tgt.codes[splits.val]
+    p_val_raw = torch.softmax(torch.from_numpy(val_logits), dim=1).numpy()
+    calibration = {
+        **fitted.scaler.to_dict(), "method": "temperature scaling", "fitted_on": "validation split",
+        "val_ece_before": compute_ece(p_val_raw, y_val, positive_index=pos),
+        "val_ece_after": compute_ece(fitted.scaler.transform(val_logits), y_val, positive_index=pos),
+    }
+    subgroups: list[dict[str, Any]] = []
+    for col in _subgroup_columns(test, source):
+        for row in subgroup_metrics(p_test, y_test, test[col].astype(str).to_numpy(), classes=tgt.classes, positive_index=pos):
+            subgroups.append({"column": col, **row})
+    n_params = count_parameters(fitted.model)
+    schema = TaskSchema(
+        input_schema=fitted.featurizer.input_schema(),
+        output_schema={spec.target: "binary" if n_classes == 2 else "multiclass"},
+        classes=tgt.classes, positive_class=tgt.positive_class, id_column=spec.id_column,
+    )
+    warnings_found = [f"{f.code}: {f.message}" for f in quality.findings if str(f.severity) in ("warning", "error")]
+    texts = default_card_texts(schema.kind, spec.target)
+    card = ModelCard(
+        name=f"{spec.model}-{spec.size} for {spec.target} ({source.name})",
+        version="1", created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        task=schema.kind, target=spec.target, classes=tgt.classes, positive_class=tgt.positive_class,
+        intended_use=texts["intended_use"], out_of_scope=texts["out_of_scope"],
+        data={
+            "source": source.name, "provenance": source.provenance, "licence": source.licence,
+            "n_rows": int(len(data)), "n_train": int(len(splits.train)), "n_val": int(len(splits.val)), "n_test": int(len(splits.test)),
+            "features": features, "id_column": spec.id_column, "sha256": frame_fingerprint(frame),
+            "missing_rate": fitted.featurizer.missing_rate_, "split": "stratified" + (f", grouped by '{spec.id_column}'" if spec.id_column else "") + f", seed {spec.seed}",
+        },
+        model={"family": spec.model, "size": spec.size, "n_parameters": n_params, "hyperparameters": fitted.model_spec["params"]},
+        training={**spec.train.to_dict(), "best_epoch": fitted.result.best_epoch, "epochs_run": len(fitted.result.history),
+                  "stopped_early": fitted.result.stopped_early, "seconds": round(fitted.result.seconds, 2)},
+        metrics=evaluation, calibration=calibration,
+        limitations=[
+            "Evaluated on a held-out split of the same source; performance at another site or time may differ.",
+            "Missing values are imputed with training medians (with missingness indicators); many imputed values lower reliability.",
+            *notes, *warnings_found[:10],
+        ],
+        ethical_considerations=texts["ethical_considerations"],
+        privacy={},
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        report_tmp = write_report(
+            Path(tmp) / "report.html", title=f"medassist diagnosis model: {spec.target} ({source.name})",
+            evaluation=evaluation, y_prob=p_test, y_true=y_test, classes=tgt.classes, positive_index=pos,
+            model_card=card, history=fitted.result.history, subgroups=subgroups or None,
+        )
+        report_bytes = Path(report_tmp).read_bytes()
+    bundle = ModelBundle(
+        model=fitted.model, model_spec=fitted.model_spec, featurizer=fitted.featurizer, schema=schema,
+        calibration=calibration, metrics={"test": evaluation, "subgroups": subgroups}, model_card=card.to_dict(),
+        model_card_markdown=card.to_markdown(), history=fitted.result.history, train_config=spec.train.to_dict(),
+        meta={"created": card.created, "data_source": source.name, "data_sha256": card.data["sha256"], "task": "diagnosis-tabular"},
+    )
+    out = save_bundle(bundle, out_dir, overwrite=overwrite, attachments={
+        "report.html": report_bytes, "quality.json": json.dumps(quality.to_dict(), indent=1).encode(),
+        "splits.json": json.dumps(splits.to_dict()).encode(),
+    })
+    return TrainOutcome(bundle_dir=out, metrics=evaluation, report=out / "report.html", notes=notes, n_parameters=n_params, result=fitted.result)
+
+
+# --------------------------------------------------------------------------------------------
+# Using a bundle
+
+
+def _bundle_probs(bundle: ModelBundle, frame: pd.DataFrame, *, source: str) -> tuple[np.ndarray, np.ndarray, Any]:
+    fm = bundle.featurizer.transform(frame, source=source)
+    with torch.no_grad():
+        logits = bundle.model(torch.from_numpy(fm.values)).numpy()
+    probs = TemperatureScaler.from_dict(bundle.calibration).transform(logits)
+    return probs, fm.values, fm
+
+
+def predict_table(bundle: ModelBundle, frame: pd.DataFrame, *, source: str, explain: bool = True, top_k: int = 3) -> pd.DataFrame:
+    """Every input row, in order: prediction, ``prob_<class>``, imputation counts, top factors."""
+    if frame.empty:
+        raise DataError(f"{source}: no rows to predict.")
+    probs, x, fm = _bundle_probs(bundle, frame, source=source)
+    schema = bundle.schema
+    if len(schema.classes) == 2:
+        pred_idx = (probs[:, schema.positive_index] >= 0.5).astype(int)
+        pred_idx = np.where(pred_idx == 1, schema.positive_index, 1 - schema.positive_index)
+    else:
+        pred_idx = probs.argmax(axis=1)
+    out = pd.DataFrame(index=range(len(frame)))
+    if schema.id_column and schema.id_column in frame.columns:
+        out[schema.id_column] = frame[schema.id_column].to_numpy()
+    out["prediction"] = [schema.classes[i] for i in pred_idx]
+    for j, c in enumerate(schema.classes):
+        out[f"prob_{c}"] = np.round(probs[:, j], 6)
+    out["n_imputed"] = fm.n_imputed
+    out["n_unknown_categories"] = fm.n_unknown
+    if explain:
+        attr = integrated_gradients(bundle.model, x, pred_idx)
+        grouped, names = group_attributions(attr, bundle.featurizer.feature_groups_)
+        tops = top_attributions(grouped, names, k=top_k)
+        for r in range(top_k):
+            out[f"factor_{r + 1}"] = [t[r][0] if len(t) > r else "" for t in tops]
+            out[f"factor_{r + 1}_weight"] = [round(t[r][1], 4) if len(t) > r else np.nan for t in tops]
+    return out
+
+
+def evaluate_table(
+    bundle: ModelBundle, frame: pd.DataFrame, *, source: str, n_boot: int = 1000, seed: int = 0, report: Path | None = None
+) -> dict[str, Any]:
+    """Metrics with 95% intervals of a bundle on a labelled table (and an HTML report if asked)."""
+    schema = bundle.schema
+    if schema.target not in frame.columns:
+        raise DataError(f"{source}: target column '{schema.target}' not found; evaluation needs the true outcome in every row.")
+    labels = _label_strings(frame[schema.target])
+    if labels.isna().any():
+        rows = np.flatnonzero(labels.isna().to_numpy())
+        raise DataError(f"{source}: target '{schema.target}' is missing in {len(rows)} row(s) (first: row {rows[0] + 1}); evaluation needs every outcome.")
+    unknown = sorted(set(labels) - set(schema.classes))
+    if unknown:
+        raise DataError(f"{source}: target '{schema.target}' has value(s) {unknown} the model does not know; expected one of {schema.classes}.")
+    y = labels.map({c: i for i, c in enumerate(schema.classes)}).to_numpy(dtype=np.int64)
+    probs, _, fm = _bundle_probs(bundle, frame, source=source)
+    result = evaluate_classification(probs, y, classes=schema.classes, positive_index=schema.positive_index, n_boot=n_boot, seed=seed)
+    result["n_rows_with_imputed_values"] = int((fm.n_imputed > 0).sum())
+    result["bundle"] = str(bundle.path) if bundle.path else None
+    if report is not None:
+        write_report(
+            Path(report), title=f"medassist evaluation: {schema.target} on {source}", evaluation=result, y_prob=probs,
+            y_true=y, classes=schema.classes, positive_index=schema.positive_index,
+            model_card=ModelCard.from_dict(bundle.model_card), history=bundle.history,
+        )
+        result["report"] = str(report)
+    return result

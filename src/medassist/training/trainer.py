@@ -1,0 +1,206 @@
+"""One Trainer for every modality: AdamW, warm-up + cosine schedule, early stopping on a
+validation value, seeds, checkpoints and resume, a rich progress bar, metrics per epoch."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from medassist.exceptions import TrainingError
+from medassist.training.checkpoint import load_checkpoint, save_checkpoint
+from medassist.training.config import Monitor, Schedule, TrainConfig
+from medassist.types import Batch
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``metric_fn(logits (N, C), targets (N,)) -> float``, higher is better.
+MetricFn = Callable[[np.ndarray, np.ndarray], float]
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_score: float = math.nan
+    stopped_early: bool = False
+    resumed_from_epoch: int | None = None
+    seconds: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def iterate_batches(data: Dataset, *, batch_size: int, shuffle: bool, generator: torch.Generator | None = None) -> Iterator[Batch]:
+    """Yield Batches; datasets with ``get_batch(indices)`` skip the per-row DataLoader path."""
+    n = len(data)
+    if hasattr(data, "get_batch"):
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for start in range(0, n, batch_size):
+            yield data.get_batch(order[start : start + batch_size])
+        return
+    loader = DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=getattr(data, "collate", None))
+    yield from loader
+
+
+class Trainer:
+    """Fits a ``torch.nn.Module`` on a training Dataset, stopping early on a validation value.
+
+    Args:
+        config: the TrainConfig.
+        checkpoint_dir: where ``last``/``best`` checkpoints and ``metrics.jsonl`` go (optional).
+        progress: show a rich progress bar.
+        console: the rich Console to draw on (stderr by default).
+
+    Example:
+        >>> result = Trainer(config=TrainConfig(epochs=50)).fit(
+        ...     model, train_data=train_ds, val_data=val_ds, loss_fn=nn.CrossEntropyLoss())
+    """
+
+    def __init__(
+        self, *, config: TrainConfig, checkpoint_dir: Path | None = None, progress: bool = True, console: Console | None = None
+    ) -> None:
+        self.config = config
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.progress = progress
+        self.console = console or Console(stderr=True)
+
+    # ------------------------------------------------------------------------------------
+    def _lr_lambda(self, total_steps: int) -> Callable[[int], float]:
+        cfg = self.config
+        warmup = max(1, int(cfg.warmup_fraction * total_steps)) if cfg.warmup_fraction > 0 else 0
+
+        def f(step: int) -> float:
+            if warmup and step < warmup:
+                return (step + 1) / warmup
+            if cfg.schedule == Schedule.CONSTANT:
+                return 1.0
+            t = (step - warmup) / max(1, total_steps - warmup)
+            return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+        return f
+
+    @torch.no_grad()
+    def predict_logits(self, model: nn.Module, data: Dataset, *, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (N, C) and targets (N,) over ``data`` in order, in eval mode."""
+        model.eval()
+        outs, targets = [], []
+        for batch in iterate_batches(data, batch_size=batch_size or max(256, self.config.batch_size), shuffle=False):
+            outs.append(model(batch.inputs).float().cpu())
+            targets.append(batch.target.cpu())
+        return torch.cat(outs).numpy(), torch.cat(targets).numpy()
+
+    def fit(
+        self,
+        model: nn.Module,
+        *,
+        train_data: Dataset,
+        val_data: Dataset,
+        loss_fn: LossFn,
+        metric_fn: MetricFn | None = None,
+        resume: bool = False,
+    ) -> TrainResult:
+        cfg = self.config
+        if len(train_data) == 0 or len(val_data) == 0:
+            raise TrainingError(f"Training needs rows in both splits; got {len(train_data)} training and {len(val_data)} validation rows.")
+        if cfg.monitor == Monitor.VAL_METRIC and metric_fn is None:
+            raise TrainingError("TrainConfig.monitor is 'val_metric' but no metric_fn was given to Trainer.fit.")
+        seed_everything(cfg.seed)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_lambda(cfg.epochs * steps_per_epoch))
+        higher_is_better = cfg.monitor == Monitor.VAL_METRIC
+        result = TrainResult(best_score=-math.inf if higher_is_better else math.inf)
+        best_state = copy.deepcopy(model.state_dict())
+        start_epoch, bad_epochs = 1, 0
+        if resume and self.checkpoint_dir is not None and (self.checkpoint_dir / "last.json").exists():
+            meta = load_checkpoint(self.checkpoint_dir / "last", model, optimizer)
+            scheduler.load_state_dict(meta["scheduler"])
+            torch.set_rng_state(torch.tensor(meta["torch_rng"], dtype=torch.uint8))
+            generator.set_state(torch.tensor(meta["generator"], dtype=torch.uint8))
+            result.history, result.best_epoch, result.best_score = meta["history"], meta["best_epoch"], meta["best_score"]
+            bad_epochs, start_epoch = meta["bad_epochs"], meta["epoch"] + 1
+            result.resumed_from_epoch = meta["epoch"]
+            if (self.checkpoint_dir / "best.json").exists():
+                best_model = copy.deepcopy(model)
+                load_checkpoint(self.checkpoint_dir / "best", best_model)
+                best_state = copy.deepcopy(best_model.state_dict())
+        if self.checkpoint_dir is not None:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[stats]}"), console=self.console, disable=not self.progress, transient=False,
+        ) as bar:
+            task = bar.add_task("train", total=cfg.epochs, completed=start_epoch - 1, stats="")
+            for epoch in range(start_epoch, cfg.epochs + 1):
+                model.train()
+                total, count = 0.0, 0
+                for batch in iterate_batches(train_data, batch_size=cfg.batch_size, shuffle=True, generator=generator):
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = loss_fn(model(batch.inputs), batch.target)
+                    if not torch.isfinite(loss):
+                        raise TrainingError(f"The training loss became {loss.item()} at epoch {epoch}; lower the learning rate (lr={cfg.lr}).")
+                    loss.backward()
+                    if cfg.grad_clip > 0:
+                        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    optimizer.step()
+                    scheduler.step()
+                    total += loss.item() * len(batch.target)
+                    count += len(batch.target)
+                logits, targets = self.predict_logits(model, val_data)
+                val_loss = float(loss_fn(torch.from_numpy(logits), torch.from_numpy(targets)).item())
+                row = {"epoch": epoch, "train_loss": total / count, "val_loss": val_loss, "lr": scheduler.get_last_lr()[0]}
+                if metric_fn is not None:
+                    row["val_metric"] = float(metric_fn(logits, targets))
+                row["seconds"] = time.perf_counter() - t0
+                result.history.append(row)
+                score = row["val_metric"] if higher_is_better else val_loss
+                improved = score > result.best_score if higher_is_better else score < result.best_score
+                if improved or (math.isnan(result.best_score) and not math.isnan(score)):
+                    result.best_score, result.best_epoch, bad_epochs = score, epoch, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                    if self.checkpoint_dir is not None:
+                        save_checkpoint(self.checkpoint_dir / "best", model, None, {"epoch": epoch, "score": score})
+                else:
+                    bad_epochs += 1
+                stats = f"loss {row['train_loss']:.3f}  val {val_loss:.3f}" + (
+                    f"  metric {row['val_metric']:.3f}" if "val_metric" in row else "")
+                bar.update(task, completed=epoch, stats=stats)
+                if self.checkpoint_dir is not None:
+                    self._write_epoch(model, optimizer, scheduler, generator, result, epoch, bad_epochs, row)
+                if bad_epochs >= cfg.patience:
+                    result.stopped_early = True
+                    break
+        model.load_state_dict(best_state)
+        model.eval()
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def _write_epoch(self, model, optimizer, scheduler, generator, result, epoch, bad_epochs, row) -> None:
+        if self.checkpoint_dir is None:
+            return
+        meta = {
+            "epoch": epoch, "bad_epochs": bad_epochs, "best_epoch": result.best_epoch, "best_score": result.best_score,
+            "history": result.history, "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state().tolist(), "generator": generator.get_state().tolist(),
+            "config": self.config.to_dict(),
+        }
+        save_checkpoint(self.checkpoint_dir / "last", model, optimizer, meta)
+        with (self.checkpoint_dir / "metrics.jsonl").open("a") as fh:
+            fh.write(json.dumps(row) + "\n")

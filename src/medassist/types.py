@@ -1,0 +1,55 @@
+"""Shared vocabulary: samples, batches and task schemas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+
+
+class Batch(NamedTuple):
+    """A collated batch, read by field name. ``inputs`` is whatever the model's forward takes."""
+
+    inputs: torch.Tensor
+    target: torch.Tensor
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSchema:
+    """What a task reads and what it predicts; picks featurizers, heads and explanation keys.
+
+    Example:
+        >>> TaskSchema(input_schema={"age": "numeric", "sex": "categorical"},
+        ...            output_schema={"diagnosis": "binary"}, classes=["benign", "malignant"],
+        ...            positive_class="malignant")
+    """
+
+    input_schema: dict[str, str]
+    output_schema: dict[str, str]
+    classes: list[str]
+    positive_class: str | None = None
+    id_column: str | None = None
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        return next(iter(self.output_schema))
+
+    @property
+    def kind(self) -> str:
+        return self.output_schema[self.target]
+
+    @property
+    def positive_index(self) -> int:
+        return self.classes.index(self.positive_class) if self.positive_class is not None else 1
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "input_schema": self.input_schema, "output_schema": self.output_schema, "classes": self.classes,
+            "positive_class": self.positive_class, "id_column": self.id_column, "extras": self.extras,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TaskSchema:
+        return cls(**d)
