@@ -187,18 +187,20 @@ def _matches(name: object, aliases: Sequence[str]) -> bool:
     return any(a == norm or a in tokens or (len(a) >= 5 and a in norm) for a in aliases)
 
 
+# fmt: off
 _ID_NAMES = (
     "id", "mrn", "usubjid", "subjid", "subject", "patient", "patientid", "subjectid", "recordid",
     "rownames", "rowid", "index", "uuid", "guid", "pid", "caseid", "encounterid", "admissionid",
     "hadmid", "stayid", "visitid", "sampleid", "patientnumber", "patientno", "recordnumber",
-)  # fmt: skip
+)
 _LEAKY_WORDS = ("outcome", "diagnosis", "diag", "dx", "result", "results", "label", "target",
-                "class", "prognosis")  # fmt: skip
+                "class", "prognosis")
 _NO_RANGE_WORDS = {"ratio", "delta", "change", "diff", "difference", "log", "zscore", "z", "rank",
-                   "std", "sd", "se", "error", "residual", "hdl", "ldl", "vldl"}  # fmt: skip
+                   "std", "sd", "se", "error", "residual", "hdl", "ldl", "vldl"}
 _NON_NEGATIVE = ("count", "number", "duration", "days", "months", "years", "weeks", "hours",
                  "minutes", "los", "dose", "visits", "size", "length", "area", "perimeter",
-                 "radius", "volume", "concentration", "amount", "pregnancies")  # fmt: skip
+                 "radius", "volume", "concentration", "amount", "pregnancies")
+# fmt: on
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,7 @@ class _Range:
     exclude: tuple[str, ...] = ()
 
 
+# fmt: off
 # First match wins, so specific names come before generic ones (diastolic before "bp").
 _RANGES = (
     _Range("diastolic blood pressure", ("diastolic", "dbp", "diabp", "diasbp", "aplo"),
@@ -241,7 +244,8 @@ _RANGES = (
     _Range("ejection fraction", ("ejectionfraction",), ((5, 95, "%"),)),
     _Range("number of pregnancies", ("pregnancies", "pregnant"), ((0, 30, "count"),),
            zero_impossible=False),
-)  # fmt: skip
+)
+# fmt: on
 
 
 def _physiological_range(name: object) -> _Range | None:
@@ -261,6 +265,8 @@ _DATE_RE = re.compile(
     r"^(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})"
     r"([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$"
 )
+
+_TZ_RE = r"\d:\d{2}(?::\d{2})?(?:\.\d+)?\s*(?:Z|[+-]\d{2}:?\d{2})$"  # a time with an offset
 
 
 @dataclass
@@ -340,7 +346,15 @@ def _classify(name: str, raw: pd.Series, *, declared_id: bool, is_target: bool) 
             col.bad = present & parsed.isna().to_numpy()
             col.kind = _numeric_kind(col.values.dropna(), n_unique)
         elif is_date.sum() >= 0.9 * n_present:
-            col.dates = pd.to_datetime(text.where(is_date), errors="coerce", format="mixed")
+            utc = bool(text.str.contains(_TZ_RE, na=False).any())
+            first = pd.to_numeric(text.str.extract(r"^(\d{1,2})[-/.]", expand=False))
+            col.dates = pd.to_datetime(
+                text.where(is_date),
+                errors="coerce",
+                format="mixed",
+                utc=utc,
+                dayfirst=bool((first > 12).any()),
+            )
             col.bad = present & col.dates.isna().to_numpy()
             col.kind = ColumnKind.DATETIME
         elif n_unique <= 2:
@@ -375,9 +389,11 @@ def _id_reason(col: _Col, n_unique: int, declared: bool) -> str:
     elif col.values is not None and (col.bad is None or not col.bad.any()):
         vals = col.values[col.present].to_numpy()
         if n_unique == n_present and np.all(np.mod(vals, 1) == 0):
-            reasons.append("its values count up row by row like a row number"
-                           if np.all(np.diff(vals) > 0)
-                           else "it holds a different whole number in every row")  # fmt: skip
+            reasons.append(
+                "its values count up row by row like a row number"
+                if np.all(np.diff(vals) > 0)
+                else "it holds a different whole number in every row"
+            )
     elif col.values is None and n_unique >= 0.98 * n_present:
         text = col.raw[col.present].astype(str)
         if not text.str.contains(r"\s").any() and text.str.len().max() <= 40:
@@ -438,25 +454,28 @@ def assess_quality(
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise SchemaError(f"The {what} '{wanted}' is not a column of {source}.{hint}")
 
+    target = None if target is None else str(target)
     declared = {str(c) for c in id_columns}
-    cols = [_classify(n, df.iloc[:, j], declared_id=n in declared, is_target=n == target)
-            for j, n in enumerate(names)]  # fmt: skip
+    cols = [
+        _classify(n, df.iloc[:, j], declared_id=n in declared, is_target=n == target)
+        for j, n in enumerate(names)
+    ]
     findings: list[Finding] = []
     for col in cols:
-        findings += _column_findings(col, is_target=col.name == target, n_rows=len(df))
+        findings += _column_findings(col, is_target=col.name == target)
 
     dup_mask = df.duplicated(keep="first").to_numpy()
     n_dup = int(dup_mask.sum())
-    if False:
+    if n_dup:
         first = df.duplicated(keep=False).to_numpy() & ~dup_mask
-        findings.append(Finding(
-            Severity.WARNING, FindingCode.DUPLICATE_ROWS, None,
-            f"{_count(n_dup, 'row')} repeat an earlier row exactly ({_row_text(_rows(dup_mask), n_dup)}; "
-            f"first copies at {_row_text(_rows(first), int(first.sum()))}).",
-            "Check whether these are data-entry repeats and remove them in the source; "
-            "identical rows in both train and test splits inflate the test score.",
-            _rows(dup_mask), n_dup,
-        ))  # fmt: skip
+        msg = (
+            f"{_count(n_dup, 'row')} repeat an earlier row exactly "
+            f"({_row_text(_rows(dup_mask), n_dup)}; first copies at "
+            f"{_row_text(_rows(first), int(first.sum()))})."
+        )
+        findings.append(
+            _finding(Severity.WARNING, FindingCode.DUPLICATE_ROWS, None, msg, mask=dup_mask)
+        )
 
     balance = None
     if target is not None:
@@ -465,104 +484,76 @@ def assess_quality(
         balance, more = _class_balance(tcol)
         findings += more
 
-    findings.sort(key=lambda f: (_SEVERITY_RANK[f.severity], _CODE_RANK[f.code],
-                                 names.index(f.column) if f.column is not None else -1))
+    findings.sort(
+        key=lambda f: (
+            _SEVERITY_RANK[f.severity],
+            _CODE_RANK[f.code],
+            names.index(f.column) if f.column is not None else -1,
+        )
+    )
     profiles = [_profile(c, findings, target) for c in cols]
     return QualityReport(
-        source=source, n_rows=len(df), n_columns=df.shape[1], columns=profiles,
-        findings=findings, class_balance=balance, n_duplicate_rows=n_dup, target=target,
+        source=source,
+        n_rows=len(df),
+        n_columns=df.shape[1],
+        columns=profiles,
+        findings=findings,
+        class_balance=balance,
+        n_duplicate_rows=n_dup,
+        target=target,
         id_columns=[c.name for c in cols if c.kind is ColumnKind.ID],
-    )  # fmt: skip
+    )
 
 
-def _column_findings(col: _Col, *, is_target: bool, n_rows: int) -> list[Finding]:
-    out: list[Finding] = []
-    name, missing = col.name, ~col.present
-    n_missing, n_present = int(missing.sum()), int(col.present.sum())
-    if is_target:
-        if n_missing:
-            out.append(Finding(
-                Severity.ERROR, FindingCode.TARGET_MISSING, name,
-                f"The target '{name}' is missing in {n_missing} of {n_rows} rows "
-                f"({_row_text(_rows(missing), n_missing)}).",
-                "Find the true outcome for these rows or remove them explicitly; medassist never "
-                "fills a missing outcome with a default class.",
-                _rows(missing), n_missing,
-            ))  # fmt: skip
-    elif n_missing:
-        share = n_missing / n_rows
-        high = share >= HIGH_MISSING
-        out.append(Finding(
-            Severity.WARNING,
-            FindingCode.HIGH_MISSINGNESS if high else FindingCode.MISSING_VALUES, name,
-            f"Column '{name}' is missing in {n_missing} of {n_rows} rows ({share:.1%}; "
-            f"{_row_text(_rows(missing), n_missing)}).",
-            ("Most models cannot use it reliably as it is: check why it is missing (not "
-             "measured? another hospital?) and consider dropping it or keeping only a "
-             "'was measured' indicator." if high else
-             "Impute inside the training pipeline (fitted on the training split) and keep a "
-             "missingness indicator; do not overwrite the cells."),
-            _rows(missing), n_missing,
-        ))  # fmt: skip
-    if col.kind is ColumnKind.EMPTY:
-        return out
-    if col.bad is not None and col.bad.any():
-        n_bad = int(col.bad.sum())
-        what = "dates" if col.kind is ColumnKind.DATETIME else "numbers"
-        bad_text = col.raw[col.bad].astype(str)
-        hints = []
-        if bad_text.str.fullmatch(r"\s*-?\d+,\d+\s*").any():
-            hints.append("values like '12,5' use a decimal comma: re-export the file with '.'")
-        if bad_text.str.match(r"\s*[<>]=?").any():
-            hints.append("values like '<5' are censored results: decide on a rule and record it")
-        out.append(Finding(
-            Severity.ERROR, FindingCode.MIXED_TYPES, name,
-            f"Column '{name}' holds {what}, but {_count(n_bad, 'cell')} do not parse as {what} "
-            f"({_examples(col, col.bad)}).",
-            _sentence(hints + ["correct these cells in the source file, or blank them so they are "
-                               "read as missing — medassist will not guess what they meant"]),
-            _rows(col.bad), n_bad,
-        ))  # fmt: skip
-    if col.kind is ColumnKind.ID:
-        if not col.id_reason.startswith("declared"):
-            out.append(Finding(
-                Severity.WARNING, FindingCode.ID_LIKE_COLUMN, name,
-                f"Column '{name}' looks like a patient or record identifier: {col.id_reason}.",
-                f"Pass it as --id-column {name} so splits keep each patient's rows together, "
-                "and do not use it as a feature.",
-            ))  # fmt: skip
-        out += _duplicate_id_findings(col)
-        return out
-    if is_target:
-        return out
-    counts = col.raw.value_counts(dropna=True)
-    top_share = counts.iloc[0] / n_present
-    if len(counts) == 1:
-        out.append(Finding(
-            Severity.WARNING, FindingCode.CONSTANT_COLUMN, name,
-            f"Column '{name}' has the same value ({_show(counts.index[0])}) in every non-missing row.",
-            "It carries no information; drop it from the features.", [], n_present,
-        ))  # fmt: skip
-    elif top_share >= NEAR_CONSTANT:
-        rare = col.present & (col.raw != counts.index[0]).to_numpy()
-        out.append(Finding(
-            Severity.INFO, FindingCode.NEAR_CONSTANT_COLUMN, name,
-            f"Column '{name}' is {_show(counts.index[0])} in {top_share:.1%} of non-missing rows; only "
-            f"{int(rare.sum())} differ ({_row_text(_rows(rare), int(rare.sum()))}).",
-            "Check the rare values are real; a near-constant feature rarely helps and can "
-            "make cross-validation folds unstable.", _rows(rare), int(rare.sum()),
-        ))  # fmt: skip
-    if col.kind is ColumnKind.TEXT:
-        out.append(Finding(
-            Severity.WARNING, FindingCode.HIGH_CARDINALITY, name,
-            f"Column '{name}' has {len(counts)} distinct values in {n_present} rows; it looks "
-            "like free text or a code, not a category.",
-            "Drop it, or map it to a small set of categories (or use the notes pipeline) "
-            "before training; one-hot encoding it would overfit.", [], len(counts),
-        ))  # fmt: skip
-    if col.values is not None and col.kind is not ColumnKind.BINARY:
-        out += _range_findings(col)
-    return out
+_SUGGESTIONS = {
+    FindingCode.TARGET_MISSING: "Find the true outcome for these rows or remove them explicitly; "
+    "medassist never fills a missing outcome with a default class.",
+    FindingCode.SINGLE_CLASS_TARGET: "A classifier needs at least two classes: check the filter "
+    "or export that produced the file.",
+    FindingCode.LEAKAGE_SUSPECT: "Check whether it is recorded after (or derived from) the "
+    "outcome; if so, drop it before training, as a model relying on it fails in practice.",
+    FindingCode.DUPLICATE_IDS: "If these are the same patient, pass --id-column {column} so train "
+    "and test never share a patient; otherwise the test score is optimistic.",
+    FindingCode.DUPLICATE_ROWS: "Check whether these are data-entry repeats and remove them in "
+    "the source; copies in both train and test splits inflate the test score.",
+    FindingCode.ID_LIKE_COLUMN: "Pass it as --id-column {column} so splits keep each patient's "
+    "rows together, and do not use it as a feature.",
+    FindingCode.IMPLAUSIBLE_ZERO: "Treat these zeros as missing: blank them in the source or "
+    "declare 0 a missing-value token, then impute in the pipeline with a missingness indicator.",
+    FindingCode.OUT_OF_RANGE: "Check these entries against the record (unit mix-up, typo, wrong "
+    "column); correct them or blank them so they count as missing.",
+    FindingCode.HIGH_MISSINGNESS: "Check why it is missing (not measured? another hospital?); "
+    "consider dropping it or keeping only a 'was measured' indicator.",
+    FindingCode.MISSING_VALUES: "Impute inside the training pipeline (fitted on the training "
+    "split) and keep a missingness indicator; do not overwrite the cells.",
+    FindingCode.CONSTANT_COLUMN: "It carries no information; drop it from the features.",
+    FindingCode.NEAR_CONSTANT_COLUMN: "Check the rare values are real; a near-constant feature "
+    "rarely helps and can make cross-validation folds unstable.",
+    FindingCode.HIGH_CARDINALITY: "Drop it or map it to a few categories before training; "
+    "one-hot encoding free text or codes overfits.",
+    FindingCode.CLASS_IMBALANCE: "Use stratified splits and class weights, and report per-class "
+    "recall and PR-AUC rather than accuracy.",
+    FindingCode.EXTREME_OUTLIER: "Confirm they are real measurements; if the column is skewed, a "
+    "log transform or robust scaling keeps them from dominating.",
+}
+
+
+def _finding(
+    severity: Severity,
+    code: FindingCode,
+    column: str | None,
+    message: str,
+    *,
+    mask: np.ndarray | None = None,
+    count: int = 0,
+    suggestion: str | None = None,
+) -> Finding:
+    """Build a finding; ``mask`` marks the affected rows and gives the count and examples."""
+    if suggestion is None:
+        suggestion = _SUGGESTIONS[code].format(column=column)
+    if mask is None:
+        return Finding(severity, code, column, message, suggestion, [], count)
+    return Finding(severity, code, column, message, suggestion, _rows(mask), int(mask.sum()))
 
 
 def _sentence(parts: list[str]) -> str:
@@ -570,45 +561,136 @@ def _sentence(parts: list[str]) -> str:
     return text[:1].upper() + text[1:] + "."
 
 
-def _duplicate_id_findings(col: _Col) -> list[Finding]:
+def _column_findings(col: _Col, *, is_target: bool) -> list[Finding]:
+    out = _missing_findings(col, is_target=is_target)
+    if col.kind is ColumnKind.EMPTY:
+        return out
+    out += _mixed_type_findings(col)
+    if col.kind is ColumnKind.ID:
+        return out + _id_findings(col)
+    if is_target:
+        return out
+    out += _spread_findings(col)
+    if col.values is not None and col.kind is not ColumnKind.BINARY:
+        out += _range_findings(col)
+    return out
+
+
+def _missing_findings(col: _Col, *, is_target: bool) -> list[Finding]:
+    missing = ~col.present
+    n, n_rows, name = int(missing.sum()), len(missing), col.name
+    if not n:
+        return []
+    where = _row_text(_rows(missing), n)
+    if is_target:
+        msg = f"The target '{name}' is missing in {n} of {n_rows} rows ({where})."
+        return [_finding(Severity.ERROR, FindingCode.TARGET_MISSING, name, msg, mask=missing)]
+    share = n / n_rows
+    code = FindingCode.HIGH_MISSINGNESS if share >= HIGH_MISSING else FindingCode.MISSING_VALUES
+    msg = f"Column '{name}' is missing in {n} of {n_rows} rows ({share:.1%}; {where})."
+    if code is FindingCode.HIGH_MISSINGNESS:
+        msg += " That is too much for most models to use it reliably as it is."
+    return [_finding(Severity.WARNING, code, name, msg, mask=missing)]
+
+
+def _mixed_type_findings(col: _Col) -> list[Finding]:
+    if col.bad is None or not col.bad.any():
+        return []
+    what = "dates" if col.kind is ColumnKind.DATETIME else "numbers"
+    bad_text = col.raw[col.bad].astype(str)
+    hints = []
+    if bad_text.str.fullmatch(r"\s*-?\d+,\d+\s*").any():
+        hints.append("values like '12,5' use a decimal comma: re-export the file with '.'")
+    if bad_text.str.match(r"\s*[<>]=?").any():
+        hints.append("values like '<5' are censored results: decide on a rule and record it")
+    hints.append(
+        "correct these cells in the source file, or blank them so they are read as missing; "
+        "medassist will not guess what they meant"
+    )
+    n = int(col.bad.sum())
+    msg = (
+        f"Column '{col.name}' holds {what}, but {_count(n, 'cell')} do not parse as {what} "
+        f"({_examples(col, col.bad)})."
+    )
+    return [
+        _finding(
+            Severity.ERROR, FindingCode.MIXED_TYPES, col.name, msg,
+            mask=col.bad, suggestion=_sentence(hints),
+        )
+    ]  # fmt: skip
+
+
+def _id_findings(col: _Col) -> list[Finding]:
+    declared = col.id_reason.startswith("declared")
+    out = []
+    if not declared:
+        msg = f"Column '{col.name}' looks like a patient or record identifier: {col.id_reason}."
+        out.append(_finding(Severity.WARNING, FindingCode.ID_LIKE_COLUMN, col.name, msg))
     counts = col.raw.value_counts(dropna=True)
     repeated = counts[counts > 1]
     if repeated.empty:
-        return []
+        return out
     mask = col.present & col.raw.isin(repeated.index).to_numpy()
     example = repeated.index[0]
-    ex_rows = [int(p) + 1 for p in np.flatnonzero((col.raw == example).to_numpy())[:5]]
-    declared = col.id_reason.startswith("declared")
-    return [Finding(
-        Severity.INFO if declared else Severity.WARNING, FindingCode.DUPLICATE_IDS, col.name,
-        f"{_count(len(repeated), 'value')} of '{col.name}' occur in more than one row ({int(mask.sum())} "
-        f"rows in all), e.g. {_show(example)} in rows {', '.join(map(str, ex_rows))}.",
-        ("Group-aware splitting will keep each patient's rows in one split." if declared else
-         f"If these are the same patient, pass --id-column {col.name} so train and test never "
-         "share a patient; otherwise the test score is optimistic."),
-        _rows(mask), int(mask.sum()),
-    )]  # fmt: skip
+    ex_rows = ", ".join(str(r) for r in _rows((col.raw == example).to_numpy())[:5])
+    msg = (
+        f"{_count(len(repeated), 'value')} of '{col.name}' occur in more than one row "
+        f"({int(mask.sum())} rows in all), e.g. {_show(example)} in rows {ex_rows}."
+    )
+    severity, hint = Severity.WARNING, None
+    if declared:
+        severity, hint = Severity.INFO, "Group-aware splits keep each patient's rows together."
+    out.append(
+        _finding(severity, FindingCode.DUPLICATE_IDS, col.name, msg, mask=mask, suggestion=hint)
+    )
+    return out
+
+
+def _spread_findings(col: _Col) -> list[Finding]:
+    counts = col.raw.value_counts(dropna=True)
+    n_present, name, top = int(col.present.sum()), col.name, counts.index[0]
+    out = []
+    if len(counts) == 1:
+        msg = f"Column '{name}' has the same value ({_show(top)}) in every non-missing row."
+        out.append(_finding(Severity.WARNING, FindingCode.CONSTANT_COLUMN, name, msg))
+    elif counts.iloc[0] >= NEAR_CONSTANT * n_present:
+        rare = col.present & (col.raw != top).to_numpy()
+        n = int(rare.sum())
+        msg = (
+            f"Column '{name}' is {_show(top)} in {counts.iloc[0] / n_present:.1%} of non-missing "
+            f"rows; only {n} differ ({_row_text(_rows(rare), n)})."
+        )
+        out.append(_finding(Severity.INFO, FindingCode.NEAR_CONSTANT_COLUMN, name, msg, mask=rare))
+    if col.kind is ColumnKind.TEXT:
+        msg = (
+            f"Column '{name}' has {len(counts)} distinct values in {n_present} rows; it looks "
+            "like free text or a code, not a category."
+        )
+        out.append(
+            _finding(Severity.WARNING, FindingCode.HIGH_CARDINALITY, name, msg, count=len(counts))
+        )
+    return out
 
 
 def _range_findings(col: _Col) -> list[Finding]:
-    out: list[Finding] = []
     vals = col.values.to_numpy()
     valid = ~np.isnan(vals)
     flagged = np.zeros_like(valid)
     rng = _physiological_range(col.name)
     name = col.name
+    out = []
     if rng is not None:
         zero = valid & (vals == 0) if rng.zero_impossible else np.zeros_like(valid)
         if zero.any():
             n = int(zero.sum())
-            out.append(Finding(
-                Severity.WARNING, FindingCode.IMPLAUSIBLE_ZERO, name,
-                f"Column '{name}' ({rng.what}) is 0 in {_count(n, 'row')} ({_row_text(_rows(zero), n)}); "
-                "0 is not a possible value and usually stands for 'not measured'.",
-                "Treat these zeros as missing: blank them in the source or declare 0 as a "
-                "missing-value token, then impute in the pipeline with a missingness indicator.",
-                _rows(zero), n,
-            ))  # fmt: skip
+            msg = (
+                f"Column '{name}' ({rng.what}) is 0 in {_count(n, 'row')} "
+                f"({_row_text(_rows(zero), n)}); 0 is not a possible value and usually stands "
+                "for 'not measured'."
+            )
+            out.append(
+                _finding(Severity.WARNING, FindingCode.IMPLAUSIBLE_ZERO, name, msg, mask=zero)
+            )
             flagged |= zero
         rest = valid & ~zero
         if rest.any():
@@ -616,62 +698,73 @@ def _range_findings(col: _Col) -> list[Finding]:
             unit = next(((lo, hi, u) for lo, hi, u in rng.bounds if lo <= median <= hi), None)
             if unit is None:
                 usual = " or ".join(f"{_num(lo)}–{_num(hi)} {u}" for lo, hi, u in rng.bounds)
-                out.append(Finding(
-                    Severity.INFO, FindingCode.OUT_OF_RANGE, name,
+                msg = (
                     f"Column '{name}' was matched to {rng.what} by its name, but its median "
-                    f"({_num(median)}) is outside the usual range ({usual}); range check skipped.",
-                    "Check the unit or whether the column means something else.",
-                ))  # fmt: skip
+                    f"({_num(median)}) lies outside the usual range ({usual}); range check skipped."
+                )
+                hint = "Check the unit, or whether the column means something else."
+                out.append(
+                    _finding(Severity.INFO, FindingCode.OUT_OF_RANGE, name, msg, suggestion=hint)
+                )
             else:
                 lo, hi, u = unit
                 bad = rest & ((vals < lo) | (vals > hi))
                 if bad.any():
-                    n = int(bad.sum())
-                    out.append(Finding(
-                        Severity.WARNING, FindingCode.OUT_OF_RANGE, name,
-                        f"Column '{name}' has {_count(n, 'value')} outside the plausible range for "
-                        f"{rng.what} ({_num(lo)}–{_num(hi)} {u}): {_examples(col, bad)}.",
-                        "Check these entries against the record (unit mix-up, typo, wrong "
-                        "column); correct them or blank them so they count as missing.",
-                        _rows(bad), n,
-                    ))  # fmt: skip
+                    msg = (
+                        f"Column '{name}' has {_count(int(bad.sum()), 'value')} outside the "
+                        f"plausible range for {rng.what} ({_num(lo)}–{_num(hi)} {u}): "
+                        f"{_examples(col, bad)}."
+                    )
+                    out.append(
+                        _finding(Severity.WARNING, FindingCode.OUT_OF_RANGE, name, msg, mask=bad)
+                    )
                     flagged |= bad
     elif _matches(name, _NON_NEGATIVE) and not set(_tokens(name)) & _NO_RANGE_WORDS:
         neg = valid & (vals < 0)
         if neg.any():
-            n = int(neg.sum())
-            out.append(Finding(
-                Severity.WARNING, FindingCode.OUT_OF_RANGE, name,
-                f"Column '{name}' cannot be negative but has {_count(n, 'negative value')}: "
-                f"{_examples(col, neg)}.",
-                "Check whether a sign or a missing-value code (e.g. -1, -9) was used; "
-                "correct or blank these cells.", _rows(neg), n,
-            ))  # fmt: skip
+            msg = (
+                f"Column '{name}' cannot be negative but has "
+                f"{_count(int(neg.sum()), 'negative value')}: {_examples(col, neg)}."
+            )
+            hint = (
+                "Check whether a sign or a missing-value code (e.g. -1, -9) was used; correct or "
+                "blank these cells."
+            )
+            out.append(
+                _finding(
+                    Severity.WARNING, FindingCode.OUT_OF_RANGE, name, msg, mask=neg, suggestion=hint
+                )
+            )
             flagged |= neg
     if col.kind is ColumnKind.NUMERIC:
-        rest = valid & ~flagged
-        if rest.sum() >= 20:
-            q1, q3 = np.percentile(vals[rest], [25, 75])
-            iqr = q3 - q1
-            out_mask = rest & ((vals < q1 - OUTLIER_IQR * iqr) | (vals > q3 + OUTLIER_IQR * iqr))
-            if iqr > 0 and out_mask.any():
-                n = int(out_mask.sum())
-                out.append(Finding(
-                    Severity.INFO, FindingCode.EXTREME_OUTLIER, name,
-                    f"Column '{name}' has {_count(n, 'extreme value')}, more than {OUTLIER_IQR:g} × IQR "
-                    f"beyond the quartiles ({_num(q1)}–{_num(q3)}): {_examples(col, out_mask)}.",
-                    "Confirm they are real measurements; if the column is skewed, a log or "
-                    "robust scaling keeps them from dominating.", _rows(out_mask), n,
-                ))  # fmt: skip
+        out += _outlier_findings(col, valid & ~flagged)
     return out
+
+
+def _outlier_findings(col: _Col, usable: np.ndarray) -> list[Finding]:
+    """Values more than ``OUTLIER_IQR`` interquartile ranges beyond the quartiles."""
+    if usable.sum() < 20:
+        return []
+    vals = col.values.to_numpy()
+    q1, q3 = np.percentile(vals[usable], [25, 75])
+    iqr = q3 - q1
+    far = usable & ((vals < q1 - OUTLIER_IQR * iqr) | (vals > q3 + OUTLIER_IQR * iqr))
+    if iqr <= 0 or not far.any():
+        return []
+    msg = (
+        f"Column '{col.name}' has {_count(int(far.sum()), 'extreme value')}, more than "
+        f"{OUTLIER_IQR:g} × IQR beyond the quartiles ({_num(q1)}–{_num(q3)}): "
+        f"{_examples(col, far)}."
+    )
+    return [_finding(Severity.INFO, FindingCode.EXTREME_OUTLIER, col.name, msg, mask=far)]
 
 
 # --------------------------------------------------------------------------------------------
 # Target: leakage and class balance
 
 
-def _codes(col: _Col, mask: np.ndarray) -> np.ndarray:
-    """Integer codes of the values in ``mask``, in sorted value order where possible."""
+def _order_codes(col: _Col, mask: np.ndarray) -> np.ndarray:
+    """Values in ``mask`` as floats that keep their sort order (NaN where missing)."""
     if col.values is not None:
         return col.values.to_numpy()[mask]
     if col.dates is not None:
@@ -680,117 +773,132 @@ def _codes(col: _Col, mask: np.ndarray) -> np.ndarray:
     return pd.factorize(col.raw[mask].astype(str), sort=True)[0].astype(float)
 
 
-def _skill(x: np.ndarray, y: np.ndarray, *, ordered: bool) -> tuple[float, float]:
-    """Best single-feature predictive score of ``y`` and its chance level.
+def _skill(x: np.ndarray, y: np.ndarray, *, ordered: bool) -> tuple[float, float, str]:
+    """Best single-feature score for predicting ``y`` from ``x``, its chance level and name.
 
-    Binary ``y`` and ordered ``x``: ROC AUC (either direction). Otherwise balanced accuracy of
-    the best threshold split into as many bins as classes (ordered ``x``) or of mapping each
-    value of ``x`` to its majority class.
+    Binary ``y`` and ordered ``x``: ROC AUC in the better direction. Otherwise the balanced
+    accuracy of the best split of ``x`` into as many intervals as classes (ordered ``x``) or of
+    mapping each value of ``x`` to its majority class. Balanced accuracy, unlike accuracy, does
+    not reward always predicting the majority class.
     """
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
     from sklearn.tree import DecisionTreeClassifier
 
     classes = np.unique(y)
     if ordered and len(classes) == 2:
-        auc = roc_auc_score(y == classes[1], x)
-        return max(auc, 1 - auc), 0.5
+        auc = float(roc_auc_score(y == classes[1], x))
+        return max(auc, 1 - auc), 0.5, "AUC"
     if ordered:
         tree = DecisionTreeClassifier(max_leaf_nodes=len(classes), random_state=0)
         pred = tree.fit(x.reshape(-1, 1), y).predict(x.reshape(-1, 1))
     else:
-        table = pd.crosstab(x, y)
-        pred = table.idxmax(axis=1).reindex(x).to_numpy()
-    return float(balanced_accuracy_score(y, pred)), 1 / len(classes)
+        pred = pd.crosstab(x, y).idxmax(axis=1).reindex(x).to_numpy()
+    return float(balanced_accuracy_score(y, pred)), 1 / len(classes), "balanced accuracy"
+
+
+def _relabelling(col: _Col, tcol: _Col, both: np.ndarray) -> str:
+    """Describe ``col`` if it equals the target or maps one-to-one onto it, else ''."""
+    x_raw, y_raw = col.raw[both].astype(str), tcol.raw[both].astype(str)
+    if (x_raw.to_numpy() == y_raw.to_numpy()).all() or (
+        col.values is not None
+        and tcol.values is not None
+        and np.array_equal(col.values[both], tcol.values[both])
+    ):
+        return f"it is identical to the target '{tcol.name}'"
+    if y_raw.nunique() > len(y_raw) / 2:
+        return ""  # (nearly) unique values map one-to-one onto anything
+    pairs = pd.DataFrame({"x": pd.factorize(x_raw)[0], "y": pd.factorize(y_raw)[0]})
+    if pairs.groupby("x")["y"].nunique().max() > 1 or pairs.groupby("y")["x"].nunique().max() > 1:
+        return ""
+    return f"it is a one-to-one relabelling of the target '{tcol.name}'"
+
+
+def _univariate(col: _Col, tcol: _Col, both: np.ndarray) -> tuple[float, float, str] | None:
+    """Single-feature score of ``col`` for the target, or None where it cannot be measured."""
+    y = pd.factorize(tcol.raw[both].astype(str))[0]
+    ordered = col.kind is ColumnKind.ID or col.values is not None
+    if ordered:
+        x = _order_codes(col, both)
+    elif col.raw[both].nunique() <= both.sum() / 5:  # more categories than that would overfit
+        x = pd.factorize(col.raw[both].astype(str))[0].astype(float)
+    else:
+        return None
+    keep = ~np.isnan(x)
+    if keep.sum() < 10 or len(np.unique(y[keep])) < 2:
+        return None
+    return _skill(x[keep], y[keep], ordered=ordered)
 
 
 def _leakage_findings(tcol: _Col, features: list[_Col]) -> list[Finding]:
     out: list[Finding] = []
-    name = tcol.name
-    t_norm = "".join(_tokens(name))
     n_classes = int(tcol.raw.nunique(dropna=True))
-    categorical = tcol.values is None or n_classes <= MAX_CLASSES
+    has_classes = n_classes > 1 and (tcol.values is None or n_classes <= MAX_CLASSES)
     for col in features:
         both = col.present & tcol.present
         if col.kind in (ColumnKind.EMPTY, ColumnKind.DATETIME) or both.sum() < 10:
             continue
-        x_raw, y_raw = col.raw[both], tcol.raw[both]
-        fx = pd.factorize(x_raw.astype(str))[0]
-        fy = pd.factorize(y_raw.astype(str))[0]
-        pairs = pd.DataFrame({"x": fx, "y": fy})
-        one_to_one = (pairs.groupby("x")["y"].nunique().max() == 1
-                      and pairs.groupby("y")["x"].nunique().max() == 1)  # fmt: skip
-        evidence = ""
-        if one_to_one and n_classes > 1:
-            same = (x_raw.astype(str).to_numpy() == y_raw.astype(str).to_numpy()).all() or (
-                col.values is not None and tcol.values is not None
-                and np.array_equal(col.values[both], tcol.values[both]))  # fmt: skip
-            evidence = (f"it is identical to the target '{name}'" if same else
-                        f"it is a one-to-one relabelling of the target '{name}'")  # fmt: skip
-        elif categorical and n_classes > 1 and col.kind is not ColumnKind.TEXT:
-            y = fy
-            ordered = col.kind is ColumnKind.ID or col.values is not None
-            if ordered or x_raw.nunique() <= both.sum() / 5:
-                x = _codes(col, both) if ordered else fx
-                keep = ~np.isnan(x) if ordered else np.ones(len(x), dtype=bool)
-                if keep.sum() >= 10 and len(np.unique(y[keep])) > 1:
-                    score, chance = _skill(x[keep], y[keep], ordered=ordered)
-                    if col.kind is ColumnKind.ID:
-                        sk = (score - chance) / (1 - chance)
-                        if sk >= ID_ORDER_SKILL:
-                            out.append(_leak(
-                                Severity.ERROR if score >= LEAKAGE_SCORE else Severity.WARNING,
-                                col.name,
-                                f"The order of ID column '{col.name}' predicts the target "
-                                f"'{name}' (score {score:.3f}): the data look sorted by class.",
-                                "Never use the ID as a feature, and shuffle or group-split "
-                                "the rows; check how the file was assembled."))
-                        continue
-                    if score >= LEAKAGE_SCORE:
-                        metric = "AUC" if ordered and len(np.unique(y)) == 2 else \
-                            "balanced accuracy"
-                        evidence = (f"on its own it predicts the target '{name}' with "
-                                    f"{metric} {score:.3f}")
+        if col.kind is ColumnKind.ID:
+            if has_classes:
+                out += _id_order_findings(col, tcol, both)
+            continue
+        evidence = _relabelling(col, tcol, both) if n_classes > 1 else ""
+        if not evidence and has_classes and col.kind is not ColumnKind.TEXT:
+            measured = _univariate(col, tcol, both)
+            if measured is not None and measured[0] >= LEAKAGE_SCORE:
+                score, _, metric = measured
+                evidence = f"on its own it predicts the target '{tcol.name}' ({metric} {score:.3f})"
         if evidence:
-            out.append(_leak(
-                Severity.ERROR, col.name, f"Column '{col.name}' is a label-leakage suspect: "
-                f"{evidence}.",
-                "Check whether it is recorded after (or from) the outcome; if so, drop it "
-                "before training. A model using it will fail in practice."))  # fmt: skip
-        elif col.kind is not ColumnKind.ID:
-            tokens = _tokens(col.name)
-            words = set(tokens) & set(_LEAKY_WORDS)
-            has_name = t_norm in tokens or (len(t_norm) >= 5 and t_norm in "".join(tokens))
-            if has_name or words:
-                why = (f"contains the target name '{name}'" if has_name
-                       else f"contains the word '{sorted(words)[0]}'")  # fmt: skip
-                out.append(_leak(
-                    Severity.WARNING, col.name,
-                    f"Column '{col.name}' may leak the label: its name {why}.",
-                    "Confirm it is known before the outcome (at prediction time); otherwise "
-                    "drop it from the features."))  # fmt: skip
+            msg = f"Column '{col.name}' is a label-leakage suspect: {evidence}."
+            out.append(_finding(Severity.ERROR, FindingCode.LEAKAGE_SUSPECT, col.name, msg))
+        elif why := _leaky_name(col.name, tcol.name):
+            msg = f"Column '{col.name}' may leak the label: its name contains {why}."
+            hint = (
+                "Confirm it is known at prediction time, before the outcome; otherwise drop it "
+                "from the features."
+            )
+            out.append(
+                _finding(
+                    Severity.WARNING, FindingCode.LEAKAGE_SUSPECT, col.name, msg, suggestion=hint
+                )
+            )
     return out
 
 
-def _leak(severity: Severity, column: str, message: str, suggestion: str) -> Finding:
-    return Finding(severity, FindingCode.LEAKAGE_SUSPECT, column, message, suggestion)
+def _leaky_name(name: str, target: str) -> str:
+    """Why the name ``name`` hints at the outcome ``target``, or ''."""
+    tokens = _tokens(name)
+    t_norm = "".join(_tokens(target))
+    if t_norm in tokens or (len(t_norm) >= 5 and t_norm in "".join(tokens)):
+        return f"the target name '{target}'"
+    words = sorted(set(tokens) & set(_LEAKY_WORDS))
+    return f"the word '{words[0]}'" if words else ""
+
+
+def _id_order_findings(col: _Col, tcol: _Col, both: np.ndarray) -> list[Finding]:
+    """An ID whose sort order predicts the target: the file was assembled class by class."""
+    measured = _univariate(col, tcol, both)
+    if measured is None:
+        return []
+    score, chance, metric = measured
+    if (score - chance) / (1 - chance) < ID_ORDER_SKILL:
+        return []
+    msg = (
+        f"The order of ID column '{col.name}' predicts the target '{tcol.name}' "
+        f"({metric} {score:.3f}): the rows look sorted by class."
+    )
+    hint = (
+        "Never use the ID as a feature; shuffle or group-split the rows and check how the file "
+        "was assembled."
+    )
+    severity = Severity.ERROR if score >= LEAKAGE_SCORE else Severity.WARNING
+    return [_finding(severity, FindingCode.LEAKAGE_SUSPECT, col.name, msg, suggestion=hint)]
 
 
 def _class_balance(tcol: _Col) -> tuple[dict[str, Any] | None, list[Finding]]:
-    name = tcol.name
+    """Counts and shares per class; None for a continuous (many-valued numeric) target."""
     counts = tcol.raw.value_counts(dropna=True)
-    if counts.empty:
+    if counts.empty or (tcol.values is not None and len(counts) > MAX_CLASSES):
         return None, []
-    if len(counts) == 1:
-        return {"n_classes": 1, "counts": {_label(counts.index[0]): int(counts.iloc[0])},
-                "proportions": {_label(counts.index[0]): 1.0}, "minority_class": None}, [Finding(
-            Severity.ERROR, FindingCode.SINGLE_CLASS_TARGET, name,
-            f"The target '{name}' has only one class ({_label(counts.index[0])!r}) in "
-            f"{int(counts.iloc[0])} rows.",
-            "A classifier needs at least two classes: check the filter or export that "
-            "produced the file.", [], int(counts.iloc[0]),
-        )]  # fmt: skip
-    if tcol.values is not None and len(counts) > MAX_CLASSES:
-        return None, []  # a continuous outcome: class balance does not apply
     if tcol.values is not None:
         counts = counts.sort_index()
     else:
@@ -798,20 +906,27 @@ def _class_balance(tcol: _Col) -> tuple[dict[str, Any] | None, list[Finding]]:
     total = int(counts.sum())
     labels = [_label(v) for v in counts.index]
     props = {lab: int(n) / total for lab, n in zip(labels, counts, strict=True)}
-    minority = min(props, key=props.get)
-    balance = {"n_classes": len(counts), "counts": dict(zip(labels, map(int, counts),
-               strict=True)), "proportions": props, "minority_class": minority}  # fmt: skip
-    findings = []
-    if props[minority] < MIN_CLASS_SHARE:
-        findings.append(Finding(
-            Severity.WARNING, FindingCode.CLASS_IMBALANCE, name,
-            f"Class {minority!r} of the target '{name}' has only "
-            f"{balance['counts'][minority]} of {total} rows ({props[minority]:.1%}).",
-            "Use stratified splits, class weights, and report per-class recall and PR-AUC "
-            "rather than accuracy; consider whether enough examples exist to learn this class.",
-            [], balance["counts"][minority],
-        ))  # fmt: skip
-    return balance, findings
+    minority = min(props, key=props.get) if len(props) > 1 else None
+    balance = {
+        "n_classes": len(counts),
+        "counts": dict(zip(labels, map(int, counts), strict=True)),
+        "proportions": props,
+        "minority_class": minority,
+    }
+    name = tcol.name
+    if minority is None:
+        msg = f"The target '{name}' has only one class ('{labels[0]}') in {total} rows."
+        return balance, [
+            _finding(Severity.ERROR, FindingCode.SINGLE_CLASS_TARGET, name, msg, count=total)
+        ]
+    if props[minority] >= MIN_CLASS_SHARE:
+        return balance, []
+    n = balance["counts"][minority]
+    msg = (
+        f"Class '{minority}' of the target '{name}' has only {n} of {total} rows "
+        f"({props[minority]:.1%})."
+    )
+    return balance, [_finding(Severity.WARNING, FindingCode.CLASS_IMBALANCE, name, msg, count=n)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -822,9 +937,13 @@ def _profile(col: _Col, findings: list[Finding], target: str | None) -> ColumnPr
     n = len(col.raw)
     n_missing = int((~col.present).sum())
     prof = ColumnProfile(
-        name=col.name, kind=col.kind, dtype=str(col.raw.dtype), n_missing=n_missing,
-        pct_missing=round(100 * n_missing / n, 2), n_unique=int(col.raw.nunique(dropna=True)),
-    )  # fmt: skip
+        name=col.name,
+        kind=col.kind,
+        dtype=str(col.raw.dtype),
+        n_missing=n_missing,
+        pct_missing=round(100 * n_missing / n, 2),
+        n_unique=int(col.raw.nunique(dropna=True)),
+    )
     if col.values is not None and col.values.notna().any():
         prof.min, prof.max = float(col.values.min()), float(col.values.max())
         prof.mean = float(col.values.mean())
@@ -833,8 +952,9 @@ def _profile(col: _Col, findings: list[Finding], target: str | None) -> ColumnPr
     if col.kind in (ColumnKind.CATEGORICAL, ColumnKind.BINARY, ColumnKind.TEXT, ColumnKind.ID):
         top = col.raw.value_counts(dropna=True).head(5)
         prof.top_values = [(_label(v), int(c)) for v, c in top.items()]
-    prof.flags = (["target"] if col.name == target else []) + list(dict.fromkeys(
-        f.code.value for f in findings if f.column == col.name))  # fmt: skip
+    prof.flags = (["target"] if col.name == target else []) + list(
+        dict.fromkeys(f.code.value for f in findings if f.column == col.name)
+    )
     return prof
 
 
@@ -872,19 +992,35 @@ def _render(report: QualityReport, console: Console) -> None:
     overview.add_row("Duplicate rows", str(report.n_duplicate_rows))
     overview.add_row("Target", escape(report.target or "— (pass --target to check labels)"))
     overview.add_row("ID columns", escape(", ".join(report.id_columns)) or "—")
-    overview.add_row("Findings", ", ".join(
-        f"[{_STYLE[Severity(s)]}]{n} {s}[/]" for s, n in counts.items()))  # fmt: skip
+    overview.add_row(
+        "Findings", ", ".join(f"[{_STYLE[Severity(s)]}]{n} {s}[/]" for s, n in counts.items())
+    )
     console.print(overview)
 
     columns = Table(title="Columns")
-    for head in ("Column", "Type", "dtype", "Missing", "Missing %", "Unique",
-                 "Range / top values", "Flags"):  # fmt: skip
+    for head in (
+        "Column",
+        "Type",
+        "dtype",
+        "Missing",
+        "Missing %",
+        "Unique",
+        "Range / top values",
+        "Flags",
+    ):
         justify = "right" if head in ("Missing", "Missing %", "Unique") else "left"
         columns.add_column(head, justify=justify, overflow="fold")
     for p in report.columns:
-        columns.add_row(escape(p.name), p.kind.value, p.dtype, str(p.n_missing),
-                        f"{p.pct_missing:.1f}", str(p.n_unique), escape(_summary(p)),
-                        ", ".join(p.flags))  # fmt: skip
+        columns.add_row(
+            escape(p.name),
+            p.kind.value,
+            p.dtype,
+            str(p.n_missing),
+            f"{p.pct_missing:.1f}",
+            str(p.n_unique),
+            escape(_summary(p)),
+            ", ".join(p.flags),
+        )
     console.print(columns)
 
     if report.findings:
@@ -892,16 +1028,25 @@ def _render(report: QualityReport, console: Console) -> None:
         for head in ("Severity", "Code", "Column", "What", "Suggestion"):
             table.add_column(head, overflow="fold")
         for f in report.findings:
-            table.add_row(f"[{_STYLE[f.severity]}]{f.severity.value}[/]", f.code.value,
-                          escape(f.column or "—"), escape(f.message), escape(f.suggestion))
+            table.add_row(
+                f"[{_STYLE[f.severity]}]{f.severity.value}[/]",
+                f.code.value,
+                escape(f.column or "—"),
+                escape(f.message),
+                escape(f.suggestion),
+            )
         console.print(table)
     else:
         console.print("[green]No findings.[/]")
 
     if report.class_balance:
         bal = Table(title=f"Class balance of '{escape(str(report.target))}'")
-        for head, justify in (("Class", "left"), ("Rows", "right"), ("Share", "right"),
-                              ("", "left")):  # fmt: skip
+        for head, justify in (
+            ("Class", "left"),
+            ("Rows", "right"),
+            ("Share", "right"),
+            ("", "left"),
+        ):
             bal.add_column(head, justify=justify)
         for lab, n in report.class_balance["counts"].items():
             share = report.class_balance["proportions"][lab]

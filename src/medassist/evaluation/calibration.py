@@ -25,6 +25,7 @@ from medassist.evaluation.metrics import (
     _calibration_target,
     _check_inputs,
     _check_n_bins,
+    _pos,
     _to_numpy,
 )
 from medassist.exceptions import ConfigError, DataError, EmptyDataError, NotFittedError
@@ -197,7 +198,7 @@ def reliability_curve(
     owner = "reliability_curve"
     p, y = _check_inputs(y_prob, y_true, positive_index=positive_index, owner=owner)
     bins = _check_n_bins(n_bins, owner=owner)
-    conf, target = _calibration_target(p, y, int(positive_index))
+    conf, target = _calibration_target(p, y, _pos(positive_index, p.shape[1]))
     idx = _bin_index(conf, bins)
     counts = np.bincount(idx, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):

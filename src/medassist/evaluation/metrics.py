@@ -121,6 +121,11 @@ def _check_positive_index(positive_index: Any, *, owner: str) -> int:
     return int(positive_index)
 
 
+def _pos(positive_index: Any, n_classes: int) -> int:
+    """The positive column for a binary task; multiclass ignores it (None allowed there)."""
+    return int(positive_index) if n_classes == 2 else 0
+
+
 def _check_threshold(threshold: Any, *, owner: str) -> float:
     return float(check_number(threshold, name="threshold", owner=owner, low=0, high=1))
 
@@ -302,7 +307,7 @@ def _compute(
     p, y = _check_inputs(y_prob, y_true, positive_index=positive_index, owner=owner)
     thr = _check_threshold(threshold, owner=owner)
     bins = _check_n_bins(n_bins, owner=owner)
-    return _point_metrics(p, y, int(positive_index), thr, bins, (name,))[name]
+    return _point_metrics(p, y, _pos(positive_index, p.shape[1]), thr, bins, (name,))[name]
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -400,7 +405,7 @@ def confusion_matrix(
     """Counts (C, C) int64; rows are true classes, columns predicted classes."""
     p, y = _check_inputs(y_prob, y_true, positive_index=positive_index, owner="confusion_matrix")
     thr = _check_threshold(threshold, owner="confusion_matrix")
-    return _confusion(y, _predict(p, int(positive_index), thr), p.shape[1])
+    return _confusion(y, _predict(p, _pos(positive_index, p.shape[1]), thr), p.shape[1])
 
 
 # --------------------------------------------------------------------------- stateful
@@ -431,7 +436,7 @@ class ClassificationMetrics:
                                           integer=True))
         if self.n_classes == 2:
             _check_positive_index(positive_index, owner=owner)
-        self.positive_index = int(positive_index)
+        self.positive_index = _pos(positive_index, self.n_classes)
         self.threshold = _check_threshold(threshold, owner=owner)
         self.n_bins = _check_n_bins(n_bins, owner=owner)
         self._probs: list[np.ndarray] = []
@@ -610,7 +615,7 @@ def evaluate_classification(
     thr = _check_threshold(threshold, owner=owner)
     bins = _check_n_bins(n_bins, owner=owner)
     _check_boot(n_boot, alpha, seed, owner=owner, min_boot=0)
-    pos = int(positive_index)
+    pos = _pos(positive_index, n_classes)
 
     point = _point_metrics(p, y, pos, thr, bins)
     boot = _bootstrap_matrix(p, y, pos, thr, bins, n_boot=n_boot, seed=seed)
@@ -683,7 +688,7 @@ def subgroup_metrics(
          for v in g.tolist()],
         dtype=object,
     )
-    pos = int(positive_index)
+    pos = _pos(positive_index, p.shape[1])
     rows = []
     for name in sorted(set(labels.tolist())):
         mask = labels == name

@@ -234,6 +234,8 @@ class ModelCard:
 
 
 def _md_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
     if isinstance(value, list):
         return ", ".join(str(v) for v in value) if value else "none"
     if isinstance(value, dict):

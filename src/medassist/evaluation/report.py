@@ -114,9 +114,16 @@ def _one_vs_rest(y: np.ndarray, classes: list[str], pos: int) -> list[tuple[int,
     return [(k, f"{name} vs rest") for k, name in enumerate(classes)]
 
 
-def _plot_roc(p: np.ndarray, y: np.ndarray, classes: list[str], pos: int) -> str:
-    from sklearn.metrics import roc_auc_score, roc_curve
+def _curve_counts(score: np.ndarray, is_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True and false positives (L,) when flagging at each distinct score, highest first."""
+    order = np.argsort(-score, kind="mergesort")
+    s = score[order]
+    last = np.flatnonzero(np.r_[s[1:] != s[:-1], True])
+    tps = np.cumsum(is_pos[order])[last].astype(np.float64)
+    return tps, (last + 1) - tps
 
+
+def _plot_roc(p: np.ndarray, y: np.ndarray, classes: list[str], pos: int) -> str:
     fig = _new_figure(5.2, 4.4)
     ax = fig.subplots()
     for i, (k, name) in enumerate(_one_vs_rest(y, classes, pos)):
@@ -124,8 +131,9 @@ def _plot_roc(p: np.ndarray, y: np.ndarray, classes: list[str], pos: int) -> str
         if is_pos.all() or not is_pos.any():
             ax.plot([], [], color=_PALETTE[i % 10], label=f"{name}: not defined (one class only)")
             continue
-        fpr, tpr, _ = roc_curve(is_pos, p[:, k])
-        auc = roc_auc_score(is_pos, p[:, k])
+        tps, fps = _curve_counts(p[:, k], is_pos)
+        fpr, tpr = np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
+        auc = float(np.trapezoid(tpr, fpr))
         ax.plot(fpr, tpr, color=_PALETTE[i % 10], lw=2, label=f"{name} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="coin toss")
     ax.set(xlabel="False positive rate (1 - specificity)", ylabel="True positive rate "
@@ -136,8 +144,6 @@ def _plot_roc(p: np.ndarray, y: np.ndarray, classes: list[str], pos: int) -> str
 
 
 def _plot_pr(p: np.ndarray, y: np.ndarray, classes: list[str], pos: int) -> str:
-    from sklearn.metrics import average_precision_score, precision_recall_curve
-
     fig = _new_figure(5.2, 4.4)
     ax = fig.subplots()
     for i, (k, name) in enumerate(_one_vs_rest(y, classes, pos)):
@@ -146,10 +152,12 @@ def _plot_pr(p: np.ndarray, y: np.ndarray, classes: list[str], pos: int) -> str:
         if not is_pos.any():
             ax.plot([], [], color=color, label=f"{name}: not defined (no cases)")
             continue
-        precision, recall, _ = precision_recall_curve(is_pos, p[:, k])
-        ap = average_precision_score(is_pos, p[:, k])
-        ax.step(recall, precision, where="post", color=color, lw=2,
-                label=f"{name} (AP {ap:.3f})")
+        tps, fps = _curve_counts(p[:, k], is_pos)
+        precision, recall = tps / (tps + fps), tps / tps[-1]
+        ap = float(np.sum(np.diff(recall, prepend=0.0) * precision))
+        # Precision P_k holds on (R_{k-1}, R_k], the steps that average precision sums.
+        ax.step(np.r_[0.0, recall], np.r_[precision[0], precision], where="pre", color=color,
+                lw=2, label=f"{name} (AP {ap:.3f})")
         ax.axhline(is_pos.mean(), ls="--", lw=1, color=color, alpha=0.6)
     ax.plot([], [], ls="--", color="grey", lw=1, label="guessing (share of cases)")
     ax.set(xlabel="Recall (sensitivity)", ylabel="Precision (positive predictive value)",
@@ -259,7 +267,8 @@ def _metric_rows(evaluation: dict[str, Any], binary: bool) -> list[dict[str, str
         rows.append({
             "label": label,
             "value": _fmt(m.get("value")),
-            "ci": "not available" if low is None or high is None else f"{_fmt(low)} to {_fmt(high)}",
+            "ci": "not available" if low is None or high is None
+            else f"{_fmt(low)} to {_fmt(high)}",
             "explanation": text_binary if binary else text_multi,
         })
     return rows

@@ -1,4 +1,4 @@
-"""Tests of medassist.data.quality on real tables (breast cancer, UCI heart) and small synthetic ones."""
+"""Tests of medassist.data.quality on real tables (breast cancer, UCI heart) and synthetic ones."""
 
 from __future__ import annotations
 
@@ -24,14 +24,16 @@ from medassist.exceptions import ConfigError, DataError, EmptyDataError, SchemaE
 def _clean(n: int = 60, seed: int = 0) -> pd.DataFrame:
     """A plausible small clinical table with no quality problems."""
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "age": rng.integers(30, 80, n),
-        "sex": rng.choice(["F", "M"], n),
-        "glucose": rng.normal(110, 15, n).round(1),
-        "bmi": rng.normal(27, 3, n).round(1),
-        "smoker": rng.choice(["never", "former", "current"], n),
-        "outcome": np.tile([0, 1], n // 2),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "age": rng.integers(30, 80, n),
+            "sex": rng.choice(["F", "M"], n),
+            "glucose": rng.normal(110, 15, n).round(1),
+            "bmi": rng.normal(27, 3, n).round(1),
+            "smoker": rng.choice(["never", "former", "current"], n),
+            "outcome": np.tile([0, 1], n // 2),
+        }
+    )
 
 
 def _codes(report: QualityReport, column: str | None = None) -> set[str]:
@@ -65,8 +67,14 @@ def test_clean_synthetic_table_has_no_warnings_or_errors():
     report = assess_quality(_clean(), target="outcome")
     assert [f for f in report.findings if f.severity is not Severity.INFO] == []
     kinds = {c.name: c.kind for c in report.columns}
-    assert kinds == {"age": "numeric", "sex": "binary", "glucose": "numeric", "bmi": "numeric",
-                     "smoker": "categorical", "outcome": "binary"}  # fmt: skip
+    assert kinds == {
+        "age": "numeric",
+        "sex": "binary",
+        "glucose": "numeric",
+        "bmi": "numeric",
+        "smoker": "categorical",
+        "outcome": "binary",
+    }
     assert report.class_balance["counts"] == {"0": 30, "1": 30}
     assert not report.has_errors
 
@@ -240,16 +248,23 @@ def test_leakage_by_name_and_by_sorted_id():
     df.insert(0, "subject", range(100, 160))
     df["final_diagnosis"] = np.random.default_rng(5).choice(["a", "b", "c"], 60)
     report = assess_quality(df, target="outcome")
-    assert _one(report, FindingCode.LEAKAGE_SUSPECT, "final_diagnosis").severity is (
-        Severity.WARNING)
-    assert "sorted by class" in _one(report, FindingCode.LEAKAGE_SUSPECT, "subject").message
+    by_name = _one(report, FindingCode.LEAKAGE_SUSPECT, "final_diagnosis")
+    assert by_name.severity is Severity.WARNING and "'diagnosis'" in by_name.message
+    by_order = _one(report, FindingCode.LEAKAGE_SUSPECT, "subject")
+    assert by_order.severity is Severity.ERROR and "sorted by class" in by_order.message
+    assert FindingCode.LEAKAGE_SUSPECT not in _codes(report, "age")
 
 
 def test_multiclass_single_feature_mapping_is_leakage():
     rng = np.random.default_rng(2)
     y = rng.choice(["a", "b", "c"], 90)
-    df = pd.DataFrame({"y": y, "stage": pd.Series(y).map({"a": 1.0, "b": 2.0, "c": 3.0})
-                       + rng.normal(0, 0.05, 90), "noise": rng.normal(size=90)})  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "y": y,
+            "stage": pd.Series(y).map({"a": 1.0, "b": 2.0, "c": 3.0}) + rng.normal(0, 0.05, 90),
+            "noise": rng.normal(size=90),
+        }
+    )
     report = assess_quality(df, target="y")
     assert _one(report, FindingCode.LEAKAGE_SUSPECT, "stage").severity is Severity.ERROR
     assert FindingCode.LEAKAGE_SUSPECT not in _codes(report, "noise")

@@ -1,0 +1,36 @@
+import numpy as np
+import torch
+
+from medassist.explain.attributions import group_attributions, integrated_gradients, top_attributions
+from medassist.models import build_model
+
+
+def test_integrated_gradients_complete_the_logit_difference():
+    torch.manual_seed(0)
+    model, _ = build_model("mlp", size="small", n_features=4, n_outputs=2)
+    model.eval()
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    t = np.array([1, 0, 1, 1, 0, 0])
+    attr = integrated_gradients(model, x, t, n_steps=64)
+    with torch.no_grad():
+        diff = model(torch.from_numpy(x)) - model(torch.zeros(1, 4))
+    expected = diff[np.arange(6), t].numpy()
+    np.testing.assert_allclose(attr.sum(1), expected, atol=0.02)
+
+
+def test_a_feature_the_model_ignores_gets_no_attribution():
+    model = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.0, 0.0, 0.0], [2.0, 0.0, -1.0]]))
+        model.bias.zero_()
+    x = np.array([[1.0, 5.0, 1.0]], dtype=np.float32)
+    attr = integrated_gradients(model, x, np.array([1]))
+    np.testing.assert_allclose(attr[0], [2.0, 0.0, -1.0], atol=1e-4)
+
+
+def test_grouping_sums_levels_into_their_column_and_top_k_orders_by_size():
+    attr = np.array([[0.1, 0.5, -0.7, 0.05]])
+    grouped, names = group_attributions(attr, ["age", "sex", "sex", "bp"])
+    assert names == ["age", "sex", "bp"]
+    np.testing.assert_allclose(grouped[0], [0.1, -0.2, 0.05], atol=1e-6)
+    assert [n for n, _ in top_attributions(grouped, names, k=2)[0]] == ["sex", "age"]
