@@ -33,7 +33,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli():
     """The CLI runner: ``cli("train", "--data", ...)`` → CompletedProcess."""
     return run_cli

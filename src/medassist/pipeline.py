@@ -28,11 +28,13 @@ from medassist.evaluation.model_card import ModelCard, default_card_texts
 from medassist.evaluation.report import write_report
 from medassist.exceptions import ConfigError, DataError
 from medassist.explain.attributions import group_attributions, integrated_gradients, top_attributions
-from medassist.featurizers.tabular import TabularFeaturizer, infer_column_kind
-from medassist.models import build_model, count_parameters
+from medassist.featurizers.tabular import TabularFeaturizer, infer_column_kind, parse_numeric
+from medassist.data.splits import kfold_indices
+from medassist.models import Ensemble, build_model, count_parameters, ensemble_spec
 from medassist.registry.bundle import ModelBundle, check_out_dir, save_bundle
-from medassist.training import ArrayDataset, Monitor, TrainConfig, Trainer, TrainResult, classification_loss
+from medassist.training import ArrayDataset, Monitor, TrainConfig, Trainer, TrainResult, class_weights, classification_loss
 from medassist.types import TaskSchema
+from medassist.validation import check_number
 
 #: Class names read as the positive (disease) class of a binary target, in this order.
 POSITIVE_NAMES = ("1", "true", "yes", "y", "positive", "pos", "present", "malignant", "disease", "case", "abnormal", "dead", "died")
@@ -53,9 +55,14 @@ class TabularSpec:
     exclude: tuple[str, ...] = ()
     missing_target: str = "error"
     train: TrainConfig = field(default_factory=TrainConfig)
+    n_members: int = 1
+    class_weight: str = "none"
     n_boot: int = 1000
 
     def __post_init__(self) -> None:
+        check_number(self.n_members, name="n_members", owner="TabularSpec", low=1, high=20, integer=True)
+        if self.class_weight not in ("none", "balanced"):
+            raise ConfigError(f"The 'class_weight' parameter of TabularSpec must be 'none' or 'balanced'. Got {self.class_weight!r} instead.")
         if self.missing_target not in ("error", "drop"):
             raise ConfigError(f"The 'missing_target' parameter of TabularSpec must be 'error' or 'drop'. Got {self.missing_target!r} instead.")
 
@@ -187,24 +194,75 @@ def _auc_metric(positive_index: int, n_classes: int):
 def fit_tabular(
     frame: pd.DataFrame, codes: np.ndarray, *, train_idx: np.ndarray, val_idx: np.ndarray, features: list[str],
     n_classes: int, positive_index: int, spec: TabularSpec, progress: bool = False, console: Console | None = None,
-    checkpoint_dir: Path | None = None,
+    checkpoint_dir: Path | None = None, groups: np.ndarray | None = None,
 ) -> FittedTabular:
-    """Fit featurizer (training rows only), network (Trainer) and temperature (validation rows)."""
-    featurizer = TabularFeaturizer().fit(frame.iloc[train_idx][features], source="training split")
-    x_train = featurizer.transform(frame.iloc[train_idx], source="training split").values
-    x_val = featurizer.transform(frame.iloc[val_idx], source="validation split").values
-    torch.manual_seed(spec.seed)
-    model, model_spec = build_model(spec.model, size=spec.size, n_features=x_train.shape[1], n_outputs=n_classes)
+    """Fit featurizer (training rows only), network (Trainer) and temperature (held-out rows).
+
+    With ``spec.n_members == 1`` the network trains on ``train_idx`` and stops early on
+    ``val_idx``. With K > 1 members, the rows of both are cross-fitted: member k trains on K-1
+    folds and stops early on fold k, so every row is used for training and, once, for
+    validation; the temperature is fitted on the out-of-fold logits of all those rows.
+    """
+    pool = np.sort(np.concatenate([train_idx, val_idx])) if spec.n_members > 1 else train_idx
+    featurizer = TabularFeaturizer().fit(frame.iloc[pool][features], source="training split")
+    x_all = featurizer.transform(frame.iloc[np.sort(np.concatenate([train_idx, val_idx]))], source="training split").values
+    row_of = {r: i for i, r in enumerate(np.sort(np.concatenate([train_idx, val_idx])))}
     trainer = Trainer(config=spec.train, checkpoint_dir=checkpoint_dir, progress=progress, console=console)
-    train_data = ArrayDataset(features=x_train, targets=codes[train_idx])
-    val_data = ArrayDataset(features=x_val, targets=codes[val_idx])
-    result = trainer.fit(
-        model, train_data=train_data, val_data=val_data, loss_fn=classification_loss(codes[train_idx], n_classes),
-        metric_fn=_auc_metric(positive_index, n_classes),
+    metric = _auc_metric(positive_index, n_classes)
+
+    def one_member(tr: np.ndarray, va: np.ndarray, seed: int) -> tuple[torch.nn.Module, dict[str, Any], TrainResult, np.ndarray]:
+        torch.manual_seed(seed)
+        model, model_spec = build_model(spec.model, size=spec.size, n_features=x_all.shape[1], n_outputs=n_classes)
+        train_data = ArrayDataset(features=x_all[[row_of[r] for r in tr]], targets=codes[tr])
+        val_data = ArrayDataset(features=x_all[[row_of[r] for r in va]], targets=codes[va])
+        t = trainer if seed == spec.seed else Trainer(
+            config=TrainConfig.from_dict({**spec.train.to_dict(), "seed": seed}), progress=progress, console=console)
+        balanced = spec.class_weight == "balanced"
+        result = t.fit(model, train_data=train_data, val_data=val_data,
+                       loss_fn=classification_loss(codes[tr], n_classes, balanced=balanced), metric_fn=metric)
+        if balanced:
+            undo_class_weighting(model, class_weights(codes[tr], n_classes))
+        val_logits, _ = t.predict_logits(model, val_data)
+        return model, model_spec, result, val_logits
+
+    if spec.n_members == 1:
+        model, model_spec, result, val_logits = one_member(train_idx, val_idx, spec.seed)
+        scaler = TemperatureScaler().fit(val_logits, codes[val_idx])
+        return FittedTabular(featurizer=featurizer, model=model, model_spec=model_spec, scaler=scaler, result=result)
+    folds = list(kfold_indices(codes[pool], n_splits=spec.n_members, groups=None if groups is None else groups[pool], seed=spec.seed))
+    members, oof_logits, oof_targets, results = [], [], [], []
+    for k, (tr, va) in enumerate(folds):
+        model, member_spec, result, val_logits = one_member(pool[tr], pool[va], spec.seed + k)
+        members.append(model)
+        results.append(result)
+        oof_logits.append(torch.log_softmax(torch.from_numpy(val_logits), dim=1).numpy())
+        oof_targets.append(codes[pool[va]])
+    ens_spec = ensemble_spec(member_spec, spec.n_members)
+    ensemble = Ensemble(member=member_spec, n_members=spec.n_members)
+    for dst, src in zip(ensemble.members, members):
+        dst.load_state_dict(src.state_dict())
+    ensemble.eval()
+    scaler = TemperatureScaler().fit(np.concatenate(oof_logits), np.concatenate(oof_targets))
+    summary = TrainResult(
+        history=results[0].history, best_epoch=int(np.median([r.best_epoch for r in results])),
+        best_score=float(np.mean([r.best_score for r in results])), stopped_early=all(r.stopped_early for r in results),
+        seconds=float(sum(r.seconds for r in results)),
     )
-    val_logits, val_targets = trainer.predict_logits(model, val_data)
-    scaler = TemperatureScaler().fit(val_logits, val_targets)
-    return FittedTabular(featurizer=featurizer, model=model, model_spec=model_spec, scaler=scaler, result=result)
+    return FittedTabular(featurizer=featurizer, model=ensemble, model_spec=ens_spec, scaler=scaler, result=summary)
+
+
+def undo_class_weighting(model: torch.nn.Module, weights: np.ndarray) -> None:
+    """Make a model trained with class weights w_c predict unweighted probabilities again.
+
+    Weighted cross-entropy fits p_w(c|x) ∝ w_c p(c|x), so subtracting log w_c from the logits
+    restores p(c|x) exactly (the prior shift that temperature scaling alone cannot undo).
+    """
+    head = getattr(model, "head", None)
+    last = head[-1] if isinstance(head, torch.nn.Sequential) else None
+    if not isinstance(last, torch.nn.Linear) or last.bias is None:
+        raise ConfigError(f"class_weight='balanced' needs a model whose head ends in a linear layer; {type(model).__name__} does not.")
+    with torch.no_grad():
+        last.bias -= torch.log(torch.as_tensor(np.where(weights > 0, weights, 1.0), dtype=last.bias.dtype))
 
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:
@@ -239,8 +297,11 @@ def train_tabular(
     check_out_dir(out_dir, overwrite=overwrite)
     quality = assess_quality(frame, target=spec.target, id_columns=[spec.id_column] if spec.id_column else [], source=source.name)
     tgt = prepare_target(frame, target=spec.target, positive_class=spec.positive_class, missing=spec.missing_target, source=source.name)
+    features, notes = select_features(frame, spec=spec, source=source.name)
+    for col in features:  # junk in a numeric column is reported with the file's own row numbers
+        if infer_column_kind(frame[col]) == "numeric":
+            parse_numeric(frame[col], column=col, source=source.name)
     data = frame.loc[tgt.kept].reset_index(drop=True)
-    features, notes = select_features(data, spec=spec, source=source.name)
     notes = tgt.notes + notes
     groups = None
     if spec.id_column:
@@ -252,20 +313,20 @@ def train_tabular(
     pos = tgt.classes.index(tgt.positive_class) if tgt.positive_class is not None else 1
     fitted = fit_tabular(
         data, tgt.codes, train_idx=splits.train, val_idx=splits.val, features=features, n_classes=n_classes,
-        positive_index=pos, spec=spec, progress=progress, console=console,
+        positive_index=pos, spec=spec, progress=progress, console=console, groups=groups,
     )
     # Test-split evaluation with calibrated probabilities and bootstrap intervals.
     test = data.iloc[splits.test]
     p_test = fitted.predict_proba(test, source="test split")
     y_test = tgt.codes[splits.test]
     evaluation = evaluate_classification(p_test, y_test, classes=tgt.classes, positive_index=pos, n_boot=spec.n_boot, seed=spec.seed)
-    val_logits = fitted.logits(data.iloc[splits.val], source="validation split")
-    y_val = tgt.codes[splits.val]
-    p_val_raw = torch.softmax(torch.from_numpy(val_logits), dim=1).numpy()
+    raw_test = torch.softmax(torch.from_numpy(fitted.logits(test, source="test split")), dim=1).numpy()
     calibration = {
-        **fitted.scaler.to_dict(), "method": "temperature scaling", "fitted_on": "validation split",
-        "val_ece_before": compute_ece(p_val_raw, y_val, positive_index=pos),
-        "val_ece_after": compute_ece(fitted.scaler.transform(val_logits), y_val, positive_index=pos),
+        "scaler": fitted.scaler.to_dict(), "temperature": fitted.scaler.temperature_,
+        "fitted_on": "validation split" if spec.n_members == 1 else f"out-of-fold predictions of {spec.n_members} cross-fitted members",
+        "nll_before": fitted.scaler.nll_before_, "nll_after": fitted.scaler.nll_after_,
+        "test_ece_uncalibrated": compute_ece(raw_test, y_test, positive_index=pos),
+        "test_ece_calibrated": compute_ece(p_test, y_test, positive_index=pos),
     }
     subgroups: list[dict[str, Any]] = []
     for col in _subgroup_columns(test, source):
@@ -290,7 +351,8 @@ def train_tabular(
             "features": features, "id_column": spec.id_column, "sha256": frame_fingerprint(frame),
             "missing_rate": fitted.featurizer.missing_rate_, "split": "stratified" + (f", grouped by '{spec.id_column}'" if spec.id_column else "") + f", seed {spec.seed}",
         },
-        model={"family": spec.model, "size": spec.size, "n_parameters": n_params, "hyperparameters": fitted.model_spec["params"]},
+        model={"family": spec.model, "size": spec.size, "n_parameters": n_params, "ensemble_members": spec.n_members,
+               "hyperparameters": fitted.model_spec["params"]},
         training={**spec.train.to_dict(), "best_epoch": fitted.result.best_epoch, "epochs_run": len(fitted.result.history),
                   "stopped_early": fitted.result.stopped_early, "seconds": round(fitted.result.seconds, 2)},
         metrics=evaluation, calibration=calibration,
@@ -330,7 +392,7 @@ def _bundle_probs(bundle: ModelBundle, frame: pd.DataFrame, *, source: str) -> t
     fm = bundle.featurizer.transform(frame, source=source)
     with torch.no_grad():
         logits = bundle.model(torch.from_numpy(fm.values)).numpy()
-    probs = TemperatureScaler.from_dict(bundle.calibration).transform(logits)
+    probs = TemperatureScaler.from_dict(bundle.calibration["scaler"]).transform(logits)
     return probs, fm.values, fm
 
 

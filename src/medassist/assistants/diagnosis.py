@@ -16,6 +16,18 @@ from medassist.registry.bundle import ModelBundle, load_bundle
 from medassist.training import Monitor, TrainConfig
 
 
+#: Members of the cross-fitted ensemble when the user does not say (``--ensemble 0``): the MLP
+#: is cheap enough to ensemble by default; the FT-Transformer trains one model unless asked.
+DEFAULT_ENSEMBLE = {"mlp": 5, "ft": 1}
+
+
+def default_train_config(model: str, *, seed: int = 0, epochs: int | None = None) -> TrainConfig:
+    """The training defaults per model family (also used by benchmarks/diagnosis_tabular.py)."""
+    if model == "ft":
+        return TrainConfig(epochs=epochs or 100, patience=20, lr=3e-4, weight_decay=1e-5, seed=seed, monitor=Monitor.VAL_LOSS)
+    return TrainConfig(epochs=epochs or 150, patience=20, lr=1e-3, weight_decay=0.05, seed=seed, monitor=Monitor.VAL_LOSS)
+
+
 def train_diagnosis(
     data: str | Path,
     *,
@@ -28,6 +40,8 @@ def train_diagnosis(
     positive_class: str | None = None,
     exclude: tuple[str, ...] = (),
     epochs: int | None = None,
+    ensemble: int = 0,
+    class_weight: str = "none",
     drop_missing_target: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -44,15 +58,13 @@ def train_diagnosis(
         positive_class = positive_class or (source.dataset.positive_class if target == source.dataset.target else None)
     if not target:
         raise ConfigError(f"{source.name}: which column is the outcome? Pass --target COLUMN.")
-    defaults = {"mlp": 150, "ft": 100}
-    cfg = TrainConfig(
-        epochs=epochs or defaults.get(model, 100), patience=20, seed=seed, monitor=Monitor.VAL_LOSS,
-        lr=1e-3 if model == "mlp" else 3e-4, weight_decay=1e-4 if model == "mlp" else 1e-5,
-        batch_size=64,
-    )
+    cfg = default_train_config(model, seed=seed, epochs=epochs)
+    if ensemble == 0:
+        ensemble = DEFAULT_ENSEMBLE.get(model, 1)
     spec = TabularSpec(
         target=target, model=model, size=size, seed=seed, id_column=id_column, positive_class=positive_class,
         exclude=tuple(exclude), missing_target="drop" if drop_missing_target else "error", train=cfg,
+        n_members=ensemble, class_weight=class_weight,
     )
     return train_tabular(frame, spec=spec, source=source, out_dir=Path(out), overwrite=overwrite, progress=progress, console=console)
 

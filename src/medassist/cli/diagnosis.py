@@ -26,6 +26,8 @@ def train(
     positive_class: str = typer.Option(None, "--positive-class", help="Positive class of a binary outcome."),
     exclude: list[str] = typer.Option([], "--exclude", help="Column not to use as input (repeatable)."),
     epochs: int = typer.Option(None, "--epochs", help="Maximum epochs (early stopping may end sooner)."),
+    ensemble: int = typer.Option(0, "--ensemble", help="Members of a cross-fitted deep ensemble (1: one model; 0: 5 for mlp, 1 for ft)."),
+    class_weight: str = typer.Option("none", "--class-weight", help="none | balanced (reweights rare classes; probabilities are corrected back)."),
     drop_missing_target: bool = typer.Option(False, "--drop-missing-target", help="Drop rows whose outcome is missing (recorded in the model card)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at --out."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
@@ -33,7 +35,7 @@ def train(
     """Train a diagnosis model on a table; writes a bundle with report.html and a model card."""
     outcome = train_diagnosis(
         data, out=out_dir, target=target, model=model, size=size, seed=seed, id_column=id_column,
-        positive_class=positive_class, exclude=tuple(exclude), epochs=epochs, drop_missing_target=drop_missing_target,
+        positive_class=positive_class, exclude=tuple(exclude), epochs=epochs, ensemble=ensemble, class_weight=class_weight, drop_missing_target=drop_missing_target,
         overwrite=overwrite, progress=not no_progress, console=err,
     )
     m = outcome.metrics["metrics"]

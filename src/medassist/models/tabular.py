@@ -39,8 +39,8 @@ class ResidualMLP(nn.Module):
     """
 
     PRESETS = {
-        "small": {"d_hidden": 64, "n_blocks": 2, "expansion": 2, "dropout": 0.1},
-        "large": {"d_hidden": 384, "n_blocks": 4, "expansion": 2, "dropout": 0.25},
+        "small": {"d_hidden": 64, "n_blocks": 2, "expansion": 2, "dropout": 0.3},
+        "large": {"d_hidden": 384, "n_blocks": 4, "expansion": 2, "dropout": 0.3},
     }
 
     def __init__(
