@@ -4,7 +4,7 @@
 for every model. Every preprocessing step is fitted inside the training fold (no leakage);
 medassist holds out 15% of the training fold for early stopping and temperature scaling.
 
-    OMP_NUM_THREADS=2 python benchmarks/diagnosis_tabular.py [--datasets wdbc pima biopsy] [--size large]
+    OMP_NUM_THREADS=1 python benchmarks/diagnosis_tabular.py [--datasets wdbc pima biopsy] [--models mlp:large ft:small]
 
 Writes benchmarks/results/diagnosis_tabular.json and the table in benchmarks/README.md.
 """
@@ -68,7 +68,7 @@ def medassist_config(model: str, seed: int) -> TrainConfig:
     return default_train_config(model, seed=seed)  # the defaults `medassist train` uses
 
 
-def run_dataset(name: str, *, size: str, models: list[str], n_splits: int, seed: int, ensemble: dict[str, int]) -> dict:
+def run_dataset(name: str, *, models: list[tuple[str, str]], n_splits: int, seed: int, ensemble: dict[str, int]) -> dict:
     info = get_dataset(name)
     frame = info.load()
     tgt = prepare_target(frame, target=info.target, positive_class=info.positive_class, missing="error", source=name)
@@ -97,7 +97,7 @@ def run_dataset(name: str, *, size: str, models: list[str], n_splits: int, seed:
             cpu = time.process_time() - t0
             p = est.predict_proba(x_te)
             _record(per_model, mname, p, y[test_idx], pos, cpu)
-        for model in models:
+        for model, size in models:
             sub = split_indices(y[train_idx], groups=None if groups is None else groups[train_idx], val_fraction=0.15, test_fraction=0.15, seed=seed + k)
             inner_train = train_idx[np.sort(np.concatenate([sub.train, sub.test]))]
             inner_val = train_idx[sub.val]
@@ -131,7 +131,7 @@ def write_readme(results: dict) -> None:
     lines = [
         BEGIN,
         f"Measured {results['date']} on {results['machine']}, OMP_NUM_THREADS={results['omp_num_threads']}, "
-        f"{results['n_splits']}-fold CV (same folds for every model), medassist presets: `{results['size']}` "
+        f"{results['n_splits']}-fold CV (same folds for every model), medassist models: `{' '.join(results['models'])}` "
         f"(`_xK`: a cross-fitted ensemble of K members). Fit CPU seconds are process time (both cores count).",
         "",
         "| data set | model | AUC (mean ± sd) | ECE (mean ± sd) | fit CPU s / fold |",
@@ -152,11 +152,25 @@ def write_readme(results: dict) -> None:
     README.write_text(text)
 
 
+def save(results: dict, name: str) -> None:
+    """Merge one data set's figures into the results file (runs for other data sets may be going
+    on in parallel processes, so the file is locked while it is read and rewritten)."""
+    import fcntl
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {**results, "datasets": {}}
+        merged.update({k: v for k, v in results.items() if k != "datasets"})
+        merged["datasets"][name] = results["datasets"][name]
+        RESULTS.write_text(json.dumps(merged, indent=1))
+        write_readme(merged)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=["wdbc", "pima", "biopsy"])
-    ap.add_argument("--models", nargs="+", default=["mlp", "ft"])
-    ap.add_argument("--size", default="large")
+    ap.add_argument("--models", nargs="+", default=["mlp:large", "ft:large"], help="family:size pairs")
     ap.add_argument("--splits", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ensemble", type=int, nargs=2, metavar=("MLP", "FT"), default=[DEFAULT_ENSEMBLE["mlp"], DEFAULT_ENSEMBLE["ft"]],
@@ -166,18 +180,16 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     results = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}",
-        "omp_num_threads": os.environ["OMP_NUM_THREADS"], "n_splits": args.splits, "size": args.size, "datasets": {},
+        "omp_num_threads": os.environ["OMP_NUM_THREADS"], "n_splits": args.splits, "models": args.models, "datasets": {},
     }
     for name in args.datasets:
         print(f"{name}:", flush=True)
         results["datasets"][name] = run_dataset(
-            name, size=args.size, models=args.models, n_splits=args.splits, seed=args.seed,
+            name, models=[tuple(m.split(":")) for m in args.models], n_splits=args.splits, seed=args.seed,
             ensemble={"mlp": args.ensemble[0], "ft": args.ensemble[1]},
         )
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1))
-        write_readme(results)
+        if not args.no_write:
+            save(results, name)
     for ds, r in results["datasets"].items():
         for m, s in r["models"].items():
             print(f"{ds:8s} {m:28s} AUC {s['auc_mean']:.4f}±{s['auc_std']:.4f}  ECE {s['ece_mean']:.4f}  cpu {s['fit_cpu_seconds_mean']:.1f}s")

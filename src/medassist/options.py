@@ -24,10 +24,14 @@ def look_up_option(value: str | E, options: type[E], *, name: str = "option") ->
     for member in options:
         if member.value == text:
             return member
-    valid = [m.value for m in options]
-    close = difflib.get_close_matches(text, valid, n=1)
+    raise unknown_name_error(value, [m.value for m in options], kind=name)
+
+
+def unknown_name_error(value: object, valid: list[str], *, kind: str) -> ConfigError:
+    """The error for an unknown name, suggesting the closest valid one."""
+    close = difflib.get_close_matches(str(value).strip().lower(), valid, n=1)
     hint = f" By '{value}', did you mean '{close[0]}'?" if close else ""
-    raise ConfigError(f"Unknown {name} '{value}'.{hint} Valid: {', '.join(valid)}.")
+    return ConfigError(f"Unknown {kind} '{value}'.{hint} Valid: {', '.join(valid)}.")
 
 
 class TaskKind(StrEnum):

@@ -13,11 +13,11 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from medassist.exceptions import ConfigError
+from medassist.options import unknown_name_error
 
 T = TypeVar("T")
 
@@ -44,9 +44,7 @@ class PartRegistry(Generic[T]):
         key = str(name).strip().lower()
         if key in self._parts:
             return self._parts[key]
-        close = difflib.get_close_matches(key, list(self._parts), n=1)
-        hint = f" By '{name}', did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"Unknown {self.kind} '{name}'.{hint} Valid: {', '.join(sorted(self._parts))}.")
+        raise unknown_name_error(name, sorted(self._parts), kind=self.kind)
 
     def names(self) -> list[str]:
         return sorted(self._parts)

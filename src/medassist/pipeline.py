@@ -286,6 +286,7 @@ class TrainOutcome:
     notes: list[str]
     n_parameters: int
     result: TrainResult
+    n_members: int = 1
 
 
 def train_tabular(
@@ -381,7 +382,8 @@ def train_tabular(
         "report.html": report_bytes, "quality.json": json.dumps(quality.to_dict(), indent=1).encode(),
         "splits.json": json.dumps(splits.to_dict()).encode(),
     })
-    return TrainOutcome(bundle_dir=out, metrics=evaluation, report=out / "report.html", notes=notes, n_parameters=n_params, result=fitted.result)
+    return TrainOutcome(bundle_dir=out, metrics=evaluation, report=out / "report.html", notes=notes, n_parameters=n_params, result=fitted.result,
+                        n_members=spec.n_members)
 
 
 # --------------------------------------------------------------------------------------------

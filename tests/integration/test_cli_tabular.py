@@ -157,7 +157,7 @@ def test_data_list_and_check(cli, messy_csv):
 
 
 def test_bundled_dataset_needs_no_target_and_demo_runs(cli, tmp_path):
-    proc = cli("demo", "--out", tmp_path / "demo", "--size", "small", "--epochs", "3", "--model", "mlp", "--dataset", "pima")
+    proc = cli("demo", "--out", tmp_path / "demo", "--epochs", "3", "--model", "mlp:small", "--dataset", "pima")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "demo" / "pima-mlp" / "report.html").exists()
     assert "pima" in proc.stdout and "AUC" in proc.stdout

@@ -8,8 +8,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from medassist.assistants.diagnosis import DiagnosisAssistant, load_input, train_diagnosis
 from medassist.data.io.tables import write_table
+
+# The assistants (and torch behind them) load inside each command, so that `medassist --help`
+# and `medassist data list` start quickly.
 
 out = Console()
 err = Console(stderr=True)
@@ -33,6 +35,8 @@ def train(
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
     """Train a diagnosis model on a table; writes a bundle with report.html and a model card."""
+    from medassist.assistants.diagnosis import train_diagnosis
+
     outcome = train_diagnosis(
         data, out=out_dir, target=target, model=model, size=size, seed=seed, id_column=id_column,
         positive_class=positive_class, exclude=tuple(exclude), epochs=epochs, ensemble=ensemble, class_weight=class_weight, drop_missing_target=drop_missing_target,
@@ -60,6 +64,8 @@ def evaluate(
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for the 95% intervals."),
 ) -> None:
     """Metrics (with bootstrap 95% intervals) of a bundle on labelled data, as JSON."""
+    from medassist.assistants.diagnosis import DiagnosisAssistant, load_input
+
     assistant = DiagnosisAssistant.load(bundle)
     frame, source = load_input(data)
     result = assistant.evaluate(frame, source=source.name, n_boot=n_boot, report=report)
@@ -74,6 +80,8 @@ def predict(
     top_k: int = typer.Option(3, "--top-k", help="How many factors to list per row."),
 ) -> None:
     """Predict every row (in order): prediction, prob_<class>, and the top factors behind it."""
+    from medassist.assistants.diagnosis import DiagnosisAssistant, load_input
+
     assistant = DiagnosisAssistant.load(bundle)
     frame, source = load_input(data)
     extra = [c for c in frame.columns if c not in assistant.bundle.featurizer.columns_ and c != assistant.bundle.schema.id_column]
