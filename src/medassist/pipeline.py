@@ -415,6 +415,12 @@ def predict_table(bundle: ModelBundle, frame: pd.DataFrame, *, source: str, expl
     out["prediction"] = [schema.classes[i] for i in pred_idx]
     for j, c in enumerate(schema.classes):
         out[f"prob_{c}"] = np.round(probs[:, j], 6)
+    if isinstance(bundle.model, Ensemble):
+        # Disagreement between members: the standard deviation of their probability for the
+        # predicted class (0 when they agree); large values mean "do not lean on this one".
+        with torch.no_grad():
+            members = bundle.model.member_probabilities(torch.from_numpy(x)).numpy()
+        out["member_sd"] = np.round(members[:, np.arange(len(frame)), pred_idx].std(axis=0), 6)
     out["n_imputed"] = fm.n_imputed
     out["n_unknown_categories"] = fm.n_unknown
     if explain:

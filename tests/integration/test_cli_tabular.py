@@ -66,6 +66,7 @@ def test_predict_keeps_every_row_in_order_with_probabilities_and_factors(bundle,
     assert len(preds) == len(src) and preds["mrn"].tolist() == src["mrn"].tolist()
     assert {"prediction", "prob_disease", "prob_healthy", "factor_1", "factor_1_weight", "n_imputed"} <= set(preds.columns)
     assert ((preds["prob_disease"] + preds["prob_healthy"]).sub(1).abs() < 1e-4).all()
+    assert (preds["member_sd"] >= 0).all() and preds["member_sd"].max() > 0  # default mlp: 5-member ensemble
     assert set(preds["prediction"]) <= {"disease", "healthy"}
     assert (preds["n_imputed"] > 0).sum() > 0  # the export has missing values and we say so per row
     cm = json.loads((bundle / "model_card.json").read_text())
