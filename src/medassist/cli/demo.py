@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -11,7 +12,7 @@ from rich.table import Table
 from medassist.data.catalog import list_datasets
 from medassist.settings import Settings
 
-out = Console()
+out = Console() if sys.stdout.isatty() else Console(width=120)  # a pipe or a log gets the full table
 err = Console(stderr=True)
 
 
@@ -49,7 +50,7 @@ def demo(
                 f"{auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]",
                 f"{m['accuracy']['value']:.3f}", f"{m['ece']['value']:.3f}", outcome.bundle_dir.name,
             )
-    out.print(table, width=max(out.width, 110))
+    out.print(table)
     out.print(f"\nBundles and reports are in {base}. Open a report.html in a browser; "
               f"predict with: medassist predict {base}/wdbc-mlp --data YOUR.csv --out preds.csv", highlight=False)
 

@@ -46,10 +46,10 @@ def version() -> None:
 
 
 def _register() -> None:
-    from medassist.cli import data, demo, diagnosis
+    from medassist.cli import commands, data, demo
 
+    commands.register(app)
     app.add_typer(data.app, name="data")
-    diagnosis.register(app)
     demo.register(app)
 
 

@@ -14,9 +14,7 @@ import numpy as np
 import pandas as pd
 
 from medassist.exceptions import DataError, NotFittedError, SchemaError
-from medassist.parts import PartRegistry
-
-FEATURIZERS: PartRegistry[type] = PartRegistry("featurizer")
+from medassist.featurizers.registry import FEATURIZERS
 
 MISSING = "__missing__"
 OTHER = "__other__"

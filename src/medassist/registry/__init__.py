@@ -1,3 +1,3 @@
-from medassist.registry.bundle import ModelBundle, check_out_dir, load_bundle, save_bundle
+from medassist.registry.bundle import ModelBundle, check_out_dir, load_bundle, read_bundle_task, save_bundle
 
-__all__ = ["ModelBundle", "check_out_dir", "load_bundle", "save_bundle"]
+__all__ = ["ModelBundle", "check_out_dir", "load_bundle", "read_bundle_task", "save_bundle"]

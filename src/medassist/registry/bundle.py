@@ -33,7 +33,7 @@ from torch import nn
 
 import medassist
 from medassist.exceptions import BundleError, ConfigError
-from medassist.featurizers.tabular import FEATURIZERS
+from medassist.featurizers import FEATURIZERS
 from medassist.models import model_from_spec
 from medassist.types import TaskSchema
 
@@ -57,6 +57,11 @@ class ModelBundle:
     train_config: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+
+    @property
+    def task(self) -> str:
+        """What the bundle is for (e.g. ``diagnosis-tabular``); picks the CLI/service handler."""
+        return str(self.meta.get("task", "diagnosis-tabular"))
 
     @property
     def bundle_id(self) -> str:
@@ -141,6 +146,14 @@ def _read_json(path: Path) -> Any:
         raise BundleError(f"{path.parent}: not a complete model bundle ({path.name} is missing).") from e
     except json.JSONDecodeError as e:
         raise BundleError(f"{path}: corrupt JSON ({e.msg} at line {e.lineno}).") from e
+
+
+def read_bundle_task(path: str | Path) -> str:
+    """The ``task`` recorded in a bundle's bundle.json, without loading weights."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"{path}: no model bundle here (expected a directory written by 'medassist train').")
+    return str(_read_json(path / "bundle.json").get("task", "diagnosis-tabular"))
 
 
 def load_bundle(path: str | Path) -> ModelBundle:
