@@ -37,6 +37,10 @@ def unknown_name_error(value: object, valid: list[str], *, kind: str) -> ConfigE
 class TaskKind(StrEnum):
     BINARY = "binary"
     MULTICLASS = "multiclass"
+    MULTILABEL = "multilabel"
+    REGRESSION = "regression"
+    SURVIVAL = "survival"
+    TREATMENT_EFFECT = "treatment_effect"
 
 
 class ModelSize(StrEnum):

@@ -47,11 +47,14 @@ def default_card_texts(task: str, target: str) -> dict[str, Any]:
         Keyword arguments for :class:`ModelCard`.
     """
     kind = look_up_option(task, TaskKind, name="task")
-    what = (
-        f"the probability of '{target}'"
-        if kind is TaskKind.BINARY
-        else f"a probability for each category of '{target}'"
-    )
+    what = {
+        TaskKind.BINARY: f"the probability of '{target}'",
+        TaskKind.MULTICLASS: f"a probability for each category of '{target}'",
+        TaskKind.MULTILABEL: f"a probability for each label of '{target}'",
+        TaskKind.REGRESSION: f"the value of '{target}' with an uncertainty",
+        TaskKind.SURVIVAL: f"the risk of '{target}' over time",
+        TaskKind.TREATMENT_EFFECT: f"the expected '{target}' under each treatment option",
+    }[kind]
     return {
         "intended_use": (
             f"Research and decision support: estimates {what} from routinely collected data, to "

@@ -1,4 +1,4 @@
-"""The one place that wires the stages for a tabular task:
+"""Tabular tasks (diagnosis from a table):
 preprocess → build → train → evaluate → bundle.
 
 The CLI and the service call assistants; assistants call these functions.
