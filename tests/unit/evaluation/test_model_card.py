@@ -69,7 +69,7 @@ def test_keyword_only_and_validation():
     with pytest.raises(ConfigError, match="positive_class"):
         make_card(positive_class="maybe")
     with pytest.raises(ConfigError, match="task"):
-        make_card(task="regression")
+        make_card(task="regresion")
     with pytest.raises(ConfigError, match="ISO 8601"):
         make_card(created="yesterday")
     multi = make_card(task="multiclass", classes=["a", "b", "c"], positive_class=None)
