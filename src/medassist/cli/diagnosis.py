@@ -20,6 +20,11 @@ def train_table(req: TrainRequest) -> None:
         ensemble=req.ensemble, class_weight=req.class_weight, drop_missing_target=req.drop_missing_target,
         overwrite=req.overwrite, progress=req.progress, console=err,
     )
+    from medassist.training import distributed
+
+    distributed.barrier()  # under torchrun: the other ranks wait for rank 0's bundle
+    if not distributed.is_main():
+        return
     m = outcome.metrics["metrics"]
     for note in outcome.notes:
         err.print(f"note: {note}", highlight=False)

@@ -37,6 +37,10 @@ def _main(
         import torch
 
         torch.set_num_threads(n)
+    if "RANK" in os.environ:  # launched by torchrun: join the process group
+        from medassist.training.distributed import init_from_env
+
+        init_from_env()
 
 
 @app.command()
@@ -51,6 +55,7 @@ def _register() -> None:
     commands.register(app)
     app.add_typer(data.app, name="data")
     demo.register(app)
+    app.command(name="advise")(__import__("medassist.cli.treatment", fromlist=["advise"]).advise)
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -32,7 +32,16 @@ from medassist.featurizers.tabular import TabularFeaturizer, infer_column_kind, 
 from medassist.data.splits import kfold_indices
 from medassist.models import Ensemble, build_model, count_parameters, ensemble_spec
 from medassist.registry.bundle import ModelBundle, check_out_dir, save_bundle
-from medassist.training import ArrayDataset, Monitor, TrainConfig, Trainer, TrainResult, class_weights, classification_loss
+from medassist.training import (
+    ArrayDataset,
+    Monitor,
+    TrainConfig,
+    Trainer,
+    TrainResult,
+    class_weights,
+    classification_loss,
+    distributed,
+)
 from medassist.types import TaskSchema
 from medassist.validation import check_number
 
@@ -316,6 +325,9 @@ def train_tabular(
         data, tgt.codes, train_idx=splits.train, val_idx=splits.val, features=features, n_classes=n_classes,
         positive_index=pos, spec=spec, progress=progress, console=console, groups=groups,
     )
+    if not distributed.is_main():  # under torchrun only rank 0 evaluates and writes
+        return TrainOutcome(bundle_dir=Path(out_dir), metrics={}, report=Path(out_dir) / "report.html", notes=notes,
+                            n_parameters=count_parameters(fitted.model), result=fitted.result, n_members=spec.n_members)
     # Test-split evaluation with calibrated probabilities and bootstrap intervals.
     test = data.iloc[splits.test]
     p_test = fitted.predict_proba(test, source="test split")

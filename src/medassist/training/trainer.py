@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from medassist.exceptions import TrainingError
+from medassist.training import distributed
 from medassist.training.checkpoint import load_checkpoint, save_checkpoint
 from medassist.training.config import Monitor, Schedule, TrainConfig
 from medassist.types import Batch
@@ -39,21 +41,48 @@ class TrainResult:
     seconds: float = 0.0
 
 
+def to_device(obj: object, device: torch.device) -> object:
+    """Move a tensor, or any batch object with a ``.to(device)`` method, to ``device``."""
+    if torch.is_tensor(obj) or hasattr(obj, "to"):
+        return obj.to(device)  # type: ignore[union-attr]
+    return obj
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """``None``/"auto": the rank's GPU when there is one, else the CPU."""
+    if name not in (None, "auto"):
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def iterate_batches(data: Dataset, *, batch_size: int, shuffle: bool, generator: torch.Generator | None = None) -> Iterator[Batch]:
-    """Yield Batches; datasets with ``get_batch(indices)`` skip the per-row DataLoader path."""
+def iterate_batches(
+    data: Dataset, *, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> Iterator[Batch]:
+    """Yield Batches in (seeded) random or fixed order.
+
+    With ``shard=(rank, world)`` every rank walks the same global batches and takes rows
+    ``rank::world`` of each, so the ranks' mean gradients average to the global batch's.
+    Datasets with ``get_batch(indices)`` skip the per-row DataLoader path.
+    """
     n = len(data)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    rk, world = shard
+    chunks = [order[start : start + batch_size][rk::world] for start in range(0, n, batch_size)]
+    chunks = [c for c in chunks if len(c)]
     if hasattr(data, "get_batch"):
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-        for start in range(0, n, batch_size):
-            yield data.get_batch(order[start : start + batch_size])
+        for idx in chunks:
+            yield data.get_batch(idx)
         return
-    loader = DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=getattr(data, "collate", None))
+    loader = DataLoader(data, batch_sampler=[c.tolist() for c in chunks], collate_fn=getattr(data, "collate", None))
     yield from loader
 
 
@@ -65,6 +94,8 @@ class Trainer:
         checkpoint_dir: where ``last``/``best`` checkpoints and ``metrics.jsonl`` go (optional).
         progress: show a rich progress bar.
         console: the rich Console to draw on (stderr by default).
+        device: "auto" (the rank's GPU if there is one, else CPU), "cpu" or "cuda[:N]". On a GPU
+            the forward pass runs in bfloat16 autocast. ``fit`` hands the model back on the CPU.
 
     Example:
         >>> result = Trainer(config=TrainConfig(epochs=50)).fit(
@@ -72,9 +103,11 @@ class Trainer:
     """
 
     def __init__(
-        self, *, config: TrainConfig, checkpoint_dir: Path | None = None, progress: bool = True, console: Console | None = None
+        self, *, config: TrainConfig, checkpoint_dir: Path | None = None, progress: bool = True,
+        console: Console | None = None, device: str | None = "auto",
     ) -> None:
         self.config = config
+        self.device = pick_device(device)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.progress = progress
         self.console = console or Console(stderr=True)
@@ -98,9 +131,10 @@ class Trainer:
     def predict_logits(self, model: nn.Module, data: Dataset, *, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Logits (N, C) and targets (N,) over ``data`` in order, in eval mode."""
         model.eval()
+        device = next(model.parameters()).device
         outs, targets = [], []
         for batch in iterate_batches(data, batch_size=batch_size or max(256, self.config.batch_size), shuffle=False):
-            outs.append(model(batch.inputs).float().cpu())
+            outs.append(model(to_device(batch.inputs, device)).float().cpu())
             targets.append(batch.target.cpu())
         return torch.cat(outs).numpy(), torch.cat(targets).numpy()
 
@@ -121,6 +155,18 @@ class Trainer:
             raise TrainingError("TrainConfig.monitor is 'val_metric' but no metric_fn was given to Trainer.fit.")
         seed_everything(cfg.seed)
         generator = torch.Generator().manual_seed(cfg.seed)
+        shard = (distributed.rank(), distributed.world_size())
+        writes = self.checkpoint_dir is not None and distributed.is_main()
+        # Under torchrun, DDP averages the ranks' gradients; ``model`` stays the plain module
+        # that validation, checkpoints and the caller see.
+        model.to(self.device)
+        if isinstance(loss_fn, nn.Module):
+            loss_fn.to(self.device)  # e.g. class weights
+        on_gpu = self.device.type == "cuda"
+        train_model = (
+            nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if on_gpu else None)
+            if shard[1] > 1 else model
+        )
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_lambda(cfg.epochs * steps_per_epoch))
@@ -140,20 +186,23 @@ class Trainer:
                 best_model = copy.deepcopy(model)
                 load_checkpoint(self.checkpoint_dir / "best", best_model)
                 best_state = copy.deepcopy(best_model.state_dict())
-        if self.checkpoint_dir is not None:
+        if writes:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[stats]}"), console=self.console, disable=not self.progress, transient=False,
+            TextColumn("{task.fields[stats]}"), console=self.console, disable=not (self.progress and distributed.is_main()), transient=False,
         ) as bar:
             task = bar.add_task("train", total=cfg.epochs, completed=start_epoch - 1, stats="")
             for epoch in range(start_epoch, cfg.epochs + 1):
-                model.train()
+                train_model.train()
                 total, count = 0.0, 0
-                for batch in iterate_batches(train_data, batch_size=cfg.batch_size, shuffle=True, generator=generator):
+                for batch in iterate_batches(train_data, batch_size=cfg.batch_size, shuffle=True, generator=generator, shard=shard):
                     optimizer.zero_grad(set_to_none=True)
-                    loss = loss_fn(model(batch.inputs), batch.target)
+                    inputs, target = to_device(batch.inputs, self.device), to_device(batch.target, self.device)
+                    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=on_gpu):
+                        outputs = train_model(inputs)
+                    loss = loss_fn(outputs.float(), target)
                     if not torch.isfinite(loss):
                         raise TrainingError(f"The training loss became {loss.item()} at epoch {epoch}; lower the learning rate (lr={cfg.lr}).")
                     loss.backward()
@@ -161,10 +210,11 @@ class Trainer:
                         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                     optimizer.step()
                     scheduler.step()
-                    total += loss.item() * len(batch.target)
-                    count += len(batch.target)
+                    total += loss.item() * len(target)
+                    count += len(target)
                 logits, targets = self.predict_logits(model, val_data)
-                val_loss = float(loss_fn(torch.from_numpy(logits), torch.from_numpy(targets)).item())
+                with torch.no_grad():
+                    val_loss = float(loss_fn(torch.from_numpy(logits).to(self.device), torch.from_numpy(targets).to(self.device)).item())
                 row = {"epoch": epoch, "train_loss": total / count, "val_loss": val_loss, "lr": scheduler.get_last_lr()[0]}
                 if metric_fn is not None:
                     row["val_metric"] = float(metric_fn(logits, targets))
@@ -175,19 +225,22 @@ class Trainer:
                 if improved or (math.isnan(result.best_score) and not math.isnan(score)):
                     result.best_score, result.best_epoch, bad_epochs = score, epoch, 0
                     best_state = copy.deepcopy(model.state_dict())
-                    if self.checkpoint_dir is not None:
+                    if writes:
                         save_checkpoint(self.checkpoint_dir / "best", model, None, {"epoch": epoch, "score": score})
                 else:
                     bad_epochs += 1
                 stats = f"loss {row['train_loss']:.3f}  val {val_loss:.3f}" + (
                     f"  metric {row['val_metric']:.3f}" if "val_metric" in row else "")
                 bar.update(task, completed=epoch, stats=stats)
-                if self.checkpoint_dir is not None:
+                if writes:
                     self._write_epoch(model, optimizer, scheduler, generator, result, epoch, bad_epochs, row)
                 if bad_epochs >= cfg.patience:
                     result.stopped_early = True
                     break
         model.load_state_dict(best_state)
+        model.to("cpu")
+        if isinstance(loss_fn, nn.Module):
+            loss_fn.to("cpu")
         model.eval()
         result.seconds = time.perf_counter() - t0
         return result
