@@ -162,3 +162,17 @@ def test_bundled_dataset_needs_no_target_and_demo_runs(cli, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "demo" / "pima-mlp" / "report.html").exists()
     assert "pima" in proc.stdout and "AUC" in proc.stdout
+
+
+def test_differentially_private_training_spends_and_guards_the_budget(cli, messy_csv, tmp_path):
+    env = {"MEDASSIST_HOME": str(tmp_path / "home"), "MEDASSIST_PRIVACY_BUDGET_EPSILON": "4"}
+    args = ["train", "--data", messy_csv, "--target", "outcome", "--id-column", "mrn", "--epochs", "3", "--no-progress",
+            "--dp-epsilon", "3"]
+    proc = cli(*args, "--out", tmp_path / "dp1", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "differential privacy: spent ε = 3" in proc.stderr
+    card = json.loads((tmp_path / "dp1" / "model_card.json").read_text())
+    assert 0 < card["privacy"]["epsilon"] <= 3.001 and card["model"]["ensemble_members"] == 1
+    line = one_line_error(cli(*args, "--out", tmp_path / "dp2", env=env))
+    assert "Privacy budget exceeded" in line and "of ε = 4 already spent" in line
+    assert not (tmp_path / "dp2").exists()

@@ -12,7 +12,9 @@ from rich.console import Console
 from medassist.data.sources import DataSource, resolve_table
 from medassist.exceptions import ConfigError
 from medassist.pipeline import TabularSpec, TrainOutcome, evaluate_table, predict_table, train_tabular
+from medassist.privacy.ledger import PrivacyLedger
 from medassist.registry.bundle import ModelBundle, load_bundle
+from medassist.settings import Settings
 from medassist.training import Monitor, TrainConfig
 
 
@@ -42,6 +44,9 @@ def train_diagnosis(
     epochs: int | None = None,
     ensemble: int = 0,
     class_weight: str = "none",
+    dp_epsilon: float | None = None,
+    dp_delta: float = 1e-5,
+    dp_max_grad_norm: float = 1.0,
     drop_missing_target: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -59,6 +64,14 @@ def train_diagnosis(
     if not target:
         raise ConfigError(f"{source.name}: which column is the outcome? Pass --target COLUMN.")
     cfg = default_train_config(model, seed=seed, epochs=epochs)
+    ledger = None
+    if dp_epsilon is not None:
+        # Each ensemble member would spend the budget again on the same rows: one model.
+        ensemble = ensemble or 1
+        cfg = TrainConfig.from_dict({**cfg.to_dict(), "privacy": {
+            "target_epsilon": dp_epsilon, "delta": dp_delta, "max_grad_norm": dp_max_grad_norm}})
+        settings = Settings()
+        ledger = PrivacyLedger(path=settings.privacy_ledger_path, total_epsilon=settings.privacy_budget_epsilon)
     if ensemble == 0:
         ensemble = DEFAULT_ENSEMBLE.get(model, 1)
     spec = TabularSpec(
@@ -66,7 +79,8 @@ def train_diagnosis(
         exclude=tuple(exclude), missing_target="drop" if drop_missing_target else "error", train=cfg,
         n_members=ensemble, class_weight=class_weight,
     )
-    return train_tabular(frame, spec=spec, source=source, out_dir=Path(out), overwrite=overwrite, progress=progress, console=console)
+    return train_tabular(frame, spec=spec, source=source, out_dir=Path(out), overwrite=overwrite, progress=progress,
+                         console=console, ledger=ledger)
 
 
 class DiagnosisAssistant:

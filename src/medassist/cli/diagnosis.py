@@ -18,6 +18,7 @@ def train_table(req: TrainRequest) -> None:
         req.data, out=req.out, target=req.target, model=req.model or "mlp", size=req.size, seed=req.seed,
         id_column=req.id_column, positive_class=req.positive_class, exclude=req.exclude, epochs=req.epochs,
         ensemble=req.ensemble, class_weight=req.class_weight, drop_missing_target=req.drop_missing_target,
+        dp_epsilon=req.dp_epsilon, dp_delta=req.dp_delta, dp_max_grad_norm=req.dp_max_grad_norm,
         overwrite=req.overwrite, progress=req.progress, console=err,
     )
     from medassist.training import distributed
@@ -33,6 +34,10 @@ def train_table(req: TrainRequest) -> None:
         v = m[k]
         return "n/a" if v["value"] is None else f"{v['value']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
 
+    if outcome.privacy:
+        p = outcome.privacy
+        err.print(f"differential privacy: spent ε = {p['epsilon']:.3g}, δ = {p['delta']:g} "
+                  f"(ledger total for this data set: ε = {p['ledger_spent']:.3g} of {p['ledger_budget']:g})", highlight=False)
     err.print(
         f"test AUC {fmt('auc')}  accuracy {fmt('accuracy')}  ECE {fmt('ece')}  "
         f"({outcome.n_parameters:,} parameters, best epoch {outcome.result.best_epoch})", highlight=False,

@@ -30,6 +30,7 @@ from medassist.exceptions import ConfigError, DataError
 from medassist.explain.attributions import group_attributions, integrated_gradients, top_attributions
 from medassist.featurizers.tabular import TabularFeaturizer, infer_column_kind, parse_numeric
 from medassist.data.splits import kfold_indices
+from medassist.privacy.ledger import PrivacyLedger
 from medassist.models import Ensemble, build_model, count_parameters, ensemble_spec
 from medassist.registry.bundle import ModelBundle, check_out_dir, save_bundle
 from medassist.training import (
@@ -296,15 +297,27 @@ class TrainOutcome:
     n_parameters: int
     result: TrainResult
     n_members: int = 1
+    privacy: dict[str, Any] | None = None
 
 
 def train_tabular(
     frame: pd.DataFrame, *, spec: TabularSpec, source: DataSource, out_dir: Path, overwrite: bool = False,
-    progress: bool = True, console: Console | None = None,
+    progress: bool = True, console: Console | None = None, ledger: PrivacyLedger | None = None,
 ) -> TrainOutcome:
-    """Preprocess → build → train → evaluate → bundle, for one table."""
+    """Preprocess → build → train → evaluate → bundle, for one table.
+
+    With ``spec.train.privacy`` set, training is DP-SGD and ``ledger`` must be given: the run is
+    refused when it would exceed the data set's budget, and recorded once the bundle is written.
+    """
     console = console or Console(stderr=True)
     check_out_dir(out_dir, overwrite=overwrite)
+    dataset_id = frame_fingerprint(frame)
+    if spec.train.privacy is not None:
+        if ledger is None:
+            raise ConfigError("Differentially private training needs a privacy ledger to record the budget it spends.")
+        if spec.n_members > 1:
+            raise ConfigError(f"An ensemble of {spec.n_members} would spend the privacy budget {spec.n_members} times on the same rows; use --ensemble 1 with --dp-epsilon.")
+        ledger.check(dataset_id, spec.train.privacy.target_epsilon, source=source.name)
     quality = assess_quality(frame, target=spec.target, id_columns=[spec.id_column] if spec.id_column else [], source=source.name)
     tgt = prepare_target(frame, target=spec.target, positive_class=spec.positive_class, missing=spec.missing_target, source=source.name)
     features, notes = select_features(frame, spec=spec, source=source.name)
@@ -361,7 +374,7 @@ def train_tabular(
         data={
             "source": source.name, "provenance": source.provenance, "licence": source.licence,
             "n_rows": int(len(data)), "n_train": int(len(splits.train)), "n_val": int(len(splits.val)), "n_test": int(len(splits.test)),
-            "features": features, "id_column": spec.id_column, "sha256": frame_fingerprint(frame),
+            "features": features, "id_column": spec.id_column, "sha256": dataset_id,
             "missing_rate": fitted.featurizer.missing_rate_, "split": "stratified" + (f", grouped by '{spec.id_column}'" if spec.id_column else "") + f", seed {spec.seed}",
         },
         model={"family": spec.model, "size": spec.size, "n_parameters": n_params, "ensemble_members": spec.n_members,
@@ -373,9 +386,11 @@ def train_tabular(
             "Evaluated on a held-out split of the same source; performance at another site or time may differ.",
             "Missing values are imputed with training medians (with missingness indicators); many imputed values lower reliability.",
             *notes, *warnings_found[:10],
+            *(["Trained with DP-SGD; the calibration temperature (one number) and the reported test metrics "
+               "use held-out rows without privacy noise."] if fitted.result.privacy else []),
         ],
         ethical_considerations=texts["ethical_considerations"],
-        privacy={},
+        privacy=fitted.result.privacy or {},
     )
     with tempfile.TemporaryDirectory() as tmp:
         report_tmp = write_report(
@@ -394,8 +409,13 @@ def train_tabular(
         "report.html": report_bytes, "quality.json": json.dumps(quality.to_dict(), indent=1).encode(),
         "splits.json": json.dumps(splits.to_dict()).encode(),
     })
+    privacy = None
+    if fitted.result.privacy is not None and ledger is not None:
+        p = fitted.result.privacy
+        ledger.record(dataset_id, epsilon=p["epsilon"], delta=p["delta"], source=source.name, bundle=str(out))
+        privacy = {**p, "ledger_spent": ledger.spent(dataset_id), "ledger_budget": ledger.total_epsilon}
     return TrainOutcome(bundle_dir=out, metrics=evaluation, report=out / "report.html", notes=notes, n_parameters=n_params, result=fitted.result,
-                        n_members=spec.n_members)
+                        n_members=spec.n_members, privacy=privacy)
 
 
 # --------------------------------------------------------------------------------------------

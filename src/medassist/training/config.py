@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 
 from medassist.options import look_up_option
+from medassist.training.privacy import PrivacyConfig
 from medassist.validation import check_number
 
 
@@ -34,6 +35,7 @@ class TrainConfig:
         monitor: ``val_loss`` (lower is better) or ``val_metric`` (higher is better, e.g. AUC).
         grad_clip: maximum gradient norm (0 turns clipping off).
         seed: seeds torch, numpy and the data order.
+        privacy: train with DP-SGD (Opacus) to this (ε, δ); ``None`` trains without.
     """
 
     epochs: int = 100
@@ -46,6 +48,7 @@ class TrainConfig:
     monitor: Monitor = Monitor.VAL_LOSS
     grad_clip: float = 1.0
     seed: int = 0
+    privacy: PrivacyConfig | None = None
 
     def __post_init__(self) -> None:
         owner = "TrainConfig"
@@ -59,10 +62,13 @@ class TrainConfig:
         check_number(self.seed, name="seed", owner=owner, low=0, integer=True)
         object.__setattr__(self, "schedule", look_up_option(self.schedule, Schedule, name="schedule"))
         object.__setattr__(self, "monitor", look_up_option(self.monitor, Monitor, name="monitor"))
+        if isinstance(self.privacy, dict):
+            object.__setattr__(self, "privacy", PrivacyConfig(**self.privacy))
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["schedule"], d["monitor"] = self.schedule.value, self.monitor.value
+        d["privacy"] = self.privacy.to_dict() if self.privacy is not None else None
         return d
 
     @classmethod

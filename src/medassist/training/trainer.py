@@ -9,6 +9,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from medassist.exceptions import TrainingError
 from medassist.training import distributed
 from medassist.training.checkpoint import load_checkpoint, save_checkpoint
 from medassist.training.config import Monitor, Schedule, TrainConfig
+from medassist.training.privacy import check_private_compatible, make_private, release, spent
 from medassist.types import Batch
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -39,6 +41,8 @@ class TrainResult:
     stopped_early: bool = False
     resumed_from_epoch: int | None = None
     seconds: float = 0.0
+    #: For DP-SGD runs: the (ε, δ) actually spent and how (see training/privacy.py).
+    privacy: dict[str, float] | None = None
 
 
 def to_device(obj: object, device: torch.device) -> object:
@@ -170,6 +174,18 @@ class Trainer:
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_lambda(cfg.epochs * steps_per_epoch))
+        dp_engine = dp_loader = None
+        if cfg.privacy is not None:
+            if shard[1] > 1:
+                raise TrainingError("Differentially private training under torchrun is not supported yet; run it in one process.")
+            if resume:
+                raise TrainingError("A differentially private run cannot resume from a checkpoint (the privacy accountant's state is not saved); start it again.")
+            check_private_compatible(model)
+            loader = DataLoader(train_data, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+                                collate_fn=getattr(train_data, "collate", None))
+            # The scheduler keeps working: the DP optimizer shares the wrapped one's param groups.
+            dp_engine, train_model, optimizer, dp_loader = make_private(model, optimizer, loader, epochs=cfg.epochs, privacy=cfg.privacy)
+        dp_steps = 0
         higher_is_better = cfg.monitor == Monitor.VAL_METRIC
         result = TrainResult(best_score=-math.inf if higher_is_better else math.inf)
         best_state = copy.deepcopy(model.state_dict())
@@ -197,7 +213,13 @@ class Trainer:
             for epoch in range(start_epoch, cfg.epochs + 1):
                 train_model.train()
                 total, count = 0.0, 0
-                for batch in iterate_batches(train_data, batch_size=cfg.batch_size, shuffle=True, generator=generator, shard=shard):
+                batches = dp_loader if dp_loader is not None else iterate_batches(
+                    train_data, batch_size=cfg.batch_size, shuffle=True, generator=generator, shard=shard)
+                for batch in batches:
+                    if not isinstance(batch, Batch):  # Opacus' empty Poisson batch comes as a list
+                        batch = Batch(*batch)
+                    if len(batch.target) == 0:
+                        continue  # nothing sampled this step: no data touched, nothing to learn
                     optimizer.zero_grad(set_to_none=True)
                     inputs, target = to_device(batch.inputs, self.device), to_device(batch.target, self.device)
                     with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=on_gpu):
@@ -205,10 +227,14 @@ class Trainer:
                     loss = loss_fn(outputs.float(), target)
                     if not torch.isfinite(loss):
                         raise TrainingError(f"The training loss became {loss.item()} at epoch {epoch}; lower the learning rate (lr={cfg.lr}).")
-                    loss.backward()
-                    if cfg.grad_clip > 0:
+                    with warnings.catch_warnings():
+                        # Opacus' per-sample hooks make torch warn that inputs need no grad.
+                        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                        loss.backward()
+                    if cfg.grad_clip > 0 and dp_engine is None:  # DP-SGD clips per sample instead
                         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                     optimizer.step()
+                    dp_steps += 1
                     scheduler.step()
                     total += loss.item() * len(target)
                     count += len(target)
@@ -237,6 +263,10 @@ class Trainer:
                 if bad_epochs >= cfg.patience:
                     result.stopped_early = True
                     break
+        if dp_engine is not None:
+            result.privacy = spent(dp_engine, cfg.privacy, noise_multiplier=optimizer.noise_multiplier,
+                                   sample_rate=1.0 / max(1, len(dp_loader)), steps=dp_steps)
+            release(train_model)
         model.load_state_dict(best_state)
         model.to("cpu")
         if isinstance(loss_fn, nn.Module):

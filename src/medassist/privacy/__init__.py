@@ -1,0 +1,1 @@
+"""Privacy: encryption of stored PHI fields and keeping PHI out of logs (``crypto``)."""
