@@ -21,6 +21,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/medassist demo
+	@echo "== accounts for the web app (one-time passwords; each must be changed at first sign-in) =="
+	$(VENV)/bin/medassist users add admin --role admin --reset-existing
+	$(VENV)/bin/medassist users add clinician --role clinician --reset-existing
+	$(VENV)/bin/medassist serve
 
 bench: $(STAMP)
 	$(PY) benchmarks/diagnosis_tabular.py

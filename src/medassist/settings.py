@@ -7,10 +7,24 @@ directory. Nothing is read from the environment at import time: call ``Settings(
 
 from __future__ import annotations
 
+import ipaddress
+from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Profile(StrEnum):
+    """``dev``: loopback only, cookies without ``Secure``, a generated secret key is fine.
+    ``prod``: an explicit strong secret key, ``Secure`` cookies, no debug on a public host."""
+
+    DEV = "dev"
+    PROD = "prod"
+
+
+#: Secret keys refused outside the dev profile (defaults and placeholders people copy).
+WEAK_SECRETS = frozenset({"", "changethis", "change-me", "changeme", "secret", "dev", "development", "medassist"})
 
 
 class Settings(BaseSettings):
@@ -27,6 +41,29 @@ class Settings(BaseSettings):
     database_url: str | None = None
     log_level: str = "WARNING"
     num_threads: int | None = Field(default=None, ge=1)
+    #: Total ε that differentially private training runs may spend on one data set (privacy ledger).
+    privacy_budget_epsilon: float = Field(default=10.0, gt=0)
+
+    # -- the web app and REST API (``medassist serve``) -------------------------------------
+    profile: Profile = Profile.DEV
+    #: Signs the pre-login CSRF cookie. Dev: generated once into keys/session_secret (0600).
+    secret_key: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    debug: bool = False
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024**3)
+    max_rows_per_request: int = Field(default=1000, ge=1, le=100_000)
+    session_lifetime_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
+    session_idle_s: int = Field(default=30 * 60, ge=60, le=30 * 86400)
+    login_max_failures: int = Field(default=5, ge=1, le=100)
+    login_lockout_s: int = Field(default=15 * 60, ge=1, le=7 * 86400)
+    login_rate_per_minute: int = Field(default=20, ge=1, le=10_000)
+    api_token_days: int = Field(default=90, ge=1, le=3650)
+    #: Fernet key(s) for PHI columns, comma-separated (first encrypts, all decrypt). Else the key file.
+    encryption_key: SecretStr | None = None
+    encryption_key_file: Path | None = None
+    #: Extra directories whose model bundles the service offers (besides bundles/ and demo/).
+    bundle_dirs: list[Path] = Field(default_factory=list)
 
     @field_validator("home")
     @classmethod
@@ -41,9 +78,42 @@ class Settings(BaseSettings):
             raise ValueError(f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL; got {v!r}")
         return v
 
+    @model_validator(mode="after")
+    def _safe_to_serve(self) -> Settings:
+        loopback = _is_loopback(self.host)
+        if self.profile is Profile.DEV:
+            if not loopback:
+                raise ValueError(
+                    f"host {self.host!r} is not a loopback address; the dev profile serves on 127.0.0.1/localhost only "
+                    "(insecure cookies, generated secret). Set MEDASSIST_PROFILE=prod with a strong MEDASSIST_SECRET_KEY."
+                )
+            return self
+        secret = self.secret_key.get_secret_value() if self.secret_key is not None else ""
+        if secret.strip().lower() in WEAK_SECRETS or len(secret) < 32:
+            raise ValueError(
+                "secret_key: the prod profile needs MEDASSIST_SECRET_KEY of at least 32 characters that is not a "
+                "default or placeholder (generate one: python -c 'import secrets; print(secrets.token_urlsafe(48))')."
+            )
+        if self.debug and not loopback:
+            raise ValueError(f"debug is on and host {self.host!r} is not loopback; debug output must not reach a network.")
+        return self
+
+    @property
+    def cookie_secure(self) -> bool:
+        """Cookies carry ``Secure`` outside the dev profile (serve behind TLS there)."""
+        return self.profile is not Profile.DEV
+
+    @property
+    def encryption_key_path(self) -> Path:
+        return self.encryption_key_file or self.keys_dir / "fernet.key"
+
     @property
     def bundles_dir(self) -> Path:
         return self.home / "bundles"
+
+    @property
+    def privacy_ledger_path(self) -> Path:
+        return self.home / "privacy_ledger.json"
 
     @property
     def logs_dir(self) -> Path:
@@ -61,3 +131,12 @@ class Settings(BaseSettings):
         """Create the state directories (called by commands that write, never at import)."""
         for d in (self.home, self.bundles_dir, self.logs_dir):
             d.mkdir(parents=True, exist_ok=True)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.strip().lower() in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -22,13 +22,22 @@ err = Console(stderr=True)
 #: ``--task`` → "module:function" taking a TrainRequest.
 TRAIN_HANDLERS: dict[str, str] = {
     "diagnosis": "medassist.cli.diagnosis:train_table",
+    "treatment": "medassist.cli.treatment:train_treatment",
+    "image": "medassist.cli.imaging:train_images",
+    "screening": "medassist.cli.screening:train_molecules",
 }
 #: bundle task (bundle.json "task") → "module:function" taking an EvaluateRequest / PredictRequest.
 EVALUATE_HANDLERS: dict[str, str] = {
     "diagnosis-tabular": "medassist.cli.diagnosis:evaluate_table",
+    "treatment": "medassist.cli.treatment:evaluate_treatment",
+    "diagnosis-image": "medassist.cli.imaging:evaluate_images",
+    "screening": "medassist.cli.screening:evaluate_molecules",
 }
 PREDICT_HANDLERS: dict[str, str] = {
     "diagnosis-tabular": "medassist.cli.diagnosis:predict_table",
+    "treatment": "medassist.cli.treatment:predict_treatment",
+    "diagnosis-image": "medassist.cli.imaging:predict_image",
+    "screening": "medassist.cli.screening:predict_molecules",
 }
 
 
@@ -54,6 +63,19 @@ class TrainRequest:
     treatment_column: str | None
     overwrite: bool
     progress: bool
+    # differential privacy (DP-SGD through Opacus; recorded in the privacy ledger)
+    dp_epsilon: float | None = None
+    dp_delta: float = 1e-5
+    dp_max_grad_norm: float = 1.0
+    # treatment (survival outcome, comparator, direction, design)
+    time_column: str | None = None
+    event_column: str | None = None
+    horizon: float | None = None
+    reference_arm: str | None = None
+    better: str | None = None
+    assignment: str | None = None
+    # images (DICOM/NIfTI CT window preset)
+    window: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,6 +110,11 @@ def infer_task(data: str) -> str:
 
     if not Path(data).exists() and is_dataset_name(data):
         return get_dataset(data).assistant
+    from medassist.data.io.images import is_image_csv  # a .npz, a folder or a path,label CSV: images
+
+    path = Path(data)
+    if path.is_dir() or path.suffix.lower() == ".npz" or (path.suffix.lower() == ".csv" and path.is_file() and is_image_csv(path)):
+        return "image"
     return "diagnosis"
 
 
@@ -95,7 +122,7 @@ def train(
     data: str = typer.Option(..., "--data", help="CSV file or bundled data set name (see 'medassist data list')."),
     out_dir: Path = typer.Option(..., "--out", help="Directory to write the model bundle to."),
     task: str = typer.Option("auto", "--task", help="auto | " + " | ".join(TRAIN_HANDLERS)),
-    target: str = typer.Option(None, "--target", help="Outcome column (bundled data sets have a default)."),
+    target: str = typer.Option(None, "--target", "--outcome", help="Outcome column (bundled data sets have a default)."),
     model: str = typer.Option(None, "--model", help="Model family (diagnosis: mlp | ft)."),
     size: str = typer.Option("small", "--size", help="small | large (over a million parameters)."),
     seed: int = typer.Option(0, "--seed", help="Seed for splits, initialisation and data order."),
@@ -107,7 +134,17 @@ def train(
     class_weight: str = typer.Option("none", "--class-weight", help="none | balanced (probabilities are corrected back)."),
     drop_missing_target: bool = typer.Option(False, "--drop-missing-target", help="Drop rows whose outcome is missing (recorded in the model card)."),
     smiles_column: str = typer.Option(None, "--smiles-column", help="Screening: the column holding SMILES."),
-    treatment_column: str = typer.Option(None, "--treatment-column", help="Treatment: the column naming the arm."),
+    treatment_column: str = typer.Option(None, "--treatment-column", "--treatment", help="Treatment: the column naming the arm."),
+    time_column: str = typer.Option(None, "--time", help="Treatment: follow-up time column of a survival outcome."),
+    event_column: str = typer.Option(None, "--event", help="Treatment: event column of a survival outcome (1 event, 0 censored)."),
+    horizon: float = typer.Option(None, "--horizon", help="Treatment: report RMST and risk up to this time."),
+    reference_arm: str = typer.Option(None, "--reference", help="Treatment: the comparator arm."),
+    better: str = typer.Option(None, "--better", help="Treatment: higher | lower outcome is better."),
+    assignment: str = typer.Option(None, "--assignment", help="Treatment: randomised | observational (default observational for a CSV)."),
+    window: str = typer.Option(None, "--window", help="Images: CT window preset for DICOM/NIfTI (lung | mediastinum | brain | bone | abdomen)."),
+    dp_epsilon: float = typer.Option(None, "--dp-epsilon", help="Train with DP-SGD to this ε (spends privacy budget)."),
+    dp_delta: float = typer.Option(1e-5, "--dp-delta", help="DP-SGD δ."),
+    dp_max_grad_norm: float = typer.Option(1.0, "--dp-max-grad-norm", help="DP-SGD per-sample gradient clipping norm."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at --out."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
@@ -118,6 +155,9 @@ def train(
         positive_class=positive_class, exclude=tuple(exclude), epochs=epochs, ensemble=ensemble,
         class_weight=class_weight, drop_missing_target=drop_missing_target, smiles_column=smiles_column,
         treatment_column=treatment_column, overwrite=overwrite, progress=not no_progress,
+        dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_max_grad_norm=dp_max_grad_norm,
+        time_column=time_column, event_column=event_column, horizon=horizon, reference_arm=reference_arm,
+        better=better, assignment=assignment, window=window,
     )
     _resolve(TRAIN_HANDLERS, task, what="training")(request)
 

@@ -67,3 +67,24 @@ def export_cmd(
     info = get_dataset(name)
     write_table(info.load(), out_path)
     typer.echo(f"wrote {out_path} ({info.n_rows} rows, target '{info.target}', licence: {info.licence})")
+
+
+@app.command("fetch")
+def fetch_cmd(
+    kind: str = typer.Argument(..., help="What to fetch: medmnist."),
+    name: str = typer.Option(..., "--name", help="MedMNIST data set, e.g. pneumoniamnist, chestmnist, dermamnist."),
+    size: int = typer.Option(28, "--size", help="Image size: 28, 64, 128 or 224."),
+    dest: Path = typer.Option(None, "--dest", help="Folder to write to (default: MEDASSIST_HOME/data/medmnist)."),
+    base_url: str = typer.Option(None, "--base-url", help="Where the files lie (default: the official Zenodo record; or MEDASSIST_MEDMNIST_URL)."),
+    md5: str = typer.Option(None, "--md5", help="Expected MD5 (only for a mirror serving a different file; default: the published one)."),
+) -> None:
+    """Download an official MedMNIST file (MD5-checked, resumable). The only command that downloads data."""
+    from medassist.data.fetch import fetch_medmnist
+    from medassist.exceptions import ConfigError
+    from medassist.settings import Settings
+
+    if kind.strip().lower() != "medmnist":
+        raise ConfigError(f"Unknown thing to fetch '{kind}'. Valid: medmnist.")
+    dest = dest or Settings().home.expanduser() / "data" / "medmnist"
+    path = fetch_medmnist(name, size=size, dest_dir=dest, base_url=base_url, md5=md5)
+    typer.echo(f"{path} (MD5 verified)")

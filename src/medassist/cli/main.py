@@ -55,6 +55,14 @@ def _register() -> None:
     commands.register(app)
     app.add_typer(data.app, name="data")
     demo.register(app)
+    from medassist.cli import screening as screening_cli
+
+    screening_cli.register(app)
+    from medassist.cli import audit as audit_cli, serve as serve_cli, users as users_cli
+
+    serve_cli.register(app)
+    app.add_typer(users_cli.app, name="users")
+    app.add_typer(audit_cli.app, name="audit")
     app.command(name="advise")(__import__("medassist.cli.treatment", fromlist=["advise"]).advise)
 
 

@@ -92,6 +92,8 @@ def rdata_csv(package: str, item: str) -> pd.DataFrame:
 #: assistant adds its module here; they load on first use, not at import.
 DATASET_MODULES = [
     "medassist.data.datasets.diagnosis",
+    "medassist.data.datasets.trials",
+    "medassist.data.datasets.molecules",
 ]
 _CATALOG: dict[str, DatasetInfo] = {}
 

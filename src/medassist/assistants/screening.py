@@ -1,0 +1,165 @@
+"""The screening assistant: "which molecules in this library are the best candidates for this
+property, and which should be filtered out?" Train a property model on measured molecules, then
+predict, explain, evaluate and screen libraries with its bundle.
+
+Example:
+    >>> outcome = train_screening_model("freesolv", out=Path("models/freesolv"))
+    >>> assistant = ScreeningAssistant.load("models/freesolv")
+    >>> assistant.screen("library.smi", out=Path("hits.csv"), top=100, filters=["lipinski", "pains"])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+
+from medassist.data.catalog import get_dataset, is_dataset_name, list_datasets
+from medassist.data.io.molecules import Skipped, file_kind, read_molecule_file
+from medassist.data.sources import DataSource
+from medassist.exceptions import ConfigError, DataFileNotFoundError
+from medassist.pipeline.molecules import ScreeningOutcome, ScreeningSpec, evaluate_frame, predict_frame, train_screening
+from medassist.registry.bundle import ModelBundle, load_bundle
+from medassist.training import Monitor, TrainConfig
+
+#: ``--model`` names: a network family, optionally with RDKit descriptors concatenated.
+MODEL_CHOICES = {
+    "dmpnn": ("dmpnn", "fast"), "dmpnn+rdkit": ("dmpnn", "fast"), "dmpnn+rdkit-all": ("dmpnn", "all"), "dmpnn-only": ("dmpnn", None),
+    "fpmlp": ("fpmlp", None), "fpmlp+rdkit": ("fpmlp", "fast"), "fpmlp+rdkit-all": ("fpmlp", "all"),
+}
+DEFAULT_MODEL = "dmpnn"
+#: Ensemble members when the user does not say (``--ensemble 0``): three, so that every
+#: prediction has an uncertainty (``--ensemble 1`` trains one model, three times faster).
+DEFAULT_ENSEMBLE = 3
+
+
+def default_train_config(model: str, *, seed: int = 0, epochs: int | None = None, classification: bool = False) -> TrainConfig:
+    """Training defaults per family (also used by benchmarks/screening.py)."""
+    monitor = Monitor.VAL_METRIC if classification else Monitor.VAL_LOSS
+    if model == "fpmlp":
+        return TrainConfig(epochs=epochs or 60, batch_size=64, lr=1e-3, weight_decay=1e-4, patience=15, seed=seed, monitor=monitor)
+    return TrainConfig(epochs=epochs or 50, batch_size=64, lr=1e-3, weight_decay=0.0, patience=15, warmup_fraction=0.04,
+                       seed=seed, monitor=monitor)
+
+
+def parse_model(name: str | None) -> tuple[str, str | None]:
+    key = (name or DEFAULT_MODEL).strip().lower()
+    if key not in MODEL_CHOICES:
+        from medassist.options import unknown_name_error
+
+        raise unknown_name_error(name, list(MODEL_CHOICES), kind="screening model")
+    return MODEL_CHOICES[key]
+
+
+def load_molecules(data: str | Path, *, smiles_column: str | None = None) -> tuple[pd.DataFrame, DataSource, str | None, list[str] | None]:
+    """A molecule table from a bundled data set name or a .csv/.tsv/.smi/.sdf file.
+
+    Returns ``(frame, source, smiles_column, molblocks)``; for an SDF the molecules are the
+    connection tables in ``molblocks`` and ``smiles_column`` is None.
+    """
+    path = Path(data)
+    if path.exists():
+        frame, col, blocks = read_molecule_file(path, smiles_column=smiles_column)
+        return frame, DataSource(name=str(path)), col, blocks
+    if is_dataset_name(str(data)):
+        info = get_dataset(str(data))
+        frame = info.load()
+        col = smiles_column or info.extras.get("smiles_column")
+        return frame, DataSource(name=info.name, provenance=info.source, licence=info.licence, dataset=info), col, None
+    names = ", ".join(d.name for d in list_datasets())
+    raise DataFileNotFoundError(f"{data}: no such file, and not a bundled data set name (bundled: {names}).")
+
+
+def train_screening_model(
+    data: str | Path, *, out: Path, target: str | None = None, smiles_column: str | None = None, model: str | None = None,
+    size: str = "small", seed: int = 0, epochs: int | None = None, ensemble: int = 0, split: str = "random",
+    id_column: str | None = None, positive_class: str | None = None, overwrite: bool = False, progress: bool = True,
+    console: Console | None = None, n_boot: int = 1000,
+) -> ScreeningOutcome:
+    """Train a molecular property model on a file or bundled set and write a screening bundle.
+
+    ``target`` may name several columns separated by commas (multi-task; missing values masked).
+    """
+    frame, source, col, blocks = load_molecules(data, smiles_column=smiles_column)
+    info = source.dataset
+    if info is not None:
+        if info.extras.get("library"):
+            raise ConfigError(f"'{info.name}' is a screening library without measured values; screen it with 'medassist screen', do not train on it.")
+        target = target or info.target
+        id_column = id_column or info.id_column
+        positive_class = positive_class or info.positive_class
+    if not target:
+        raise ConfigError(f"{source.name}: which column is the property to learn? Pass --target COLUMN (several: A,B,C).")
+    if blocks is None and col is None:
+        raise ConfigError(f"{source.name}: which column holds the SMILES? Pass --smiles-column COLUMN.")
+    if id_column and id_column not in frame.columns:
+        raise ConfigError(f"{source.name}: ID column '{id_column}' not found.")
+    family, descriptors = parse_model(model)
+    targets = tuple(t.strip() for t in str(target).split(",") if t.strip())
+    missing = [t for t in targets if t not in frame.columns]
+    if missing:
+        from medassist.exceptions import SchemaError
+
+        raise SchemaError(f"{source.name}: target column {', '.join(repr(t) for t in missing)} not found. "
+                          f"The table has: {', '.join(map(str, frame.columns[:30]))}.")
+    classification = info.task == "binary" if info is not None else _looks_binary(frame, targets)
+    spec = ScreeningSpec(
+        targets=targets, smiles_column=col or "smiles", model=family, descriptors=descriptors, size=size, seed=seed, split=split,
+        n_members=ensemble or DEFAULT_ENSEMBLE, id_column=id_column, positive_class=positive_class, n_boot=n_boot,
+        train=default_train_config(family, seed=seed, epochs=epochs, classification=classification),
+    )
+    return train_screening(frame, spec=spec, source=source, out_dir=Path(out), overwrite=overwrite, progress=progress,
+                           console=console, molblocks=blocks)
+
+
+def _looks_binary(frame: pd.DataFrame, targets: tuple[str, ...]) -> bool:
+    t = targets[0]
+    if t not in frame.columns:
+        return False
+    return frame[t].dropna().astype(str).str.strip().nunique() == 2
+
+
+class ScreeningAssistant:
+    """Predicts, explains, evaluates and screens with one screening bundle."""
+
+    def __init__(self, *, bundle: ModelBundle) -> None:
+        self.bundle = bundle
+
+    @classmethod
+    def load(cls, path: str | Path) -> ScreeningAssistant:
+        bundle = load_bundle(path)
+        if bundle.task != "screening":
+            raise ConfigError(f"{path}: a '{bundle.task}' bundle, not a screening model.")
+        return cls(bundle=bundle)
+
+    def predict(self, data: str | Path, *, smiles_column: str | None = None, explain: bool = False, top_k: int = 3) -> tuple[pd.DataFrame, list[Skipped]]:
+        frame, source, col, blocks = load_molecules(data, smiles_column=smiles_column)
+        return predict_frame(self.bundle, frame, smiles_column=col, source=source.name, molblocks=blocks, explain=explain, top_k=top_k)
+
+    def evaluate(self, data: str | Path, *, smiles_column: str | None = None, n_boot: int = 1000) -> dict[str, Any]:
+        frame, source, col, blocks = load_molecules(data, smiles_column=smiles_column)
+        return evaluate_frame(self.bundle, frame, smiles_column=col, source=source.name, n_boot=n_boot, molblocks=blocks)
+
+    def explain(self, smiles: str, *, task: int = 0) -> tuple[Any, Any]:
+        """(standardised molecule, atom attributions) for one SMILES."""
+        from medassist.data.io.molecules import prepare_molecule
+        from medassist.exceptions import DataError
+        from medassist.explain.molecules import atom_attributions
+
+        mol, _, reason = prepare_molecule(smiles, kind="smiles", standardizer=self.bundle.featurizer.make_standardizer())
+        if mol is None:
+            raise DataError(f"{smiles!r}: {reason}")
+        return mol, atom_attributions(self.bundle, mol, task=task)
+
+    def screen(self, library: str | Path, **kwargs: Any):
+        from medassist.pipeline.screen import screen_library
+
+        path = Path(library)
+        if not path.exists() and is_dataset_name(str(library)):
+            info = get_dataset(str(library))
+            kwargs.setdefault("smiles_column", info.extras.get("smiles_column"))
+            return screen_library(self.bundle, info.load(), **kwargs)
+        file_kind(path) if path.exists() else None
+        return screen_library(self.bundle, path, **kwargs)

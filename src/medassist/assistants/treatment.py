@@ -1,0 +1,284 @@
+"""The treatment assistant: "which treatment option is expected to do best for *this* patient,
+with what uncertainty, and how much evidence backs it?"
+
+Train a treatment-effect model on a trial or registry table, then advise: for every patient and
+every arm the expected outcome with a 95% interval, the recommended arm, the benefit over the
+reference arm with its interval, plain-language flags and the factors that modify the effect.
+
+Example:
+    >>> train_treatment_model("actg175", out=Path("models/actg"))
+    >>> advice = TreatmentAssistant.load("models/actg").advise(patients_df)
+    >>> advice.loc[0, ["recommended", "benefit", "benefit_lo", "benefit_hi", "flags"]]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from medassist.data.sources import DataSource, resolve_table
+from medassist.exceptions import ConfigError, DataError, SchemaError
+from medassist.explain.attributions import group_attributions, integrated_gradients, top_attributions
+from medassist.featurizers.tabular import parse_numeric
+from medassist.pipeline.treatment import (
+    TreatmentModel, TreatmentOutcome, TreatmentSpec, contrast_module, default_effect_config,
+    default_train_config, evaluate_rows, model_from_bundle, prepare_treatment, recommend, summarise, train_treatment,
+)
+from medassist.registry.bundle import ModelBundle, load_bundle
+
+#: Fewest training patients of an arm in a patient's neighbourhood before "few similar patients" is flagged.
+MIN_SIMILAR = 10
+#: How far (as a share of the 0.5-99.5 percentile range) a value may lie outside it before it is flagged.
+RANGE_MARGIN = 0.1
+FLAG_NO_DIFFERENCE = "difference not distinguishable from zero"
+FLAG_OUTSIDE = "patient outside the trial's population"
+FLAG_FEW_SIMILAR = "few similar patients in arm"
+
+
+def train_treatment_model(
+    data: str | Path,
+    *,
+    out: Path,
+    treatment: str | None = None,
+    outcome: str | None = None,
+    time: str | None = None,
+    event: str | None = None,
+    horizon: float | None = None,
+    reference: str | None = None,
+    better: str | None = None,
+    assignment: str | None = None,
+    exclude: tuple[str, ...] = (),
+    id_column: str | None = None,
+    size: str = "small",
+    seed: int = 0,
+    epochs: int | None = None,
+    ensemble: int = 0,
+    drop_missing_outcome: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    console: Console | None = None,
+) -> TreatmentOutcome:
+    """Train on a CSV file or a bundled trial; a bundled trial brings its declared design
+    (treatment, arms, reference, outcome, randomisation, post-treatment columns to exclude)."""
+    frame, source = resolve_table(data)
+    exclude = tuple(exclude)
+    probabilities = None
+    ds = source.dataset
+    if ds is not None and ds.assistant == "treatment":
+        ex = ds.extras
+        treatment = treatment or str(ex["treatment"])
+        if outcome is None and time is None:
+            if ex["outcome_kind"] == "survival":
+                time, event = str(ex["time"]), str(ex["event"])
+                horizon = horizon if horizon is not None else float(ex["horizon"])
+            else:
+                outcome = ds.target
+        reference = reference or str(ex["reference"])
+        better = better or str(ex["better"])
+        if assignment is None:
+            assignment = str(ex["assignment"])
+            probabilities = ex.get("arm_probabilities")
+        chosen = {outcome, time, event}
+        exclude = tuple(dict.fromkeys([*(c for c in ex["exclude"] if c not in chosen), *exclude]))
+        id_column = id_column or ds.id_column
+    if not treatment:
+        raise ConfigError(f"{source.name}: which column names the treatment arm? Pass --treatment COLUMN.")
+    if outcome is None and time is None:
+        raise ConfigError(f"{source.name}: which column is the outcome? Pass --outcome COLUMN, or --time COLUMN --event COLUMN.")
+    spec = TreatmentSpec(
+        treatment=treatment, outcome=outcome, time=time, event=event, horizon=horizon, reference=reference, better=better,
+        assignment=assignment or "observational", arm_probabilities=probabilities, exclude=exclude, id_column=id_column,
+        size=size, seed=seed, n_members=ensemble or 5, train=default_train_config(seed=seed, epochs=epochs),
+        effect_train=default_effect_config(seed=seed, epochs=epochs),
+        missing_outcome="drop" if drop_missing_outcome else "error",
+    )
+    return train_treatment(frame, spec=spec, source=source, out_dir=Path(out), overwrite=overwrite, progress=progress, console=console)
+
+
+class TreatmentAssistant:
+    """Advises and evaluates with one treatment-effect bundle.
+
+    Example:
+        >>> assistant = TreatmentAssistant.load("models/actg")
+        >>> assistant.advise(patients_df)[["recommended", "benefit", "flags"]]
+    """
+
+    def __init__(self, *, bundle: ModelBundle) -> None:
+        if bundle.task != "treatment":
+            raise ConfigError(f"{bundle.path}: this bundle is a '{bundle.task}' model, not a treatment model.")
+        self.bundle = bundle
+        self.model: TreatmentModel = model_from_bundle(bundle)
+        self.info: dict[str, Any] = self.model.info
+
+    @classmethod
+    def load(cls, path: str | Path) -> TreatmentAssistant:
+        return cls(bundle=load_bundle(path))
+
+    @property
+    def arms(self) -> list[str]:
+        return list(self.info["arms"])
+
+    @property
+    def model_card(self) -> dict[str, Any]:
+        return self.bundle.model_card
+
+    # ------------------------------------------------------------------------------------
+    def check_columns(self, frame: pd.DataFrame, *, source: str) -> None:
+        """Every column must be one the model was trained beside; every covariate must be there."""
+        known = set(self.info["known_columns"])
+        unknown = [c for c in frame.columns if str(c) not in known]
+        if unknown:
+            raise SchemaError(
+                f"{source}: column(s) {', '.join(repr(c) for c in unknown)} are unknown to this model; it was trained on a table "
+                f"with columns {', '.join(self.info['known_columns'])}. Rename or remove them (a misspelt covariate would "
+                "otherwise be silently treated as missing)."
+            )
+        missing = [c for c in self.info["covariates"] if c not in frame.columns]
+        if missing:
+            raise SchemaError(f"{source}: covariate(s) {', '.join(repr(c) for c in missing)} are missing; the model needs "
+                              f"{', '.join(self.info['covariates'])} (an empty cell is allowed and is imputed).")
+
+    def advise(
+        self, frame: pd.DataFrame, *, source: str = "input", explain: bool = True, top_k: int = 3, min_similar: int = MIN_SIMILAR,
+    ) -> pd.DataFrame:
+        """One row per patient, in input order: per-arm predictions with 95% intervals, the
+        recommended arm, its benefit over the reference, flags and effect modifiers."""
+        if frame.empty:
+            raise DataError(f"{source}: no patients to advise on.")
+        self.check_columns(frame, source=source)
+        fm = self.model.featurizer.transform(frame, source=source)
+        x = fm.values
+        d = self.model.draws(x)
+        t = float(self.bundle.calibration["t_multiplier"])
+        arms, ref, better, kind = self.arms, self.model.ref, self.info["better"], self.info["kind"]
+        sign = 1.0 if better == "higher" else -1.0
+        mean, lo, hi = summarise(d["pred"], t)
+        diff_draws = d["pred"] - d["pred"][:, :, [ref]]
+        dmean, dlo, dhi = summarise(diff_draws, t)
+        default = int(self.info.get("default_arm", ref))
+        rec = recommend(d["pred"], better, default_arm=default, t=t)
+        out = pd.DataFrame(index=range(len(frame)))
+        idc = self.info.get("id_column")
+        if idc and idc in frame.columns:
+            out[idc] = frame[idc].to_numpy()
+        unit = {"continuous": "mean", "binary": "probability", "survival": "RMST"}[kind]
+        for j, a in enumerate(arms):
+            out[f"pred_{a}"], out[f"lo_{a}"], out[f"hi_{a}"] = (np.round(v[:, j], 4) for v in (mean, lo, hi))
+        if kind == "survival":
+            rmean, rlo, rhi = summarise(d["risk"], t)
+            for j, a in enumerate(arms):
+                out[f"risk_{a}"], out[f"risk_lo_{a}"], out[f"risk_hi_{a}"] = (np.round(np.clip(v[:, j], 0, 1), 4) for v in (rmean, rlo, rhi))
+        for j, a in enumerate(arms):
+            if j != ref:
+                out[f"diff_{a}"], out[f"diff_lo_{a}"], out[f"diff_hi_{a}"] = (np.round(v[:, j], 4) for v in (dmean, dlo, dhi))
+        rows = np.arange(len(frame))
+        out["recommended"] = [arms[r] for r in rec]
+        out["recommendation_basis"] = [
+            f"clearly better than {arms[default]} for this patient" if r != default
+            else f"best on average in the trial (no arm clearly better than {arms[default]} for this patient)" for r in rec]
+        out["reference"] = arms[ref]
+        ben_lo = np.where(sign > 0, dlo[rows, rec], -dhi[rows, rec])
+        ben_hi = np.where(sign > 0, dhi[rows, rec], -dlo[rows, rec])
+        out["benefit"] = np.round(sign * dmean[rows, rec], 4)
+        out["benefit_lo"], out["benefit_hi"] = np.round(ben_lo, 4), np.round(ben_hi, 4)
+        out["outcome_scale"] = f"{unit} of {self.bundle.schema.target}" + (f" up to {self.info['horizon']:g}" if kind == "survival" else "") + f" ({better} is better)"
+        similar, outside = self._support(frame, x, fm.n_unknown, d, source=source)
+        for j, a in enumerate(arms):
+            out[f"similar_{a}"] = similar[:, j]
+        flags = []
+        for i in range(len(frame)):
+            f: list[str] = []
+            r = rec[i]
+            others = [j for j in range(len(arms)) if j != ref]
+            if (r != ref and dlo[i, r] <= 0 <= dhi[i, r]) or (r == ref and all(dlo[i, j] <= 0 <= dhi[i, j] for j in others)):
+                shown = r if r != ref else others[int(np.argmax(sign * dmean[i, others]))]
+                f.append(f"{FLAG_NO_DIFFERENCE} ({arms[shown]} vs {arms[ref]}: {dmean[i, shown]:.3g}, 95% interval "
+                         f"{dlo[i, shown]:.3g} to {dhi[i, shown]:.3g})")
+            if outside[i]:
+                f.append(f"{FLAG_OUTSIDE} ({'; '.join(outside[i])})")
+            for j, a in enumerate(arms):
+                if similar[i, j] < min_similar:
+                    f.append(f"{FLAG_FEW_SIMILAR} {a} ({similar[i, j]} in the training data)")
+            flags.append("; ".join(f))
+        out["flags"] = flags
+        out["n_imputed"] = fm.n_imputed
+        if explain:
+            self._explain(out, x, rec, dmean, sign, top_k)
+        return out
+
+    def _support(self, frame: pd.DataFrame, x: np.ndarray, n_unknown: np.ndarray, d: dict[str, np.ndarray], *, source: str):
+        sup = self.bundle.calibration["support"]
+        centers = np.asarray(sup["centroids"])
+        counts = np.asarray(sup["arm_counts"])
+        dist = np.sqrt(((x[:, None, :] - centers[None]) ** 2).sum(-1))
+        nearest = dist.argmin(1)
+        similar = counts[nearest]
+        outside: list[list[str]] = [[] for _ in range(len(frame))]
+        for col, (lo, hi) in sup["ranges"].items():
+            v = parse_numeric(frame[col], column=col, source=source).to_numpy()
+            pad = RANGE_MARGIN * (hi - lo)
+            for i in np.flatnonzero((v < lo - pad) | (v > hi + pad)):
+                outside[i].append(f"{col} {v[i]:g} outside the trial's range {lo:g} to {hi:g}")
+        for i in np.flatnonzero(n_unknown > 0):
+            outside[i].append(f"{int(n_unknown[i])} categor{'y' if n_unknown[i] == 1 else 'ies'} never seen in the trial")
+        for i in np.flatnonzero(dist.min(1) > sup["distance_p99"] * 1.25):
+            if not outside[i]:
+                outside[i].append("unlike every group of trial patients (unusual combination of values)")
+        if self.info["assignment"] == "observational":
+            e = d["propensity"].mean(axis=0)
+            clip = float(self.info["propensity_clip"])
+            for i, j in zip(*np.nonzero(e < clip)):
+                outside[i].append(f"arm {self.arms[j]} was rarely given to patients like this (estimated probability {e[i, j]:.3f})")
+        return similar, outside
+
+    def _explain(self, out: pd.DataFrame, x: np.ndarray, rec: np.ndarray, dmean: np.ndarray, sign: float, top_k: int) -> None:
+        """Integrated gradients of the effect being recommended (or, when the reference is
+        recommended, of the best alternative): which covariates make it larger or smaller."""
+        ref = self.model.ref
+        others = [j for j in range(len(self.arms)) if j != ref]
+        target = np.array([r if r != ref else others[int(np.argmax(sign * dmean[i, others]))] for i, r in enumerate(rec)])
+        grouped_all = np.zeros((len(x), len(dict.fromkeys(self.model.featurizer.feature_groups_))), dtype=np.float32)
+        names: list[str] = []
+        for a in np.unique(target):
+            rows = np.flatnonzero(target == a)
+            attr = integrated_gradients(contrast_module(self.model, int(a)), x[rows], np.zeros(len(rows), dtype=np.int64), n_steps=24)
+            g, names = group_attributions(attr, self.model.featurizer.feature_groups_)
+            grouped_all[rows] = g
+        tops = top_attributions(grouped_all, names, k=top_k)
+        out["effect_explained"] = [f"{self.arms[a]} vs {self.arms[ref]}" for a in target]
+        for r in range(top_k):
+            out[f"modifier_{r + 1}"] = [tp[r][0] if len(tp) > r else "" for tp in tops]
+            out[f"modifier_{r + 1}_weight"] = [round(tp[r][1], 4) if len(tp) > r else np.nan for tp in tops]
+
+    # ------------------------------------------------------------------------------------
+    def evaluate(self, frame: pd.DataFrame, *, source: str = "input", n_boot: int = 500, seed: int = 0) -> dict[str, Any]:
+        """Outcome fit, effect calibration and policy values of this model on a labelled table."""
+        info = self.info
+        spec = TreatmentSpec(
+            treatment=info["treatment"], outcome=info["outcome"], time=info["time"], event=info["event"],
+            horizon=info["horizon"], reference=self.arms[self.model.ref], better=info["better"], assignment=info["assignment"],
+            arm_probabilities=info["arm_probabilities"], covariates=tuple(info["covariates"]), min_per_arm=5,
+            positive_class=info.get("positive_class"), n_boot=max(10, n_boot),
+        )
+        self.check_columns(frame, source=source)
+        prep = prepare_treatment(frame, spec=spec, source=source)
+        unknown = [a for a in prep.arms if a not in self.arms]
+        if unknown:
+            raise DataError(f"{source}: arm(s) {unknown} of '{info['treatment']}' are unknown to this model (its arms: {self.arms}).")
+        prep.arm = np.array([self.arms.index(prep.arms[i]) for i in prep.arm], dtype=np.int64)
+        prep.arms, prep.ref = self.arms, self.model.ref
+        x = self.model.features(prep.data, source=source)
+        result = evaluate_rows(self.model, prep, np.arange(len(prep.data)), x=x, n_boot=max(10, n_boot), seed=seed)
+        result["bundle"] = str(self.bundle.path) if self.bundle.path else None
+        return result
+
+
+def load_input(data: str | Path) -> tuple[pd.DataFrame, DataSource]:
+    return resolve_table(data)
+
+
+__all__ = ["TreatmentAssistant", "load_input", "train_treatment_model"]

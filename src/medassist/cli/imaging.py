@@ -1,0 +1,64 @@
+"""Image diagnosis handlers for ``medassist train | evaluate | predict``.
+
+    medassist train --data FILE.npz|FOLDER|FILE.csv --out DIR [--model resnet18|resnet50|densenet121] [--size small|large]
+    medassist predict DIR --image FILE.dcm|FILE.nii.gz|FILE.png [--explain OUT.png]
+    medassist evaluate DIR --data FILE.npz [--report OUT.html]
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from medassist.cli.commands import EvaluateRequest, PredictRequest, TrainRequest, err, out
+from medassist.exceptions import ConfigError
+
+
+def train_images(req: TrainRequest) -> None:
+    from medassist.assistants.imaging import train_image_diagnosis
+
+    for name, value in (("--target", req.target), ("--id-column", req.id_column), ("--smiles-column", req.smiles_column),
+                        ("--treatment-column", req.treatment_column)):
+        if value:
+            raise ConfigError(f"{name} does not apply to images: labels come from class folders, the CSV's label column or the .npz file.")
+    outcome = train_image_diagnosis(
+        req.data, out=req.out, model=req.model or "resnet18", size=req.size, seed=req.seed, epochs=req.epochs,
+        window=req.window, class_weight=req.class_weight, overwrite=req.overwrite, progress=req.progress, console=err,
+    )
+    for note in outcome.notes[:10]:
+        err.print(f"note: {note}", highlight=False)
+    m = outcome.metrics["metrics"]
+
+    def fmt(v: dict) -> str:
+        if v.get("value") is None:
+            return "n/a"
+        ci = "" if v.get("ci_low") is None else f" [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+        return f"{v['value']:.3f}{ci}"
+
+    if outcome.task == "multilabel":
+        line = (f"test macro AUC {fmt(m['macro_auc'])}  MedMNIST AUC {fmt(m['medmnist_auc'])}  ACC {fmt(m['medmnist_acc'])}")
+    else:
+        mm = outcome.metrics["medmnist"]
+        line = f"test AUC {fmt(m['auc'])}  accuracy {fmt(m['accuracy'])}  ECE {fmt(m['ece'])}  (MedMNIST AUC {mm['auc']:.3f}, ACC {mm['acc']:.3f})"
+    err.print(f"{line}  ({outcome.n_parameters:,} parameters, best epoch {outcome.result.best_epoch})", highlight=False)
+    out.print(f"bundle: {outcome.bundle_dir}\nreport: {outcome.report}", highlight=False)
+
+
+def evaluate_images(req: EvaluateRequest) -> None:
+    from medassist.assistants.imaging import ImagingAssistant
+
+    result = ImagingAssistant.load(req.bundle).evaluate(req.data, n_boot=req.n_boot, report=req.report)
+    typer.echo(json.dumps(result, indent=1, default=float))
+
+
+def predict_image(req: PredictRequest) -> None:
+    from medassist.assistants.imaging import ImagingAssistant
+
+    if req.image is None:
+        raise ConfigError("An image model predicts from one image: pass --image FILE.dcm|FILE.nii.gz|FILE.png [--explain OUT.png].")
+    if req.data is not None or req.out is not None:
+        raise ConfigError("--data/--out are for table models; an image model takes --image FILE and prints JSON.")
+    explain_path = req.explain_path if req.explain else None
+    result = ImagingAssistant.load(req.bundle).predict(req.image, explain_path=explain_path)
+    typer.echo(json.dumps(result, indent=1))

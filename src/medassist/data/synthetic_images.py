@@ -1,0 +1,165 @@
+"""Synthetic labelled images for tests and the demo: synthetic demo data, not for clinical use.
+
+A "lesion" image holds a bright round blob on a textured background; a "normal" one does not.
+Multi-class sets vary the blob's shape, multi-label sets combine independent findings. Writers
+put the same images in every format medassist reads (PNG folder, CT DICOM series, NIfTI volumes,
+MedMNIST ``.npz``), so the whole pipeline can be exercised offline. Nothing here resembles real
+anatomy; never use it to judge a model's clinical worth.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SYNTHETIC_NOTICE = "synthetic demo data, not for clinical use"
+FINDINGS = ("blob", "bar", "ring")
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    base = 0.25 + 0.1 * np.sin(2 * np.pi * (xx * rng.uniform(0.5, 2) + yy * rng.uniform(0.5, 2)))
+    return base + rng.normal(0, 0.04, (size, size))
+
+
+def _draw(img: np.ndarray, finding: str, rng: np.random.Generator) -> None:
+    size = img.shape[0]
+    cy, cx = rng.uniform(0.3, 0.7, 2) * size
+    r = rng.uniform(0.12, 0.2) * size
+    yy, xx = np.mgrid[0:size, 0:size]
+    d = np.hypot(yy - cy, xx - cx)
+    if finding == "blob":
+        img += 0.55 * np.exp(-(d / r) ** 2)
+    elif finding == "bar":
+        img[(np.abs(yy - cy) < r / 3) & (np.abs(xx - cx) < 1.5 * r)] += 0.5
+    else:  # ring
+        img[(d > 0.7 * r) & (d < r)] += 0.5
+
+
+def synthetic_images(
+    *, n: int = 60, size: int = 28, task: str = "binary", channels: int = 1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images uint8 (N, C, H, W), targets and class names; synthetic demo data, not for clinical use.
+
+    Args:
+        task: "binary" (normal / lesion), "multiclass" (normal / blob / bar / ring) or
+            "multilabel" (blob, bar, ring present or not; targets (N, 3) of 0/1).
+    """
+    rng = np.random.default_rng(seed)
+    imgs = np.empty((n, channels, size, size), dtype=np.uint8)
+    if task == "binary":
+        classes, targets = ["normal", "lesion"], np.arange(n) % 2
+    elif task == "multiclass":
+        classes, targets = ["normal", *FINDINGS], np.arange(n) % 4
+    elif task == "multilabel":
+        classes, targets = list(FINDINGS), (rng.random((n, 3)) < 0.4).astype(np.int64)
+    else:
+        raise ValueError(f"task must be binary, multiclass or multilabel; got {task!r}.")
+    for i in range(n):
+        img = _background(rng, size)
+        if task == "binary" and targets[i] == 1:
+            _draw(img, "blob", rng)
+        elif task == "multiclass" and targets[i] > 0:
+            _draw(img, FINDINGS[targets[i] - 1], rng)
+        elif task == "multilabel":
+            for j, f in enumerate(FINDINGS):
+                if targets[i, j]:
+                    _draw(img, f, rng)
+        grey = np.clip(img, 0, 1)
+        if channels == 3:
+            tint = rng.uniform(0.8, 1.0, 3)[:, None, None]
+            imgs[i] = np.round(255 * np.clip(grey[None] * tint, 0, 1)).astype(np.uint8)
+        else:
+            imgs[i, 0] = np.round(255 * grey).astype(np.uint8)
+    return imgs, targets, classes
+
+
+def write_medmnist_npz(path: str | Path, *, n: int = 60, size: int = 28, task: str = "binary", channels: int = 1, seed: int = 0) -> Path:
+    """A synthetic file in the official MedMNIST layout (70/15/15 split)."""
+    imgs, y, _ = synthetic_images(n=n, size=size, task=task, channels=channels, seed=seed)
+    y = y.reshape(len(y), -1).astype(np.uint8)
+    x = imgs[:, 0] if channels == 1 else np.moveaxis(imgs, 1, -1)
+    a, b = int(0.7 * n), int(0.85 * n)
+    path = Path(path)
+    np.savez_compressed(path, train_images=x[:a], train_labels=y[:a], val_images=x[a:b], val_labels=y[a:b],
+                        test_images=x[b:], test_labels=y[b:])
+    return path
+
+
+def write_png_folder(folder: str | Path, *, n: int = 30, size: int = 28, seed: int = 0) -> Path:
+    """``folder/<class>/img_i.png`` of a binary synthetic set."""
+    from PIL import Image
+
+    imgs, y, classes = synthetic_images(n=n, size=size, seed=seed)
+    folder = Path(folder)
+    for i, (img, t) in enumerate(zip(imgs, y)):
+        (folder / classes[t]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[0]).save(folder / classes[t] / f"img_{i:03d}.png")
+    return folder
+
+
+def _ct_dataset(hu: np.ndarray, *, patient: str, series_uid: str, instance: int, z: float):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[series_uid, str(instance)])
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientID, ds.PatientName = "CT", patient, "SYNTHETIC^DEMO"
+    ds.StudyDescription = SYNTHETIC_NOTICE
+    ds.SeriesInstanceUID, ds.StudyInstanceUID = series_uid, generate_uid(entropy_srcs=[patient])
+    ds.InstanceNumber, ds.ImagePositionPatient = instance, [0.0, 0.0, z]
+    ds.Rows, ds.Columns = hu.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+    ds.WindowCenter, ds.WindowWidth = 40, 400
+    ds.PixelData = (hu + 1024).astype(np.int16).tobytes()
+    return ds
+
+
+def write_dicom_folder(folder: str | Path, *, n_patients: int = 12, slices: int = 2, size: int = 24, seed: int = 0) -> Path:
+    """``folder/<class>/<patient>_<k>.dcm``: one CT series of ``slices`` slices per patient."""
+    from pydicom.uid import generate_uid
+
+    rng = np.random.default_rng(seed)
+    classes = ["normal", "lesion"]
+    folder = Path(folder)
+    for p in range(n_patients):
+        label = p % 2
+        patient = f"SYN{p:04d}"
+        series = generate_uid(entropy_srcs=[patient, "series", str(seed)])
+        (folder / classes[label]).mkdir(parents=True, exist_ok=True)
+        for k in range(slices):
+            img = _background(rng, size)
+            if label:
+                _draw(img, "blob", rng)
+            hu = np.round(np.clip(img, 0, 1) * 400 - 160).astype(np.int16)  # soft-tissue HU range
+            ds = _ct_dataset(hu, patient=patient, series_uid=series, instance=k + 1, z=float(k))
+            ds.save_as(folder / classes[label] / f"{patient}_{k}.dcm", enforce_file_format=True)
+    return folder
+
+
+def write_nifti_folder(folder: str | Path, *, n_volumes: int = 12, depth: int = 3, size: int = 24, seed: int = 0) -> Path:
+    """``folder/<class>/vol_i.nii.gz``: small 3D volumes (every slice of a lesion volume holds it)."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(seed)
+    classes = ["normal", "lesion"]
+    folder = Path(folder)
+    for v in range(n_volumes):
+        label = v % 2
+        vol = np.empty((size, size, depth), dtype=np.float32)
+        for k in range(depth):
+            img = _background(rng, size)
+            if label:
+                _draw(img, "blob", rng)
+            vol[:, :, k] = np.clip(img, 0, 1) * 1000
+        (folder / classes[label]).mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(vol, np.diag([1.0, 1.0, 2.0, 1.0])), folder / classes[label] / f"vol_{v:03d}.nii.gz")
+    return folder

@@ -1,0 +1,451 @@
+"""The diagnosis assistant (tabular) as a service plugin.
+
+API (``/api/v1/diagnosis``, bearer token, role with ``assistants.use``):
+    GET  /                        diagnosis bundles on offer
+    GET  /{bundle_id}/schema      the input columns (kind, training median or categories)
+    POST /{bundle_id}/predict     JSON ``{"row": {...}}`` or ``{"rows": [...]}`` → calibrated
+                                  probabilities, top factors, flags, the bundle that answered
+    POST /{bundle_id}/predict-file  a CSV upload → the same, one result per row
+Pages (``/diagnosis``): a bundle list, a form for one patient row, a CSV upload; results are
+swapped in by htmx (or rendered as a whole page without JavaScript).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Depends, File, HTTPException, Path, Query, Request, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+from starlette.concurrency import run_in_threadpool
+
+from medassist.assistants.diagnosis import DiagnosisAssistant
+from medassist.data.io.tables import MISSING_TOKENS
+from medassist.exceptions import DataError
+from medassist.featurizers.tabular import OTHER
+from medassist.service.auth import Principal, Require, Surface
+from medassist.service.batching import Batcher
+from medassist.service.bundles import BundleInfo
+from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
+from medassist.service.permissions import Permission
+from medassist.service.plugins import TEMPLATES, AssistantPlugin
+from medassist.service.predictions import record_prediction
+from medassist.service.rendering import is_htmx, render
+from medassist.service.uploads import FileKind, read_upload
+from medassist.store.audit import sha256_json
+
+NAME = "diagnosis"
+TASKS = ("diagnosis-tabular",)
+USE_API = Require(Permission.USE_ASSISTANTS, surface=Surface.API)
+USE_PAGE = Require(Permission.USE_ASSISTANTS, surface=Surface.PAGE)
+BUNDLE_ID = Path(pattern=r"^[0-9a-f]{16}$", description="16 hex digits (from GET /api/v1/diagnosis)")
+#: A numeric value this many training standard deviations from the training mean is flagged.
+OUT_OF_RANGE_SD = 6.0
+MAX_TEXT = 200  # characters in a form field
+
+api = APIRouter()
+pages = APIRouter()
+
+Value = StrictStr | StrictInt | StrictFloat | StrictBool | None
+
+
+class PredictBody(BaseModel):
+    """One row (``row``) or several (``rows``): column name → value; ``null`` = unknown (imputed)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"row": {"age": 61, "sex": "F"}, "top_k": 3}]})
+
+    row: dict[str, Value] | None = None
+    rows: list[dict[str, Value]] | None = Field(None, min_length=1)
+    explain: bool = True
+    top_k: int = Field(3, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> PredictBody:
+        if (self.row is None) == (self.rows is None):
+            raise ValueError("send exactly one of 'row' (an object) or 'rows' (a list of objects)")
+        return self
+
+    def all_rows(self) -> list[dict[str, Any]]:
+        return [self.row] if self.row is not None else list(self.rows or [])
+
+
+class Factor(BaseModel):
+    column: str
+    weight: float = Field(description="Integrated-gradients attribution to the predicted class (logit units)")
+
+
+class RowResult(BaseModel):
+    row: int
+    prediction: str
+    probabilities: dict[str, float] = Field(description="Calibrated (temperature-scaled) class probabilities")
+    confidence: float = Field(description="Calibrated probability of the predicted class")
+    member_sd: float | None = Field(None, description="Ensemble disagreement (SD of members' probability for the prediction)")
+    n_imputed: int
+    n_unknown_categories: int
+    out_of_range: list[str]
+    factors: list[Factor]
+    patient_ref: str | None = None
+
+
+class BundleRef(BaseModel):
+    id: str
+    name: str
+    task: str
+    created: str
+    data_source: str
+
+
+class PredictResponse(BaseModel):
+    disclaimer: str
+    bundle: BundleRef
+    calibration: dict[str, Any]
+    predictions: list[RowResult]
+    audit_id: int
+    prediction_id: int
+
+
+# --------------------------------------------------------------------------------------------
+# Core: validate → predict → record
+
+
+def _info(ctx: ServiceContext, bundle_id: str) -> BundleInfo:
+    info = ctx.catalog.get(bundle_id)
+    if info is None or info.task not in TASKS:
+        raise HTTPException(404, f"No diagnosis model bundle with id {bundle_id}.")
+    return info
+
+
+def _assistant(ctx: ServiceContext, info: BundleInfo) -> DiagnosisAssistant:
+    return DiagnosisAssistant(bundle=ctx.catalog.load(info))
+
+
+def _check_category(fz, column: str, value: Any, *, where: str) -> None:
+    """A category the model never saw is refused (unless training collapsed rare levels into
+    'other'): a typo or an injected string must not pass as a patient's value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return
+    levels = fz.categories_.get(column, [])
+    if str(value) in levels or OTHER in levels:
+        return
+    known = [v for v in levels if not v.startswith("__")]
+    shown = repr(str(value)[:40]) + ("…" if len(str(value)) > 40 else "")
+    raise DataError(f"{where}, column '{column}': {shown} is not a value the model knows "
+                    f"(expected one of: {', '.join(known[:20])}; send null if it is not known).")
+
+
+def rows_to_frame(rows: list[dict[str, Any]], assistant: DiagnosisAssistant, *, max_rows: int, source: str) -> pd.DataFrame:
+    """Check JSON rows against the model's inputs and build the table (nothing is guessed)."""
+    fz, schema = assistant.bundle.featurizer, assistant.bundle.schema
+    if len(rows) > max_rows:
+        raise DataError(f"{source}: {len(rows)} rows in one request; at most {max_rows} are accepted.")
+    columns = list(fz.columns_)
+    allowed = set(columns) | ({schema.id_column} if schema.id_column else set())
+    numeric = set(fz.numeric_)
+    data: dict[str, list[Any]] = {c: [] for c in columns}
+    ids: list[Any] = []
+    for i, row in enumerate(rows, start=1):
+        unknown = sorted(set(row) - allowed)
+        if unknown:
+            raise DataError(f"{source}: row {i} has column(s) {', '.join(repr(c[:60]) for c in unknown[:5])} that the model "
+                            f"does not use (expected: {', '.join(columns)}).")
+        absent = [c for c in columns if c not in row]
+        if absent:
+            raise DataError(f"{source}: row {i} lacks column(s) {', '.join(repr(c) for c in absent[:10])}; "
+                            "send null for a value that is not known (it is then imputed and counted).")
+        for c in columns:
+            v = row[c]
+            if c in numeric:
+                # true/false count as 1/0, as they do when a CSV column of booleans is read for training
+                if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(float(v))):
+                    raise DataError(f"{source}: row {i}, column '{c}': expected a number or null, got {str(v)[:60]!r}.")
+                data[c].append(np.nan if v is None else float(v))
+            else:
+                _check_category(fz, c, v, where=f"{source}: row {i}")
+                data[c].append(v)
+        if schema.id_column:
+            ref = row.get(schema.id_column)
+            if ref is not None and len(str(ref)) > 64:
+                raise DataError(f"{source}: row {i}, column '{schema.id_column}': longer than 64 characters.")
+            ids.append(ref)
+    columns_data = {c: np.asarray(v, dtype=float if c in numeric else object) for c, v in data.items()}
+    if schema.id_column:
+        columns_data[schema.id_column] = np.asarray(ids, dtype=object)
+    return pd.DataFrame(columns_data, copy=False)  # from arrays: several times faster than from Series
+
+
+def csv_to_frame(data: bytes, *, filename: str, assistant: DiagnosisAssistant, max_rows: int) -> pd.DataFrame:
+    """Parse an uploaded CSV the way ``medassist predict`` reads a file, with messages naming it."""
+    try:
+        frame = pd.read_csv(io.BytesIO(data), sep=None, engine="python", na_values=MISSING_TOKENS, keep_default_na=False,
+                            encoding="utf-8-sig", skipinitialspace=True, nrows=max_rows + 1)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{filename}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 CSV.") from e
+    except pd.errors.EmptyDataError as e:
+        raise DataError(f"{filename}: no columns found (expected a CSV file with a header row).") from e
+    except (pd.errors.ParserError, ValueError, TypeError) as e:
+        raise DataError(f"{filename}: not a well-formed CSV table ({str(e).strip()[:200]}).") from e
+    if frame.empty:
+        raise DataError(f"{filename}: the header is there but there are no data rows.")
+    if len(frame) > max_rows:
+        raise DataError(f"{filename}: more than {max_rows} rows; at most {max_rows} are accepted per upload.")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if len(set(frame.columns)) != len(frame.columns):
+        raise DataError(f"{filename}: duplicate column names; every column needs a unique name.")
+    fz = assistant.bundle.featurizer
+    missing = [c for c in fz.columns_ if c not in frame.columns]
+    if missing:
+        raise DataError(f"{filename}: the model needs column(s) {', '.join(repr(c) for c in missing[:10])}, which the file "
+                        f"does not have (it has: {', '.join(map(str, frame.columns[:20]))}).")
+    for c in fz.categorical_:
+        for i, v in enumerate(frame[c].tolist(), start=1):
+            _check_category(fz, c, v, where=f"{filename}: row {i}")
+    return frame
+
+
+def predict_frame(assistant: DiagnosisAssistant, frame: pd.DataFrame, *, explain: bool, top_k: int, source: str) -> list[dict[str, Any]]:
+    """One result per row: calibrated probabilities, the prediction, flags and top factors."""
+    bundle = assistant.bundle
+    fz, schema = bundle.featurizer, bundle.schema
+    out = assistant.predict(frame, source=source, explain=explain, top_k=top_k)
+    probs = out[[f"prob_{c}" for c in schema.classes]].to_numpy(dtype=float)
+    bad = ~np.isfinite(probs).all(axis=1)
+    if bad.any():
+        raise DataError(f"{source}: row {int(bad.argmax()) + 1} gives no finite probability; check its values are in a plausible range.")
+    # Numeric values far outside the training data (vectorised: this runs for every batch).
+    numeric = list(fz.numeric_)
+    flags_matrix = np.zeros((len(frame), 0), dtype=bool)
+    if numeric:
+        values = frame[numeric].to_numpy(dtype=float)
+        mean = np.array([fz.mean_[c] for c in numeric])
+        scale = np.array([fz.scale_[c] for c in numeric])
+        with np.errstate(invalid="ignore"):
+            flags_matrix = np.abs(values - mean) > OUT_OF_RANGE_SD * scale  # NaN compares False
+    refs = frame[schema.id_column].tolist() if schema.id_column and schema.id_column in frame.columns else [None] * len(frame)
+    records = out.to_dict("records")
+    results = []
+    for i, r in enumerate(records):
+        row_probs = {c: float(probs[i, j]) for j, c in enumerate(schema.classes)}
+        factors = []
+        if explain:
+            for k in range(1, top_k + 1):
+                name, weight = r.get(f"factor_{k}", ""), r.get(f"factor_{k}_weight", np.nan)
+                if name and not pd.isna(weight):
+                    factors.append({"column": str(name), "weight": float(weight)})
+        ref = refs[i]
+        results.append({
+            "row": i + 1, "prediction": str(r["prediction"]), "probabilities": row_probs, "confidence": row_probs[str(r["prediction"])],
+            "member_sd": float(r["member_sd"]) if "member_sd" in r else None,
+            "n_imputed": int(r["n_imputed"]), "n_unknown_categories": int(r["n_unknown_categories"]),
+            "out_of_range": [c for c, f in zip(numeric, flags_matrix[i]) if f] if numeric else [],
+            "factors": factors, "patient_ref": None if ref is None or pd.isna(ref) else str(ref),
+        })
+    return results
+
+
+def _bundle_ref(info: BundleInfo) -> dict[str, str]:
+    return {"id": info.bundle_id, "name": info.name, "task": info.task, "created": info.created, "data_source": info.data_source}
+
+
+def _calibration(assistant: DiagnosisAssistant) -> dict[str, Any]:
+    cal = assistant.bundle.calibration
+    return {"method": "temperature scaling", "temperature": cal.get("temperature"), "fitted_on": cal.get("fitted_on"),
+            "test_ece_calibrated": cal.get("test_ece_calibrated")}
+
+
+def _batcher(ctx: ServiceContext, info: BundleInfo, assistant: DiagnosisAssistant) -> Batcher:
+    """One batcher per loaded bundle: concurrent JSON/form requests share forward passes."""
+    batchers = ctx.state.setdefault(NAME, {})
+    key = (info.bundle_id, info.mtime_ns)
+    if key not in batchers:
+        def run(options, frame: pd.DataFrame) -> list[dict[str, Any]]:
+            explain, top_k = options
+            return predict_frame(assistant, frame, explain=explain, top_k=top_k, source="request")
+
+        batchers[key] = Batcher(run=run, max_rows=256)
+    return batchers[key]
+
+
+def run_and_record(
+    ctx: ServiceContext, principal: Principal, info: BundleInfo, assistant: DiagnosisAssistant, frame: pd.DataFrame, *,
+    explain: bool, top_k: int, input_value: Any, input_sha256: str, via: str, source: str, batch: bool = True,
+) -> dict[str, Any]:
+    if batch:
+        results = _batcher(ctx, info, assistant).submit((explain, top_k), frame)
+        for i, r in enumerate(results, start=1):
+            r["row"] = i
+    else:
+        results = predict_frame(assistant, frame, explain=explain, top_k=top_k, source=source)
+    rec = record_prediction(ctx, principal, assistant=NAME, bundle_id=info.bundle_id, task=info.task, input_value=input_value,
+                            input_sha256=input_sha256, output=results, n_rows=len(results), via=via)
+    return {"disclaimer": DISCLAIMER, "bundle": _bundle_ref(info), "calibration": _calibration(assistant),
+            "predictions": results, "audit_id": rec.audit_id, "prediction_id": rec.prediction_id}
+
+
+# --------------------------------------------------------------------------------------------
+# REST API
+
+
+@api.get("", summary="Diagnosis model bundles on offer")
+def api_list(request: Request, principal: Principal = Depends(USE_API)) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    return {"disclaimer": DISCLAIMER, "models": [i.summary() for i in ctx.catalog.list(tasks=TASKS)]}
+
+
+def _input_fields(assistant: DiagnosisAssistant) -> list[dict[str, Any]]:
+    fz = assistant.bundle.featurizer
+    fields = []
+    for i, c in enumerate(fz.columns_):
+        if c in fz.numeric_:
+            fields.append({"index": i, "column": c, "kind": "numeric", "median": fz.median_.get(c), "missing_rate": fz.missing_rate_.get(c)})
+        else:
+            cats = [v for v in fz.categories_.get(c, []) if not v.startswith("__")]
+            fields.append({"index": i, "column": c, "kind": "categorical", "categories": cats, "missing_rate": fz.missing_rate_.get(c)})
+    return fields
+
+
+@api.get("/{bundle_id}/schema", summary="Input columns of a diagnosis bundle")
+def api_schema(request: Request, bundle_id: str = BUNDLE_ID, principal: Principal = Depends(USE_API)) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    info = _info(ctx, bundle_id)
+    assistant = _assistant(ctx, info)
+    schema = assistant.bundle.schema
+    return {"bundle": _bundle_ref(info), "target": schema.target, "classes": schema.classes, "positive_class": schema.positive_class,
+            "id_column": schema.id_column, "inputs": _input_fields(assistant)}
+
+
+@api.post("/{bundle_id}/predict", response_model=PredictResponse, summary="Predict from JSON rows (audited)")
+def api_predict(request: Request, body: PredictBody, bundle_id: str = BUNDLE_ID, principal: Principal = Depends(USE_API)) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    info = _info(ctx, bundle_id)
+    assistant = _assistant(ctx, info)
+    rows = body.all_rows()
+    frame = rows_to_frame(rows, assistant, max_rows=ctx.settings.max_rows_per_request, source="request")
+    return run_and_record(ctx, principal, info, assistant, frame, explain=body.explain, top_k=body.top_k, input_value=rows,
+                          input_sha256=sha256_json(rows), via="api", source="request")
+
+
+@api.post("/{bundle_id}/predict-file", response_model=PredictResponse, summary="Predict every row of a CSV upload (audited)")
+async def api_predict_file(
+    request: Request, file: UploadFile = File(...), bundle_id: str = BUNDLE_ID, explain: bool = Query(True),
+    top_k: int = Query(3, ge=1, le=20), principal: Principal = Depends(USE_API),
+) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    upload = await read_upload(file, expected={FileKind.CSV}, max_bytes=ctx.settings.max_upload_bytes)
+    return await run_in_threadpool(_predict_upload, ctx, principal, bundle_id, upload, explain, top_k, "api-file")
+
+
+def _predict_upload(ctx: ServiceContext, principal: Principal, bundle_id: str, upload, explain: bool, top_k: int, via: str) -> dict[str, Any]:
+    info = _info(ctx, bundle_id)
+    assistant = _assistant(ctx, info)
+    frame = csv_to_frame(upload.data, filename=upload.filename, assistant=assistant, max_rows=ctx.settings.max_rows_per_request)
+    return run_and_record(ctx, principal, info, assistant, frame, explain=explain, top_k=top_k,
+                          input_value=upload.data.decode("utf-8-sig", "replace"), input_sha256=upload.sha256, via=via,
+                          source=upload.filename, batch=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Pages
+
+
+@pages.get("")
+def page_index(request: Request, principal: Principal = Depends(USE_PAGE)) -> Response:
+    ctx = get_ctx(request)
+    return render(request, "diagnosis/index.html", bundles=ctx.catalog.list(tasks=TASKS))
+
+
+def _form_page(request: Request, info: BundleInfo, assistant: DiagnosisAssistant, *, values: dict[int, str] | None = None,
+               errors: dict[int, str] | None = None, result: dict[str, Any] | None = None, error: str = "",
+               status_code: int = 200) -> Response:
+    return render(request, "diagnosis/form.html", status_code=status_code, info=info, fields=_input_fields(assistant),
+                  schema=assistant.bundle.schema, values=values or {}, errors=errors or {}, result=result, error=error,
+                  card=info.model_card)
+
+
+@pages.get("/{bundle_id}")
+def page_form(request: Request, bundle_id: str = BUNDLE_ID, example: bool = Query(False), principal: Principal = Depends(USE_PAGE)) -> Response:
+    ctx = get_ctx(request)
+    info = _info(ctx, bundle_id)
+    assistant = _assistant(ctx, info)
+    values: dict[int, str] = {}
+    if example:  # the training medians / first category: a neutral starting point, not a patient
+        for f in _input_fields(assistant):
+            if f["kind"] == "numeric" and f["median"] is not None:
+                values[f["index"]] = f"{f['median']:g}"
+            elif f["kind"] == "categorical" and f["categories"]:
+                values[f["index"]] = f["categories"][0]
+    return _form_page(request, info, assistant, values=values)
+
+
+def _parse_form(form, fields: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[int, str], dict[int, str]]:
+    row: dict[str, Any] = {}
+    values: dict[int, str] = {}
+    errors: dict[int, str] = {}
+    for f in fields:
+        raw = form.get(f"c{f['index']}", "")
+        raw = raw.strip() if isinstance(raw, str) else ""
+        values[f["index"]] = raw[:MAX_TEXT]
+        if raw == "":
+            row[f["column"]] = None
+        elif f["kind"] == "numeric":
+            try:
+                v = float(raw)
+            except ValueError:
+                errors[f["index"]] = f"expected a number, got {raw[:40]!r}"
+                continue
+            if not math.isfinite(v):
+                errors[f["index"]] = "expected a finite number"
+                continue
+            row[f["column"]] = v
+        elif raw not in f["categories"]:
+            errors[f["index"]] = "not one of the offered values"
+        else:
+            row[f["column"]] = raw
+    return row, values, errors
+
+
+@pages.post("/{bundle_id}/predict")
+async def page_predict(request: Request, bundle_id: str = BUNDLE_ID, principal: Principal = Depends(USE_PAGE)) -> Response:
+    ctx = get_ctx(request)
+    form = await request.form()
+    explain = form.get("explain") == "on"
+    return await run_in_threadpool(_page_predict, request, ctx, principal, bundle_id, form, explain)
+
+
+def _page_predict(request: Request, ctx: ServiceContext, principal: Principal, bundle_id: str, form, explain: bool) -> Response:
+    info = _info(ctx, bundle_id)
+    assistant = _assistant(ctx, info)
+    fields = _input_fields(assistant)
+    row, values, errors = _parse_form(form, fields)
+    if errors:
+        message = "Some values could not be used: " + "; ".join(f"{fields[i]['column']}: {m}" for i, m in errors.items())
+        if is_htmx(request):
+            return render(request, "partials/error.html", status_code=422, status=422, message=message)
+        return _form_page(request, info, assistant, values=values, errors=errors, error=message, status_code=422)
+    frame = rows_to_frame([row], assistant, max_rows=1, source="form")
+    result = run_and_record(ctx, principal, info, assistant, frame, explain=explain, top_k=5, input_value=[row],
+                            input_sha256=sha256_json([row]), via="web", source="form")
+    if is_htmx(request):
+        return render(request, "diagnosis/result.html", result=result, info=info, card=info.model_card)
+    return _form_page(request, info, assistant, values=values, result=result)
+
+
+@pages.post("/{bundle_id}/predict-file")
+async def page_predict_file(request: Request, bundle_id: str = BUNDLE_ID, file: UploadFile = File(...),
+                            principal: Principal = Depends(USE_PAGE)) -> Response:
+    ctx = get_ctx(request)
+    upload = await read_upload(file, expected={FileKind.CSV}, max_bytes=ctx.settings.max_upload_bytes)
+    result = await run_in_threadpool(_predict_upload, ctx, principal, bundle_id, upload, True, 3, "web-file")
+    info = _info(ctx, bundle_id)
+    if is_htmx(request):
+        return render(request, "diagnosis/table.html", result=result, info=info, card=info.model_card)
+    return render(request, "diagnosis/table_page.html", result=result, info=info, card=info.model_card)
+
+
+PLUGIN = AssistantPlugin(
+    name=NAME, title="Diagnosis", summary="A patient's table row → calibrated probabilities, the factors behind them, the model card.",
+    tasks=TASKS, permission=Permission.USE_ASSISTANTS, api_router=api, page_router=pages, templates_dir=TEMPLATES / NAME,
+)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the medassist schema (run by ``Database.upgrade``)."""

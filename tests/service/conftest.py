@@ -1,0 +1,123 @@
+"""A real medassist service on 127.0.0.1 (uvicorn in a thread) with a tiny trained bundle, one
+user per role, their API tokens and signed-in browser sessions (httpx clients with cookies)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from medassist.service import create_app
+from medassist.service.testing import PASSWORD, add_user, csrf_of, running_server, shared_tiny_bundle, sign_in
+from medassist.settings import Settings
+from medassist.store.accounts import new_api_token
+from medassist.store.models import User
+
+ROLES = ("admin", "clinician", "researcher", "auditor")
+PG_URL = os.environ.get("MEDASSIST_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A heart-disease MLP (small, 3 epochs), trained once per session (~15 s on 2 cores)."""
+    return shared_tiny_bundle(tmp_path_factory.getbasetemp())
+
+
+@dataclass
+class Site:
+    base_url: str
+    app: object
+    settings: Settings
+    bundle_id: str
+    user_ids: dict[str, int]
+    tokens: dict[str, str]
+    browsers: dict[str, httpx.Client] = field(default_factory=dict)
+
+    @property
+    def db(self):
+        return self.app.state.ctx.db
+
+    def api(self, role: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, follow_redirects=False, timeout=30)
+
+    def browser(self, role: str | None) -> httpx.Client:
+        if role is None:
+            return httpx.Client(base_url=self.base_url, follow_redirects=False, timeout=30)
+        if role not in self.browsers:
+            self.browsers[role] = sign_in(self.base_url, role)
+        return self.browsers[role]
+
+    def csrf(self, role: str) -> str:
+        return csrf_of(self.browser(role).get("/account").text)
+
+    def count(self, model) -> int:
+        from sqlalchemy import func, select
+
+        with self.db.session() as s:
+            return s.scalar(select(func.count()).select_from(model))
+
+
+def make_site(home: Path, bundle: Path, *, database_url: str | None = None, **overrides) -> Iterator[Site]:
+    settings = Settings(home=home, bundle_dirs=[bundle.parent], database_url=database_url,
+                        login_rate_per_minute=overrides.pop("login_rate_per_minute", 10_000), **overrides)
+    app = create_app(settings)
+    db = app.state.ctx.db
+    user_ids = {role: add_user(db, role, role, PASSWORD) for role in ROLES}
+    tokens = {}
+    with db.session(write=True) as s:
+        for role in ROLES:
+            tokens[role] = new_api_token(s, user=s.get(User, user_ids[role]), name="test", days=1)[1]
+    bundle_id = app.state.ctx.catalog.list()[0].bundle_id
+    with running_server(app) as base_url:
+        site = Site(base_url=base_url, app=app, settings=settings, bundle_id=bundle_id, user_ids=user_ids, tokens=tokens)
+        try:
+            yield site
+        finally:
+            for c in site.browsers.values():
+                c.close()
+            db.dispose()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, tiny_bundle, request) -> Iterator[Site]:
+    """One service per test module (SQLite under a fresh MEDASSIST_HOME); a module may set
+    ``SITE_SETTINGS = {...}`` to change settings."""
+    yield from make_site(tmp_path_factory.mktemp("home"), tiny_bundle, **dict(getattr(request.module, "SITE_SETTINGS", {})))
+
+
+@pytest.fixture
+def fresh_site(tmp_path, tiny_bundle, request) -> Iterator[Site]:
+    """A service of its own, with settings from ``@pytest.mark.parametrize('fresh_site', [{...}], indirect=True)``."""
+    yield from make_site(tmp_path / "home", tiny_bundle, **getattr(request, "param", {}))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a new schema in MEDASSIST_TEST_POSTGRES_URL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("MEDASSIST_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL and sets it)")
+    import sqlalchemy as sa
+
+    from medassist.store.db import normalize_url
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(normalize_url(PG_URL))
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+

@@ -1,0 +1,159 @@
+"""The authorisation matrix: every route × every role (and anonymous) → allowed or denied,
+from the one table below. A route missing from the table, or an entry without a route, fails.
+
+Allowed: the request does what it asks (the status listed for the route). Denied: 401 for the
+API without a token, a redirect to sign-in for a page without a session, 403 for a wrong role."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from starlette.routing import Mount
+
+from medassist.service.auth import Public, Require, guards_of, route_table
+from medassist.service.testing import PASSWORD, add_user, example_csv, example_row, login_token_of, sign_in
+from medassist.store.accounts import new_api_token
+from medassist.store.models import User
+
+A, C, R, U = "admin", "clinician", "researcher", "auditor"
+EVERYONE = frozenset({A, C, R, U})
+PUBLIC = "public"
+
+#: (method, path) → who may use it. THE table: add a row for every new route.
+EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
+    ("GET", "/login"): PUBLIC,
+    ("POST", "/login"): PUBLIC,
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/static"): PUBLIC,
+    ("POST", "/logout"): EVERYONE,
+    ("GET", "/"): EVERYONE,
+    ("GET", "/account"): EVERYONE,
+    ("POST", "/account/password"): EVERYONE,
+    ("POST", "/account/tokens"): EVERYONE,
+    ("POST", "/account/tokens/{token_id}/revoke"): EVERYONE,
+    ("GET", "/api/docs"): EVERYONE,
+    ("GET", "/models"): frozenset({A, C, R}),
+    ("GET", "/models/{bundle_id}"): frozenset({A, C, R}),
+    ("GET", "/models/{bundle_id}/report"): frozenset({A, C, R}),
+    ("GET", "/audit"): frozenset({U}),
+    ("GET", "/admin/users"): frozenset({A}),
+    ("POST", "/admin/users"): frozenset({A}),
+    ("POST", "/admin/users/{user_id}/{action}"): frozenset({A}),
+    ("GET", "/api/v1/me"): EVERYONE,
+    ("GET", "/api/v1/openapi.json"): EVERYONE,
+    ("GET", "/api/v1/models"): frozenset({A, C, R}),
+    ("GET", "/api/v1/models/{bundle_id}"): frozenset({A, C, R}),
+    ("GET", "/api/v1/models/{bundle_id}/report"): frozenset({A, C, R}),
+    ("GET", "/api/v1/audit"): frozenset({U}),
+    ("GET", "/api/v1/audit/verify"): frozenset({U}),
+    ("GET", "/api/v1/diagnosis"): frozenset({C}),
+    ("GET", "/api/v1/diagnosis/{bundle_id}/schema"): frozenset({C}),
+    ("POST", "/api/v1/diagnosis/{bundle_id}/predict"): frozenset({C}),
+    ("POST", "/api/v1/diagnosis/{bundle_id}/predict-file"): frozenset({C}),
+    ("GET", "/diagnosis"): frozenset({C}),
+    ("GET", "/diagnosis/{bundle_id}"): frozenset({C}),
+    ("POST", "/diagnosis/{bundle_id}/predict"): frozenset({C}),
+    ("POST", "/diagnosis/{bundle_id}/predict-file"): frozenset({C}),
+}
+
+#: Status of an allowed request when it is not 200.
+ALLOWED_STATUS = {
+    ("POST", "/login"): 303,
+    ("POST", "/logout"): 303,
+    ("POST", "/account/password"): 422,  # the matrix sends a wrong current password on purpose
+}
+
+
+def app_routes(app) -> dict[tuple[str, str], object]:
+    return {(method, path): route for method, path, route in route_table(app)}
+
+
+def test_every_route_is_in_the_table_and_declares_one_guard(site):
+    routes = app_routes(site.app)
+    assert set(routes) - set(EXPECTED) == set(), "routes without an entry in the authorisation table"
+    assert set(EXPECTED) - set(routes) == set(), "table entries without a route"
+    for key, route in routes.items():
+        if isinstance(getattr(route, "original_route", route), Mount):
+            continue
+        guards = guards_of(route)
+        assert len(guards) == 1, f"{key} declares {len(guards)} guards"
+        assert isinstance(guards[0], Public) == (EXPECTED[key] == PUBLIC), key
+        assert isinstance(guards[0], (Public, Require))
+
+
+@pytest.fixture(scope="module")
+def matrix_ctx(site, tiny_bundle):
+    victim = add_user(site.db, f"victim-{uuid.uuid4().hex[:6]}", "clinician", PASSWORD)
+    add_user(site.db, "matrix-login", "researcher", PASSWORD)
+    return {"victim": victim, "row": example_row(tiny_bundle), "csv": example_csv(tiny_bundle)}
+
+
+def _own_token_id(site, role: str) -> int:
+    with site.db.session(write=True) as s:
+        return new_api_token(s, user=s.get(User, site.user_ids[role]), name="to-revoke", days=1)[0].id
+
+
+def build_request(site, ctx, key, role):
+    """(client, request kwargs) for one cell of the matrix; valid input, so only access decides."""
+    method, path = key
+    url = (path.replace("{bundle_id}", site.bundle_id).replace("{user_id}", str(ctx["victim"])).replace("{action}", "unlock"))
+    if "{token_id}" in url:
+        url = url.replace("{token_id}", str(_own_token_id(site, role) if role else 1))
+    if key == ("GET", "/static"):
+        url = "/static/app.css"
+    api = path.startswith("/api/v1/")
+    if api:
+        client = site.api(role)
+    elif key in {("GET", "/login"), ("POST", "/login"), ("POST", "/logout")}:
+        client = sign_in(site.base_url, role) if (role and key == ("POST", "/logout")) else httpx.Client(base_url=site.base_url, timeout=30)
+    else:
+        client = site.browser(role)
+    kwargs: dict = {}
+    csrf = {"csrf_token": site.csrf(role)} if (role and not api and method == "POST") else {}
+    if key == ("POST", "/login"):
+        token = login_token_of(client.get("/login").text)
+        kwargs["data"] = {"username": "matrix-login", "password": PASSWORD, "login_token": token, "next": "/"}
+    elif key == ("POST", "/logout"):
+        kwargs["data"] = {"csrf_token": client.get("/account").text.split('name="csrf_token" value="')[1].split('"')[0]} if role else {}
+    elif key == ("POST", "/account/password"):
+        kwargs["data"] = {**csrf, "current": "not my password!", "new": "x" * 20, "confirm": "x" * 20}
+    elif key == ("POST", "/account/tokens"):
+        kwargs["data"] = {**csrf, "name": "matrix"}
+    elif key == ("POST", "/admin/users"):
+        kwargs["data"] = {**csrf, "username": f"new-{uuid.uuid4().hex[:8]}", "role": "researcher"}
+    elif path.endswith("/predict") and api:
+        kwargs["json"] = {"row": ctx["row"]}
+    elif path.endswith("/predict-file"):
+        kwargs["files"] = {"file": ("patients.csv", ctx["csv"], "text/csv")}
+        kwargs["data"] = csrf
+    elif path.endswith("/predict"):
+        kwargs["data"] = {**csrf, "explain": "on"}
+    elif method == "POST":
+        kwargs["data"] = csrf
+    return client, method, url, kwargs
+
+
+def _cells():
+    return [(key, role) for key in EXPECTED for role in (None, A, C, R, U)]
+
+
+@pytest.mark.parametrize(("key", "role"), _cells(), ids=lambda v: v if isinstance(v, str) or v is None else " ".join(v))
+def test_matrix(site, matrix_ctx, key, role):
+    expected = EXPECTED[key]
+    allowed = expected == PUBLIC or (role is not None and role in expected)
+    client, method, url, kwargs = build_request(site, matrix_ctx, key, role)
+    r = client.request(method, url, **kwargs)
+    api = key[1].startswith("/api/v1/")
+    if allowed:
+        assert r.status_code == ALLOWED_STATUS.get(key, 200), (r.status_code, r.text[:300])
+        if r.status_code == 303:
+            assert not r.headers["location"].startswith("/login?next="), r.headers["location"]
+    elif role is None and api:
+        assert r.status_code == 401 and r.headers.get("www-authenticate") == "Bearer", r.status_code
+    elif role is None:
+        assert r.status_code == 303 and r.headers["location"].startswith("/login?next="), (r.status_code, r.headers.get("location"))
+    else:
+        assert r.status_code == 403, (r.status_code, r.text[:300])
+        assert "may not" in (r.json()["detail"] if api else r.text)

@@ -1,0 +1,56 @@
+"""Micro-batching: concurrent requests share batches, results stay with their owners, and one
+bad request does not fail the others."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from medassist.exceptions import DataError
+from medassist.service.batching import Batcher
+
+
+def test_concurrent_jobs_are_batched_and_each_gets_its_own_rows():
+    calls = []
+
+    def run(key, frame):
+        calls.append(len(frame))
+        time.sleep(0.05)  # a slow model: later arrivals queue up meanwhile
+        if (frame["x"] < 0).any():
+            raise DataError(f"row {int((frame['x'] < 0).to_numpy().argmax()) + 1}: negative")
+        return [f"{key}:{x}" for x in frame["x"]]
+
+    batcher = Batcher(run=run, max_rows=100)
+    out: dict[int, object] = {}
+
+    def client(i: int) -> None:
+        try:
+            out[i] = batcher.submit("k", pd.DataFrame({"x": [i, i]}) if i != 7 else pd.DataFrame({"x": [-1]}))
+        except DataError as e:
+            out[i] = e
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+        time.sleep(0.002)
+    for t in threads:
+        t.join()
+    for i in range(20):
+        if i == 7:
+            assert isinstance(out[i], DataError) and "row 1" in str(out[i])
+        else:
+            assert out[i] == [f"k:{i}", f"k:{i}"]
+    assert batcher.jobs >= 20 and batcher.batches < 20  # some requests shared a batch
+    assert max(calls) > 2
+
+
+def test_a_lone_request_runs_at_once_and_errors_reach_the_caller():
+    batcher = Batcher(run=lambda key, frame: (_ for _ in ()).throw(DataError("bad value")), max_rows=10)
+    with pytest.raises(DataError, match="bad value"):
+        batcher.submit("k", pd.DataFrame({"x": [1]}))
+    ok = Batcher(run=lambda key, frame: list(frame["x"] * 2), max_rows=10)
+    assert ok.submit("k", pd.DataFrame({"x": [1, 2]})) == [2, 4]
+    assert ok.batches == 1

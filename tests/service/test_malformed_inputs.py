@@ -1,0 +1,172 @@
+"""A corpus of malformed inputs against the prediction routes: each gets a 4xx with a message
+(never a 500) and nothing is written (no prediction, no audit entry)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+
+import pytest
+
+from medassist.service.testing import csrf_of, example_csv, example_row
+from medassist.store.models import AuditEntry, Prediction
+
+MAX_UPLOAD = 64 * 1024
+SITE_SETTINGS = {"max_upload_bytes": MAX_UPLOAD, "max_rows_per_request": 50}
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 200
+
+
+def _dicom(truncate: int | None = None) -> bytes:
+    meta_uid = b"1.2.840.10008.1.2.1\x00"
+    element = struct.pack("<HH", 0x0002, 0x0010) + b"UI" + struct.pack("<H", len(meta_uid)) + meta_uid
+    group_len = struct.pack("<HH", 0x0002, 0x0000) + b"UL" + struct.pack("<HI", 4, len(element))
+    pixels = struct.pack("<HH", 0x7FE0, 0x0010) + b"OW\x00\x00" + struct.pack("<I", 4096) + b"\x01" * 4096
+    data = b"\x00" * 128 + b"DICM" + group_len + element + pixels
+    return data[:truncate] if truncate else data
+
+
+def _json_cases(row: dict) -> list[tuple[str, bytes | str]]:
+    first_num = "age"
+    first_cat = "sex"
+    other = {k: v for k, v in row.items() if k not in (first_num, first_cat)}
+    return [
+        ("truncated JSON", '{"row": {"age": 61,'),
+        ("not JSON", "age=61&sex=Male"),
+        ("JSON null", "null"),
+        ("a list, not an object", "[]"),
+        ("row is a string", '{"row": "61, Male"}'),
+        ("empty rows", '{"rows": []}'),
+        ("both row and rows", json.dumps({"row": row, "rows": [row]})),
+        ("neither row nor rows", '{"explain": true}'),
+        ("unknown field", json.dumps({"row": row, "drop": "table"})),
+        ("nested object value", json.dumps({"row": {**row, first_num: {"$gt": 1}}})),
+        ("NaN", json.dumps({"row": {**row, first_num: float("nan")}})),
+        ("Infinity", '{"row": ' + json.dumps({**other, first_cat: "Male"})[:-1] + ', "age": Infinity}}'),
+        ("SQL in a numeric field", json.dumps({"row": {**row, first_num: "61; DROP TABLE users;--"}})),
+        ("SQL in a category", json.dumps({"row": {**row, first_cat: "Male' OR '1'='1"}})),
+        ("HTML in a category", json.dumps({"row": {**row, first_cat: "<script>alert(1)</script>"}})),
+        ("HTML in a column name", json.dumps({"row": {**row, "<img src=x onerror=alert(1)>": 1}})),
+        ("a column missing", json.dumps({"row": other})),
+        ("too many rows", json.dumps({"rows": [row] * 51})),
+        ("top_k out of range", json.dumps({"row": row, "top_k": 1000})),
+        ("huge category text", json.dumps({"row": {**row, first_cat: "M" * 100_000}})),
+    ]
+
+
+def _counts(site) -> tuple[int, int]:
+    return site.count(Prediction), site.count(AuditEntry)
+
+
+def _assert_refused(r, before, site, what):
+    assert 400 <= r.status_code < 500, (what, r.status_code, r.text[:300])
+    if r.headers.get("content-type", "").startswith("application/json"):
+        assert r.json()["detail"], what
+    else:
+        assert 'class="alert error"' in r.text, what
+    assert _counts(site) == before, f"{what}: something was written"
+
+
+def test_malformed_json_is_refused_with_a_message_and_nothing_written(site, tiny_bundle):
+    api = site.api("clinician")
+    url = f"/api/v1/diagnosis/{site.bundle_id}/predict"
+    before = _counts(site)
+    for what, body in _json_cases(example_row(tiny_bundle)):
+        r = api.post(url, content=body, headers={"Content-Type": "application/json"})
+        _assert_refused(r, before, site, what)
+    # The right input then works and writes exactly one prediction and one audit entry.
+    r = api.post(url, json={"row": example_row(tiny_bundle)})
+    assert r.status_code == 200
+    assert _counts(site) == (before[0] + 1, before[1] + 1)
+
+
+def test_sql_injection_text_is_refused_naming_the_column(site, tiny_bundle):
+    row = {**example_row(tiny_bundle), "sex": "Male' OR '1'='1"}
+    r = site.api("clinician").post(f"/api/v1/diagnosis/{site.bundle_id}/predict", json={"row": row})
+    assert r.status_code == 422
+    assert "column 'sex'" in r.json()["detail"] and "Female, Male" in r.json()["detail"]
+
+
+def _upload_cases(tiny_bundle) -> list[tuple[str, str, bytes]]:
+    good = example_csv(tiny_bundle)
+    header = good.split(b"\n")[0]
+    return [
+        ("a DICOM sent as CSV", "scan.dcm", _dicom()),
+        ("a truncated DICOM", "scan.dcm", _dicom(truncate=300)),
+        ("a PNG renamed .dcm", "scan.dcm", PNG),
+        ("a PNG renamed .csv", "patients.csv", PNG),
+        ("a pickle renamed .csv", "patients.csv", pickle.dumps({"a": 1})),
+        ("NumPy .npy", "patients.csv", b"\x93NUMPY\x01\x00" + b"\x00" * 100),
+        ("a ZIP/npz", "patients.npz", b"PK\x03\x04" + b"\x00" * 100),
+        ("binary noise", "patients.csv", bytes(range(256)) * 4),
+        ("Latin-1, not UTF-8", "patients.csv", "age,sex\n61,Männlich\n".encode("latin-1")),
+        ("empty file", "patients.csv", b""),
+        ("header only", "patients.csv", header + b"\n"),
+        ("columns missing", "patients.csv", b"age,sex\n61,Male\n"),
+        ("text in a numeric column", "patients.csv", good.replace(good.split(b"\n")[1], good.split(b"\n")[1].replace(b",", b",abc,", 1), 1)),
+        ("SQL in a category cell", "patients.csv", good.replace(b"Female", b"Female'; DROP TABLE users;--", 1) if b"Female" in good else good.replace(b"Male", b"Male'; DROP TABLE users;--", 1)),
+        ("too many rows", "patients.csv", header + b"\n" + b"\n".join(good.split(b"\n")[1:2] * 60) + b"\n"),
+        ("oversized upload", "patients.csv", good + b"#" * (MAX_UPLOAD + 10)),
+        ("path traversal in the name", "../../etc/passwd.csv", good),
+        ("a backslash path", "..\\..\\boot.ini", good),
+        ("a name that is only '..'", "..", good),
+    ]
+
+
+@pytest.mark.parametrize("surface", ["api", "page"])
+def test_malformed_uploads_are_refused_with_a_message_and_nothing_written(site, tiny_bundle, surface):
+    if surface == "api":
+        client, url, extra = site.api("clinician"), f"/api/v1/diagnosis/{site.bundle_id}/predict-file", {}
+    else:
+        client, url = site.browser("clinician"), f"/diagnosis/{site.bundle_id}/predict-file"
+        extra = {"csrf_token": site.csrf("clinician")}
+    before = _counts(site)
+    for what, name, data in _upload_cases(tiny_bundle):
+        r = client.post(url, files={"file": (name, data, "text/csv")}, data=extra)
+        _assert_refused(r, before, site, what)
+    r = client.post(url, files={"file": ("patients.csv", example_csv(tiny_bundle), "text/csv")}, data=extra)
+    assert r.status_code == 200
+    assert _counts(site) == (before[0] + 1, before[1] + 1)
+
+
+def test_specific_upload_messages(site):
+    api = site.api("clinician")
+    url = f"/api/v1/diagnosis/{site.bundle_id}/predict-file"
+    r = api.post(url, files={"file": ("scan.dcm", PNG, "application/dicom")})
+    assert r.status_code == 415 and "not (no 'DICM' marker at byte 128)" in r.json()["detail"]
+    r = api.post(url, files={"file": ("x.csv", pickle.dumps([1]), "text/csv")})
+    assert r.status_code == 415 and "never loads pickled data" in r.json()["detail"]
+    r = api.post(url, files={"file": ("../x.csv", b"a,b\n1,2\n", "text/csv")})
+    assert r.status_code == 400 and "not a plain file name" in r.json()["detail"]
+    r = api.post(url, files={"file": ("x.csv", b"a" * (MAX_UPLOAD + 1), "text/csv")})
+    assert r.status_code == 413
+
+
+def test_a_body_over_the_request_limit_is_refused_before_it_is_read(site):
+    r = site.api("clinician").post(f"/api/v1/diagnosis/{site.bundle_id}/predict",
+                                   content=b'{"row": {"a": "' + b"x" * (MAX_UPLOAD + 128 * 1024) + b'"}}',
+                                   headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_malformed_form_values_are_refused_on_the_page(site, tiny_bundle):
+    client = site.browser("clinician")
+    page = client.get(f"/diagnosis/{site.bundle_id}")
+    csrf = csrf_of(page.text)
+    before = _counts(site)
+    names = {c: i for i, c in enumerate(example_row(tiny_bundle))}
+    for what, data in [
+        ("text in a number field", {f"c{names['age']}": "sixty"}),
+        ("SQL in a number field", {f"c{names['age']}": "1 OR 1=1"}),
+        ("a value not offered in a select", {f"c{names['sex']}": "<b>Male</b>"}),
+        ("infinity", {f"c{names['age']}": "inf"}),
+    ]:
+        for hx in ({}, {"HX-Request": "true"}):
+            r = client.post(f"/diagnosis/{site.bundle_id}/predict", data={"csrf_token": csrf, **data}, headers=hx)
+            _assert_refused(r, before, site, what)
+            assert "<b>Male</b>" not in r.text  # never echoed unescaped
+    r = client.get("/diagnosis/not-a-bundle-id")
+    assert r.status_code == 422
+    r = client.get("/diagnosis/0123456789abcdef")
+    assert r.status_code == 404 and "No diagnosis model bundle" in r.text
