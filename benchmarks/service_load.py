@@ -263,6 +263,7 @@ def main() -> None:
     ap.add_argument("--phase-s", type=float, default=30, help="Seconds measured per sweep point.")
     ap.add_argument("--soak-s", type=float, default=600, help="Seconds of the memory soak.")
     ap.add_argument("--quick", action="store_true", help="5-second phases and a 30-second soak (a smoke run).")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="Where to write the figures (JSON).")
     ap.add_argument("--serve-bare", metavar="BUNDLE", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -342,10 +343,10 @@ def main() -> None:
     results["wall_s"] = round(time.time() - started, 1)
     results["measured"] = time.strftime("%Y-%m-%d")
     results["quick"] = bool(args.quick)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
     print(markdown(results))
-    print(f"wrote {RESULTS} ({results['wall_s']:.0f} s)")
+    print(f"wrote {args.out} ({results['wall_s']:.0f} s)")
 
 
 def markdown(results: dict) -> str:

@@ -39,6 +39,7 @@ def log_config(level: str) -> dict:
             "uvicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
             "medassist": {"handlers": ["stderr"], "level": level, "propagate": False},
         },
+        "root": {"handlers": ["stderr"], "level": "WARNING"},
     }
 
 
@@ -59,6 +60,8 @@ def serve(
 
     extra = [str(Path(b).expanduser().resolve()) for b in bundles]
     settings = _settings(host=host, port=port, bundle_dirs=extra or None)
+    if not settings.home.exists():
+        settings.home.mkdir(parents=True, mode=0o700)  # database, keys and PHI: owner only
     settings.ensure_dirs()
     db = open_database(settings)  # migrate once, before any worker starts
     with db.session() as s:
@@ -72,7 +75,10 @@ def serve(
     typer.echo(f"medassist web app and API: {url}  (profile {settings.profile.value}; Ctrl+C stops it)")
     level = "debug" if settings.debug else "warning"
     common = dict(host=settings.host, port=settings.port, log_config=log_config(level.upper()), access_log=access_log,
-                  server_header=False, proxy_headers=False)
+                  server_header=False, proxy_headers=False,
+                  # longer than clients' usual 5 s keep-alive, so a client never reuses a connection
+                  # at the moment the server closes it (a ReadError under load otherwise)
+                  timeout_keep_alive=15)
     if workers == 1:
         uvicorn.run(create_app(settings), **common)
         return

@@ -203,10 +203,13 @@ def screen_library(
         summary.n_read += len(batch.rows)
         for row, text, reason in res["skipped"]:
             skip(row, text, reason)
-        if res["features"] is None:
-            return
         ok = res["ok"]
-        pred, spread = bundle_predict_features(bundle, res["features"])
+        if not ok:
+            return
+        if "pred" in res:  # scored in a forked worker
+            pred, spread = res["pred"], res["spread"]
+        else:
+            pred, spread = bundle_predict_features(bundle, res["features"])
         keys = sign * pred[:, task]
         for j, i in enumerate(ok):
             smi = res["smiles"][j]  # None with keep_duplicates: computed for shortlisted molecules only
@@ -265,14 +268,20 @@ def screen_library(
                 consume(b, featurize_chunk(b.rows, b.texts, b.kind, featurizer=fz, canonical=not keep_duplicates))
                 tick()
         else:
-            # fork: workers start at once with the parent's modules already imported (spawn would
-            # re-import torch in every worker, through the featurizers package). They run RDKit and
-            # numpy only, never torch, so torch's thread pool in the parent is no hazard.
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker, initargs=(fz_dict,)) as pool:
+            # fork (Linux): workers start at once with the parent's modules and the model already in
+            # memory, and score their own chunks, so only scores travel back and the parent only
+            # reads the file and keeps the heap. Elsewhere (spawn) workers featurize and the parent
+            # scores.
+            fork = "fork" in mp.get_all_start_methods()
+            ctx = mp.get_context("fork" if fork else "spawn")
+            _FORKED["bundle"] = bundle
+            init = (None, ()) if fork else (init_worker, (fz_dict,))
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init[0], initargs=init[1]) as pool:
                 pending: deque = deque()
                 for b in batches:
-                    pending.append((b, pool.submit(featurize_chunk, b.rows, b.texts, b.kind, None, not keep_duplicates)))
+                    job = (_score_chunk, b.rows, b.texts, b.kind, not keep_duplicates) if fork else \
+                        (featurize_chunk, b.rows, b.texts, b.kind, None, not keep_duplicates)
+                    pending.append((b, pool.submit(*job)))
                     if len(pending) >= 2 * workers:  # a bounded window keeps memory flat
                         bb, fut = pending.popleft()
                         consume(bb, fut.result())
@@ -281,6 +290,7 @@ def screen_library(
                     bb, fut = pending.popleft()
                     consume(bb, fut.result())
                     tick()
+            _FORKED.clear()
         tick()
     summary.seconds = time.perf_counter() - t0
     summary.skipped_by_reason = dict(skipped_counts)
@@ -293,6 +303,24 @@ def screen_library(
         write_table(pd.DataFrame(skipped_rows, columns=["row", "input", "reason"]), skipped_out)
     write_table(hits, out)
     return summary
+
+
+_FORKED: dict[str, Any] = {}
+
+
+def _score_chunk(rows: list[int], texts: list[str], kind: str, canonical: bool) -> dict[str, Any]:
+    """Worker of a forked pool: featurize and score a chunk with the bundle the parent held."""
+    import torch
+
+    if not _FORKED.get("threads"):
+        torch.set_num_threads(1)  # one thread per worker process; the workers are the parallelism
+        _FORKED["threads"] = True
+    bundle = _FORKED["bundle"]
+    res = featurize_chunk(rows, texts, kind, featurizer=bundle.featurizer, canonical=canonical)
+    if res["features"] is not None:
+        res["pred"], res["spread"] = bundle_predict_features(bundle, res["features"])
+    res["features"] = None  # only the scores travel back
+    return res
 
 
 def _canonical(text: str, kind: str, std: Any) -> str:

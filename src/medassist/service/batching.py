@@ -41,9 +41,11 @@ class _Job:
 class Batcher:
     """Runs ``run(key, frame)`` → one result per row, batching concurrent frames with equal keys."""
 
-    def __init__(self, *, run: Callable[[Hashable, pd.DataFrame], list[Any]], max_rows: int = 256) -> None:
+    def __init__(self, *, run: Callable[[Hashable, pd.DataFrame], list[Any]], max_rows: int = 256,
+                 max_rows_by_key: Callable[[Hashable], int] | None = None) -> None:
         self.run = run
         self.max_rows = max_rows
+        self.max_rows_by_key = max_rows_by_key
         self._lock = threading.Lock()
         self._queues: dict[Hashable, list[_Job]] = {}
         self._active: set[Hashable] = set()
@@ -66,10 +68,11 @@ class Batcher:
         return job.outcome()
 
     def _lead(self, key: Hashable) -> None:
+        limit = self.max_rows_by_key(key) if self.max_rows_by_key else self.max_rows
         with self._lock:
             queue = self._queues[key]
             batch, rows = [], 0
-            while queue and (not batch or rows + len(queue[0].frame) <= self.max_rows):
+            while queue and (not batch or rows + len(queue[0].frame) <= limit):
                 rows += len(queue[0].frame)
                 batch.append(queue.pop(0))
         try:

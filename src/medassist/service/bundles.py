@@ -3,6 +3,7 @@ becomes a path: routes look bundles up by their 16-hex-digit id)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -49,8 +50,8 @@ def _read_info(path: Path) -> BundleInfo | None:
         card_path = path / "model_card.json"
         card = json.loads(card_path.read_text()) if card_path.exists() else {}
         bundle_id = str(meta.get("files", {}).get("model.safetensors", ""))[:16]
-        if len(bundle_id) != 16:
-            return None
+        if len(bundle_id) != 16:  # a bundle kind without that file: its bundle.json identifies it
+            bundle_id = hashlib.sha256(meta_path.read_bytes()).hexdigest()[:16]
         return BundleInfo(
             bundle_id=bundle_id, path=path, task=str(meta.get("task", "diagnosis-tabular")),
             name=str(card.get("name") or path.name), created=str(meta.get("created", "")),

@@ -265,8 +265,12 @@ def _batcher(ctx: ServiceContext, info: BundleInfo, assistant: DiagnosisAssistan
             explain, top_k = options
             return predict_frame(assistant, frame, explain=explain, top_k=top_k, source="request")
 
-        batchers[key] = Batcher(run=run, max_rows=256)
+        batchers[key] = Batcher(run=run, max_rows=256, max_rows_by_key=lambda options: EXPLAIN_BATCH_ROWS if options[0] else 256)
     return batchers[key]
+
+
+#: Integrated gradients keep n_steps activations per row: explained batches stay small (memory).
+EXPLAIN_BATCH_ROWS = 32
 
 
 def run_and_record(

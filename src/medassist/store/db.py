@@ -132,8 +132,8 @@ def open_database(settings: Settings | None = None, *, url: str | None = None, u
     """The database named by ``url`` or the settings, migrated to the newest schema."""
     if url is None:
         settings = settings or Settings()
-        if settings.database_url is None:
-            settings.home.mkdir(parents=True, exist_ok=True)
+        if settings.database_url is None and not settings.home.exists():
+            settings.home.mkdir(parents=True, mode=0o700)  # database, keys and PHI: owner only
         url = settings.resolved_database_url
     db = Database(engine=make_engine(url))
     if upgrade:
