@@ -422,19 +422,28 @@ def train_tabular(
 # Using a bundle
 
 
-def _bundle_probs(bundle: ModelBundle, frame: pd.DataFrame, *, source: str) -> tuple[np.ndarray, np.ndarray, Any]:
+def _bundle_probs(bundle: ModelBundle, frame: pd.DataFrame, *, source: str) -> tuple[np.ndarray, np.ndarray, Any, np.ndarray | None]:
+    """Calibrated probabilities (N, C), features, the FeatureMatrix and, for an ensemble, each
+    member's probabilities (K, N, C) from the same single pass over the members."""
     fm = bundle.featurizer.transform(frame, source=source)
+    x = torch.from_numpy(fm.values)
+    members = None
     with torch.no_grad():
-        logits = bundle.model(torch.from_numpy(fm.values)).numpy()
+        if isinstance(bundle.model, Ensemble):
+            member_probs = bundle.model.member_probabilities(x)
+            logits = torch.log(member_probs.mean(dim=0)).numpy()  # what Ensemble.forward returns
+            members = member_probs.numpy()
+        else:
+            logits = bundle.model(x).numpy()
     probs = TemperatureScaler.from_dict(bundle.calibration["scaler"]).transform(logits)
-    return probs, fm.values, fm
+    return probs, fm.values, fm, members
 
 
 def predict_table(bundle: ModelBundle, frame: pd.DataFrame, *, source: str, explain: bool = True, top_k: int = 3) -> pd.DataFrame:
     """Every input row, in order: prediction, ``prob_<class>``, imputation counts, top factors."""
     if frame.empty:
         raise DataError(f"{source}: no rows to predict.")
-    probs, x, fm = _bundle_probs(bundle, frame, source=source)
+    probs, x, fm, members = _bundle_probs(bundle, frame, source=source)
     schema = bundle.schema
     if len(schema.classes) == 2:
         pred_idx = (probs[:, schema.positive_index] >= 0.5).astype(int)
@@ -447,11 +456,9 @@ def predict_table(bundle: ModelBundle, frame: pd.DataFrame, *, source: str, expl
     out["prediction"] = [schema.classes[i] for i in pred_idx]
     for j, c in enumerate(schema.classes):
         out[f"prob_{c}"] = np.round(probs[:, j], 6)
-    if isinstance(bundle.model, Ensemble):
+    if members is not None:
         # Disagreement between members: the standard deviation of their probability for the
         # predicted class (0 when they agree); large values mean "do not lean on this one".
-        with torch.no_grad():
-            members = bundle.model.member_probabilities(torch.from_numpy(x)).numpy()
         out["member_sd"] = np.round(members[:, np.arange(len(frame)), pred_idx].std(axis=0), 6)
     out["n_imputed"] = fm.n_imputed
     out["n_unknown_categories"] = fm.n_unknown
@@ -480,7 +487,7 @@ def evaluate_table(
     if unknown:
         raise DataError(f"{source}: target '{schema.target}' has value(s) {unknown} the model does not know; expected one of {schema.classes}.")
     y = labels.map({c: i for i, c in enumerate(schema.classes)}).to_numpy(dtype=np.int64)
-    probs, _, fm = _bundle_probs(bundle, frame, source=source)
+    probs, _, fm, _ = _bundle_probs(bundle, frame, source=source)
     result = evaluate_classification(probs, y, classes=schema.classes, positive_index=schema.positive_index, n_boot=n_boot, seed=seed)
     result["n_rows_with_imputed_values"] = int((fm.n_imputed > 0).sum())
     result["bundle"] = str(bundle.path) if bundle.path else None
