@@ -9,7 +9,7 @@ training + validation molecules (it has no early stopping). Training CPU seconds
 time (user + system) of the process that trains, children included for Chemprop's CLI, so
 Python start-up and featurisation count for everyone.
 
-    OMP_NUM_THREADS=1 python benchmarks/screening.py              # the default plan (~20 min on 2 cores)
+    OMP_NUM_THREADS=1 python benchmarks/screening.py              # the default plan (~25 CPU-minutes on 2 cores)
     OMP_NUM_THREADS=1 python benchmarks/screening.py --plan quick --no-write
 
 Writes benchmarks/results/screening.json and the screening table in benchmarks/README.md.

@@ -141,7 +141,8 @@ class ModelCard:
                 f"The 'created' field of ModelCard must be an ISO 8601 timestamp. "
                 f"Got {self.created!r} instead."
             ) from None
-        if isinstance(self.classes, str) or len(self.classes) < 2:
+        classless = self.task in (TaskKind.REGRESSION.value, TaskKind.SURVIVAL.value, TaskKind.TREATMENT_EFFECT.value)
+        if isinstance(self.classes, str) or (len(self.classes) < 2 and not classless):
             raise ConfigError(
                 f"The 'classes' field of ModelCard must list at least 2 class names. "
                 f"Got {self.classes!r} instead."

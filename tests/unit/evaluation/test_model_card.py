@@ -90,3 +90,10 @@ def test_non_json_content_is_rejected_by_to_dict():
     card = make_card(training={"lr": float("nan")})
     with pytest.raises(ConfigError, match="JSON"):
         card.to_dict()
+
+
+def test_regression_card_needs_no_classes_but_classification_does():
+    card = make_card(task="regression", classes=[], positive_class=None)
+    assert ModelCard.from_dict(card.to_dict()).classes == []
+    with pytest.raises(ConfigError, match="at least 2 class names"):
+        make_card(task="multiclass", classes=[], positive_class=None)
