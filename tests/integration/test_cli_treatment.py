@@ -8,16 +8,11 @@ import pandas as pd
 import pytest
 
 from medassist.data.datasets.trials import synthetic_trial
+from medassist.testing import one_line_error
 
 FAST = ["--epochs", "20", "--ensemble", "3", "--no-progress"]
 
 
-def one_line_error(proc) -> str:
-    assert proc.returncode != 0, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
 
 
 @pytest.fixture(scope="module")

@@ -50,20 +50,16 @@ def version() -> None:
 
 
 def _register() -> None:
-    from medassist.cli import commands, data, demo
+    from medassist.cli import audit, commands, data, demo, screening, serve, treatment, users
 
     commands.register(app)
     app.add_typer(data.app, name="data")
     demo.register(app)
-    from medassist.cli import screening as screening_cli
-
-    screening_cli.register(app)
-    from medassist.cli import audit as audit_cli, serve as serve_cli, users as users_cli
-
-    serve_cli.register(app)
-    app.add_typer(users_cli.app, name="users")
-    app.add_typer(audit_cli.app, name="audit")
-    app.command(name="advise")(__import__("medassist.cli.treatment", fromlist=["advise"]).advise)
+    screening.register(app)
+    app.command(name="advise")(treatment.advise)
+    serve.register(app)
+    app.add_typer(users.app, name="users")
+    app.add_typer(audit.app, name="audit")
 
 
 def run(argv: list[str] | None = None) -> None:
