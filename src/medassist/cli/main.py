@@ -50,7 +50,7 @@ def version() -> None:
 
 
 def _register() -> None:
-    from medassist.cli import audit, commands, data, demo, screening, serve, treatment, users
+    from medassist.cli import audit, cases, commands, data, demo, screening, serve, treatment, users
 
     commands.register(app)
     app.add_typer(data.app, name="data")
@@ -60,6 +60,7 @@ def _register() -> None:
     serve.register(app)
     app.add_typer(users.app, name="users")
     app.add_typer(audit.app, name="audit")
+    cases.register(app)
 
 
 def run(argv: list[str] | None = None) -> None:
