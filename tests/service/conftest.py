@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from medassist.service import create_app
+from medassist.service.assistant_testing import shared_assistant_bundles
 from medassist.service.testing import PASSWORD, add_user, csrf_of, running_server, shared_tiny_bundle, sign_in
 from medassist.settings import Settings
 from medassist.store.accounts import new_api_token
@@ -28,6 +29,12 @@ def tiny_bundle(tmp_path_factory) -> Path:
     return shared_tiny_bundle(tmp_path_factory.getbasetemp())
 
 
+@pytest.fixture(scope="session")
+def assistant_bundles(tmp_path_factory) -> dict[str, Path]:
+    """Tiny imaging, treatment and screening bundles, trained once per session (~15 s on 2 cores)."""
+    return shared_assistant_bundles(tmp_path_factory.getbasetemp())
+
+
 @dataclass
 class Site:
     base_url: str
@@ -37,6 +44,8 @@ class Site:
     user_ids: dict[str, int]
     tokens: dict[str, str]
     browsers: dict[str, httpx.Client] = field(default_factory=dict)
+    #: Bundle id by task ("diagnosis-tabular", "diagnosis-image", "treatment", "screening").
+    bundle_ids: dict[str, str] = field(default_factory=dict)
 
     @property
     def db(self):
@@ -63,8 +72,9 @@ class Site:
             return s.scalar(select(func.count()).select_from(model))
 
 
-def make_site(home: Path, bundle: Path, *, database_url: str | None = None, **overrides) -> Iterator[Site]:
-    settings = Settings(home=home, bundle_dirs=[bundle.parent], database_url=database_url,
+def make_site(home: Path, bundle: Path, *, database_url: str | None = None, extra_bundle_dirs: tuple[Path, ...] = (),
+              **overrides) -> Iterator[Site]:
+    settings = Settings(home=home, bundle_dirs=[bundle.parent, *extra_bundle_dirs], database_url=database_url,
                         login_rate_per_minute=overrides.pop("login_rate_per_minute", 10_000), **overrides)
     app = create_app(settings)
     db = app.state.ctx.db
@@ -73,9 +83,11 @@ def make_site(home: Path, bundle: Path, *, database_url: str | None = None, **ov
     with db.session(write=True) as s:
         for role in ROLES:
             tokens[role] = new_api_token(s, user=s.get(User, user_ids[role]), name="test", days=1)[1]
-    bundle_id = app.state.ctx.catalog.list()[0].bundle_id
+    bundle_ids = {i.task: i.bundle_id for i in app.state.ctx.catalog.list()}
+    bundle_id = bundle_ids["diagnosis-tabular"]
     with running_server(app) as base_url:
-        site = Site(base_url=base_url, app=app, settings=settings, bundle_id=bundle_id, user_ids=user_ids, tokens=tokens)
+        site = Site(base_url=base_url, app=app, settings=settings, bundle_id=bundle_id, user_ids=user_ids, tokens=tokens,
+                    bundle_ids=bundle_ids)
         try:
             yield site
         finally:
@@ -87,8 +99,13 @@ def make_site(home: Path, bundle: Path, *, database_url: str | None = None, **ov
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, tiny_bundle, request) -> Iterator[Site]:
     """One service per test module (SQLite under a fresh MEDASSIST_HOME); a module may set
-    ``SITE_SETTINGS = {...}`` to change settings."""
-    yield from make_site(tmp_path_factory.mktemp("home"), tiny_bundle, **dict(getattr(request.module, "SITE_SETTINGS", {})))
+    ``SITE_SETTINGS = {...}`` to change settings, and ``SITE_ASSISTANTS = True`` to serve the
+    tiny imaging, treatment and screening bundles too."""
+    extra = ()
+    if getattr(request.module, "SITE_ASSISTANTS", False):
+        extra = (next(iter(request.getfixturevalue("assistant_bundles").values())).parent,)
+    yield from make_site(tmp_path_factory.mktemp("home"), tiny_bundle, extra_bundle_dirs=extra,
+                         **dict(getattr(request.module, "SITE_SETTINGS", {})))
 
 
 @pytest.fixture

@@ -6,12 +6,14 @@ API without a token, a redirect to sign-in for a page without a session, 403 for
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import httpx
 import pytest
 from starlette.routing import Mount
 
+from medassist.service.assistant_testing import example_library, example_patient, example_png
 from medassist.service.auth import Public, Require, guards_of, route_table
 from medassist.service.testing import PASSWORD, add_user, example_csv, example_row, login_token_of, sign_in
 from medassist.store.accounts import new_api_token
@@ -20,6 +22,7 @@ from medassist.store.models import User
 A, C, R, U = "admin", "clinician", "researcher", "auditor"
 EVERYONE = frozenset({A, C, R, U})
 PUBLIC = "public"
+SITE_ASSISTANTS = True  # the site serves the imaging, treatment and screening bundles too
 
 #: (method, path) → who may use it. THE table: add a row for every new route.
 EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
@@ -56,13 +59,40 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/diagnosis/{bundle_id}"): frozenset({C}),
     ("POST", "/diagnosis/{bundle_id}/predict"): frozenset({C}),
     ("POST", "/diagnosis/{bundle_id}/predict-file"): frozenset({C}),
+    ("GET", "/api/v1/imaging"): frozenset({C}),
+    ("POST", "/api/v1/imaging/{bundle_id}/predict"): frozenset({C}),
+    ("GET", "/imaging"): frozenset({C}),
+    ("GET", "/imaging/{bundle_id}"): frozenset({C}),
+    ("POST", "/imaging/{bundle_id}/predict"): frozenset({C}),
+    ("GET", "/api/v1/treatment"): frozenset({C}),
+    ("GET", "/api/v1/treatment/{bundle_id}/schema"): frozenset({C}),
+    ("POST", "/api/v1/treatment/{bundle_id}/advise"): frozenset({C}),
+    ("GET", "/treatment"): frozenset({C}),
+    ("GET", "/treatment/{bundle_id}"): frozenset({C}),
+    ("POST", "/treatment/{bundle_id}/advise"): frozenset({C}),
+    ("GET", "/api/v1/screening"): frozenset({C}),
+    ("POST", "/api/v1/screening/{bundle_id}/predict"): frozenset({C}),
+    ("POST", "/api/v1/screening/{bundle_id}/jobs"): frozenset({C}),
+    ("GET", "/api/v1/screening/jobs/{job_id}"): frozenset({C}),
+    ("GET", "/api/v1/screening/jobs/{job_id}/results"): frozenset({C}),
+    ("GET", "/screening"): frozenset({C}),
+    ("GET", "/screening/{bundle_id}"): frozenset({C}),
+    ("POST", "/screening/{bundle_id}/predict"): frozenset({C}),
+    ("POST", "/screening/{bundle_id}/jobs"): frozenset({C}),
+    ("GET", "/screening/jobs/{job_id}"): frozenset({C}),
+    ("GET", "/screening/jobs/{job_id}/progress"): frozenset({C}),
 }
+
+#: The bundle a route's {bundle_id} stands for, by the route's plugin.
+PLUGIN_TASKS = {"imaging": "diagnosis-image", "treatment": "treatment", "screening": "screening"}
 
 #: Status of an allowed request when it is not 200.
 ALLOWED_STATUS = {
     ("POST", "/login"): 303,
     ("POST", "/logout"): 303,
     ("POST", "/account/password"): 422,  # the matrix sends a wrong current password on purpose
+    ("POST", "/api/v1/screening/{bundle_id}/jobs"): 202,
+    ("POST", "/screening/{bundle_id}/jobs"): 303,
 }
 
 
@@ -84,10 +114,19 @@ def test_every_route_is_in_the_table_and_declares_one_guard(site):
 
 
 @pytest.fixture(scope="module")
-def matrix_ctx(site, tiny_bundle):
+def matrix_ctx(site, tiny_bundle, assistant_bundles):
     victim = add_user(site.db, f"victim-{uuid.uuid4().hex[:6]}", "clinician", PASSWORD)
     add_user(site.db, "matrix-login", "researcher", PASSWORD)
-    return {"victim": victim, "row": example_row(tiny_bundle), "csv": example_csv(tiny_bundle)}
+    # A finished screening job of the clinician's: its routes are then asked for by every role.
+    r = site.api(C).post(f"/api/v1/screening/{site.bundle_ids['screening']}/jobs", files={"file": ("lib.smi", example_library(), "text/plain")})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    for _ in range(600):
+        if site.api(C).get(f"/api/v1/screening/jobs/{job_id}").json()["status"] == "done":
+            break
+        time.sleep(0.1)
+    return {"victim": victim, "row": example_row(tiny_bundle), "csv": example_csv(tiny_bundle), "job": job_id,
+            "patient": example_patient(assistant_bundles["treatment"]), "png": example_png(), "library": example_library()}
 
 
 def _own_token_id(site, role: str) -> int:
@@ -98,7 +137,9 @@ def _own_token_id(site, role: str) -> int:
 def build_request(site, ctx, key, role):
     """(client, request kwargs) for one cell of the matrix; valid input, so only access decides."""
     method, path = key
-    url = (path.replace("{bundle_id}", site.bundle_id).replace("{user_id}", str(ctx["victim"])).replace("{action}", "unlock"))
+    plugin = path.removeprefix("/api/v1").split("/")[1]
+    bundle_id = site.bundle_ids[PLUGIN_TASKS[plugin]] if plugin in PLUGIN_TASKS else site.bundle_id
+    url = (path.replace("{bundle_id}", bundle_id).replace("{job_id}", ctx["job"]).replace("{user_id}", str(ctx["victim"])).replace("{action}", "unlock"))
     if "{token_id}" in url:
         url = url.replace("{token_id}", str(_own_token_id(site, role) if role else 1))
     if key == ("GET", "/static"):
@@ -123,6 +164,22 @@ def build_request(site, ctx, key, role):
         kwargs["data"] = {**csrf, "name": "matrix"}
     elif key == ("POST", "/admin/users"):
         kwargs["data"] = {**csrf, "username": f"new-{uuid.uuid4().hex[:8]}", "role": "researcher"}
+    elif plugin == "imaging" and method == "POST":
+        kwargs["files"] = {"file": ("scan.png", ctx["png"], "image/png")}
+        kwargs["data"] = {**csrf, "explain": "on"}
+    elif plugin == "treatment" and method == "POST":
+        if api:
+            kwargs["json"] = {"patient": ctx["patient"], "explain": False}
+        else:
+            kwargs["data"] = {**csrf, **{f"c{i}": str(v) for i, v in enumerate(ctx["patient"].values())}}
+    elif plugin == "screening" and path.endswith("/jobs"):
+        kwargs["files"] = {"file": ("library.smi", ctx["library"], "text/plain")}
+        kwargs["data"] = csrf
+    elif plugin == "screening" and path.endswith("/predict"):
+        if api:
+            kwargs["json"] = {"smiles": ["CCO", "c1ccccc1O"]}
+        else:
+            kwargs["data"] = {**csrf, "molecules": "CCO ethanol\nc1ccccc1O phenol"}
     elif path.endswith("/predict") and api:
         kwargs["json"] = {"row": ctx["row"]}
     elif path.endswith("/predict-file"):

@@ -170,3 +170,124 @@ def test_malformed_form_values_are_refused_on_the_page(site, tiny_bundle):
     assert r.status_code == 422
     r = client.get("/diagnosis/0123456789abcdef")
     assert r.status_code == 404 and "No diagnosis model bundle" in r.text
+
+
+# --------------------------------------------------------------------------------------------
+# The imaging, treatment and screening routes
+
+SITE_ASSISTANTS = True
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    return b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + struct.pack(">II", width, height) + b"\x08\x00\x00\x00\x00" + b"\x00" * 64
+
+
+def _image_cases() -> list[tuple[str, str, bytes]]:
+    import gzip
+
+    from medassist.service.assistant_testing import example_png
+
+    return [
+        ("a truncated DICOM", "scan.dcm", _dicom(truncate=300)),
+        ("a PNG renamed .dcm", "scan.dcm", example_png()),
+        ("a DICOM without pixel data", "scan.dcm", _dicom()[:_dicom().index(b"\xe0\x7f")]),
+        ("a damaged PNG", "chest.png", PNG),
+        ("a PNG claiming 100000×100000 pixels", "chest.png", _png_claiming(100_000, 100_000)),
+        ("CSV text", "chest.png", b"age,sex\n61,Male\n"),
+        ("CSV text without a name hint", "scan", b"age,sex\n61,Male\n"),
+        ("a pickle", "chest.png", pickle.dumps({"a": 1})),
+        ("a gzip that is not .nii.gz", "scan.gz", gzip.compress(b"hello")),
+        ("a .nii.gz holding text", "vol.nii.gz", gzip.compress(b"not a nifti header" * 40)),
+        ("a .nii.gz that is not gzip inside", "vol.nii.gz", b"\x1f\x8b" + b"\x00" * 50),
+        ("a .nii that is too short", "vol.nii", b"\x00" * 100),
+        ("empty file", "chest.png", b""),
+        ("oversized upload", "chest.png", example_png() + b"\x00" * (MAX_UPLOAD + 10)),
+        ("path traversal in the name", "../../etc/chest.png", example_png()),
+    ]
+
+
+@pytest.mark.parametrize("surface", ["api", "page"])
+def test_malformed_images_are_refused_and_nothing_written(site, surface):
+    bid = site.bundle_ids["diagnosis-image"]
+    if surface == "api":
+        client, url, extra = site.api("clinician"), f"/api/v1/imaging/{bid}/predict", {}
+    else:
+        client, url, extra = site.browser("clinician"), f"/imaging/{bid}/predict", {"csrf_token": site.csrf("clinician")}
+    before = _counts(site)
+    for what, name, data in _image_cases():
+        r = client.post(url, files={"file": (name, data, "application/octet-stream")}, data=extra)
+        _assert_refused(r, before, site, what)
+    r = client.post(url, files={"file": ("scan.dcm", PNG, "application/dicom")}, data=extra)
+    assert r.status_code == 415 and "DICM" in r.text and "marker at byte 128" in r.text
+
+
+def test_malformed_treatment_requests_are_refused_and_nothing_written(site, assistant_bundles):
+    from medassist.service.assistant_testing import example_patient
+
+    api = site.api("clinician")
+    url = f"/api/v1/treatment/{site.bundle_ids['treatment']}/advise"
+    row = example_patient(assistant_bundles["treatment"])
+    other = {k: v for k, v in row.items() if k != "age"}
+    before = _counts(site)
+    for what, body in [
+        ("truncated JSON", '{"patient": {"age": 61,'),
+        ("not JSON", "age=61"),
+        ("a list", "[]"),
+        ("both patient and patients", json.dumps({"patient": row, "patients": [row]})),
+        ("neither", '{"explain": false}'),
+        ("unknown body field", json.dumps({"patient": row, "arm": "Obs"})),
+        ("unknown covariate", json.dumps({"patient": {**row, "rx": "Obs"}})),
+        ("a covariate missing", json.dumps({"patient": other})),
+        ("text in a numeric field", json.dumps({"patient": {**row, "age": "sixty"}})),
+        ("SQL in a numeric field", json.dumps({"patient": {**row, "age": "1; DROP TABLE users;--"}})),
+        ("HTML as a field name", json.dumps({"patient": {**row, "<script>alert(1)</script>": 1}})),
+        ("nested object", json.dumps({"patient": {**row, "age": {"$gt": 1}}})),
+        ("NaN", json.dumps({"patient": {**row, "age": float("nan")}})),
+        ("too many patients", json.dumps({"patients": [row] * 51})),
+        ("top_k out of range", json.dumps({"patient": row, "top_k": 99})),
+    ]:
+        r = api.post(url, content=body, headers={"Content-Type": "application/json"})
+        _assert_refused(r, before, site, what)
+
+
+def test_malformed_screening_requests_are_refused_and_nothing_written(site):
+    api = site.api("clinician")
+    bid = site.bundle_ids["screening"]
+    before = _counts(site)
+    for what, body in [
+        ("bad SMILES only", json.dumps({"smiles": ["C1CC", "xyz(", "c1cccc"]})),
+        ("SQL injection as SMILES", json.dumps({"smiles": ["'; DROP TABLE users;--", "1 OR 1=1"]})),
+        ("HTML as SMILES", json.dumps({"smiles": ["<script>alert(1)</script>"]})),
+        ("an empty list", '{"smiles": []}'),
+        ("an empty SMILES", '{"smiles": [""]}'),
+        ("a number, not a SMILES", '{"smiles": [42]}'),
+        ("an unknown filter", json.dumps({"smiles": ["CCO"], "filters": ["lipinsky"]})),
+        ("an unknown rank", json.dumps({"smiles": ["CCO"], "rank": "best"})),
+        ("unknown field", json.dumps({"smiles": ["CCO"], "top": 5})),
+        ("names that do not match", json.dumps({"smiles": ["CCO", "CCN"], "names": ["a"]})),
+        ("too many molecules", json.dumps({"smiles": ["CCO"] * 201})),
+        ("truncated JSON", '{"smiles": ["CCO",'),
+    ]:
+        r = api.post(f"/api/v1/screening/{bid}/predict", content=body, headers={"Content-Type": "application/json"})
+        _assert_refused(r, before, site, what)
+        assert r.headers["content-type"].startswith("application/json")  # an echoed string is data, never markup
+    for what, name, data, params in [
+        ("a PNG renamed .smi", "lib.smi", PNG, {}),
+        ("a PNG renamed .csv", "lib.csv", PNG, {}),
+        ("binary noise", "lib.smi", bytes(range(256)) * 4, {}),
+        ("a pickle", "lib.smi", pickle.dumps(["CCO"]), {}),
+        ("a CSV without a SMILES column", "lib.csv", b"name,value\nethanol,1\n", {}),
+        ("only bad SMILES", "lib.smi", b"C1CC\nxyz(\n'; DROP TABLE users;--\n", {}),
+        ("HTML injection rows", "lib.smi", b"<img src=x onerror=alert(1)>\n", {}),
+        ("an unknown file type", "lib.xyz", b"CCO\n", {}),
+        ("comments only", "lib.smi", b"# nothing here\n", {}),
+        ("empty file", "lib.smi", b"", {}),
+        ("an unknown filter", "lib.smi", b"CCO\n", {"filters": "lipinsky"}),
+        ("top out of range", "lib.smi", b"CCO\n", {"top": 0}),
+        ("oversized upload", "lib.smi", b"CCO\n" * (MAX_UPLOAD // 4 + 10), {}),
+        ("path traversal in the name", "../lib.smi", b"CCO\n", {}),
+    ]:
+        r = api.post(f"/api/v1/screening/{bid}/jobs", files={"file": (name, data, "text/plain")}, params=params)
+        _assert_refused(r, before, site, what)
+        assert r.headers["content-type"].startswith("application/json")
+    assert site.app.state.ctx.state.get("screening", {}).get("jobs") is None or not site.app.state.ctx.state["screening"]["jobs"].jobs

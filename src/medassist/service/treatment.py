@@ -1,0 +1,282 @@
+"""The treatment assistant as a service plugin.
+
+API (``/api/v1/treatment``, bearer token, role with ``assistants.use``):
+    GET  /                      treatment bundles on offer
+    GET  /{bundle_id}/schema    arms, outcome scale and the covariate fields
+    POST /{bundle_id}/advise    JSON ``{"patient": {...}}`` or ``{"patients": [...]}`` → per arm the
+                                expected outcome with a 95% interval, the recommended arm, its
+                                benefit over the reference, flags, effect modifiers and the evidence
+Pages (``/treatment``): a bundle list and a patient form; the answer (with an inline SVG chart
+of the per-arm outcomes and intervals) is swapped in by htmx or rendered as a whole page.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+from starlette.concurrency import run_in_threadpool
+
+from medassist.assistants.treatment import TreatmentAssistant
+from medassist.service.auth import Principal, Require, Surface
+from medassist.service.bundles import BundleInfo
+from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
+from medassist.service.permissions import Permission
+from medassist.service.plugin_common import bundle_ref, check_rows, input_fields, parse_form_row
+from medassist.service.plugins import TEMPLATES, AssistantPlugin
+from medassist.service.predictions import record_prediction
+from medassist.service.rendering import is_htmx, render
+from medassist.store.audit import sha256_json
+
+NAME = "treatment"
+TASKS = ("treatment",)
+USE_API = Require(Permission.USE_ASSISTANTS, surface=Surface.API)
+USE_PAGE = Require(Permission.USE_ASSISTANTS, surface=Surface.PAGE)
+BUNDLE_ID = Path(pattern=r"^[0-9a-f]{16}$", description="16 hex digits (from GET /api/v1/treatment)")
+#: Advice explains every patient with integrated gradients: requests stay small.
+MAX_PATIENTS = 200
+
+api = APIRouter()
+pages = APIRouter()
+
+Value = StrictStr | StrictInt | StrictFloat | StrictBool | None
+
+
+class AdviseBody(BaseModel):
+    """One patient (``patient``) or several (``patients``): covariate → value; ``null`` = unknown (imputed)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"patient": {"age": 61, "nodes": 3}, "top_k": 3}]})
+
+    patient: dict[str, Value] | None = None
+    patients: list[dict[str, Value]] | None = Field(None, min_length=1)
+    explain: bool = True
+    top_k: int = Field(3, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> AdviseBody:
+        if (self.patient is None) == (self.patients is None):
+            raise ValueError("send exactly one of 'patient' (an object) or 'patients' (a list of objects)")
+        return self
+
+    def all_rows(self) -> list[dict[str, Any]]:
+        return [self.patient] if self.patient is not None else list(self.patients or [])
+
+
+def _info(ctx: ServiceContext, bundle_id: str) -> BundleInfo:
+    info = ctx.catalog.get(bundle_id)
+    if info is None or info.task not in TASKS:
+        raise HTTPException(404, f"No treatment model bundle with id {bundle_id}.")
+    return info
+
+
+def _assistant(ctx: ServiceContext, info: BundleInfo) -> TreatmentAssistant:
+    """One assistant per loaded bundle (it builds the model wrapper once)."""
+    cache = ctx.state.setdefault(NAME, {})
+    bundle = ctx.catalog.load(info)
+    cached = cache.get(info.bundle_id)
+    if cached is None or cached.bundle is not bundle:
+        cached = cache[info.bundle_id] = TreatmentAssistant(bundle=bundle)
+    return cached
+
+
+def _covariates(assistant: TreatmentAssistant) -> list[str]:
+    return [str(c) for c in assistant.info["covariates"]]
+
+
+def _fields(assistant: TreatmentAssistant) -> list[dict[str, Any]]:
+    return input_fields(assistant.model.featurizer, _covariates(assistant))
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None or (isinstance(v, float) and not math.isfinite(v)) or pd.isna(v) else float(v)
+
+
+def _evidence(assistant: TreatmentAssistant, info: BundleInfo) -> dict[str, Any]:
+    card = assistant.model_card
+    data = card.get("data") or {}
+    metrics = (card.get("metrics") or {}).get("metrics") or {}
+    effects = {k.removeprefix("DR effect "): v for k, v in metrics.items() if k.startswith("DR effect ")}
+    return {"source": data.get("source", info.data_source), "assignment": assistant.info["assignment"],
+            "n_train": data.get("n_train"), "n_test": data.get("n_test"), "test_effects_dr": effects,
+            "overlap": (card.get("calibration") or {}).get("overlap"), "interval": assistant.info.get("interval")}
+
+
+def advice_records(assistant: TreatmentAssistant, advice: pd.DataFrame, *, top_k: int) -> list[dict[str, Any]]:
+    """The assistant's advice table as one record per patient (arms in the model's order)."""
+    arms, ref = assistant.arms, assistant.arms[assistant.model.ref]
+    kind = assistant.info["kind"]
+    out = []
+    for i, r in advice.iterrows():
+        per_arm = []
+        for a in arms:
+            arm = {"arm": a, "expected": _num(r[f"pred_{a}"]), "lo": _num(r[f"lo_{a}"]), "hi": _num(r[f"hi_{a}"]),
+                   "similar_patients": int(r[f"similar_{a}"]), "reference": a == ref, "recommended": a == r["recommended"]}
+            if kind == "survival":
+                arm["risk"], arm["risk_lo"], arm["risk_hi"] = (_num(r[f"{k}_{a}"]) for k in ("risk", "risk_lo", "risk_hi"))
+            if a != ref:
+                arm["vs_reference"], arm["vs_reference_lo"], arm["vs_reference_hi"] = (_num(r[f"{k}_{a}"]) for k in ("diff", "diff_lo", "diff_hi"))
+            per_arm.append(arm)
+        modifiers = []
+        for k in range(1, top_k + 1):
+            name, weight = r.get(f"modifier_{k}", ""), r.get(f"modifier_{k}_weight", np.nan)
+            if name and not pd.isna(weight):
+                modifiers.append({"covariate": str(name), "weight": float(weight)})
+        out.append({
+            "patient": int(i) + 1, "arms": per_arm, "recommended": str(r["recommended"]), "basis": str(r["recommendation_basis"]),
+            "reference": str(r["reference"]), "benefit": _num(r["benefit"]), "benefit_lo": _num(r["benefit_lo"]),
+            "benefit_hi": _num(r["benefit_hi"]), "outcome_scale": str(r["outcome_scale"]),
+            "flags": [f for f in str(r["flags"]).split("; ") if f], "n_imputed": int(r["n_imputed"]),
+            "effect_explained": str(r.get("effect_explained", "")) or None, "modifiers": modifiers,
+        })
+    return out
+
+
+def advise_rows(ctx: ServiceContext, principal: Principal, bundle_id: str, rows: list[dict[str, Any]], *, explain: bool,
+                top_k: int, via: str, source: str) -> dict[str, Any]:
+    info = _info(ctx, bundle_id)
+    assistant = _assistant(ctx, info)
+    fz = assistant.model.featurizer
+    idc = assistant.info.get("id_column")
+    clean = check_rows(rows, fz=fz, columns=_covariates(assistant), extra={idc} if idc else set(),
+                       max_rows=min(MAX_PATIENTS, ctx.settings.max_rows_per_request), source=source)
+    frame = pd.DataFrame({c: np.asarray([r.get(c) for r in clean], dtype=float if c in fz.numeric_ else object)
+                          for c in _covariates(assistant)})
+    advice = assistant.advise(frame, source=source, explain=explain, top_k=top_k)
+    results = advice_records(assistant, advice, top_k=top_k)
+    if idc:
+        for res, row in zip(results, clean):
+            res["patient_ref"] = None if row.get(idc) is None else str(row[idc])
+    rec = record_prediction(ctx, principal, assistant=NAME, bundle_id=info.bundle_id, task=info.task, input_value=clean,
+                            input_sha256=sha256_json(clean), output=results, n_rows=len(results), via=via)
+    return {"disclaimer": DISCLAIMER, "bundle": bundle_ref(info), "arms": assistant.arms,
+            "reference": assistant.arms[assistant.model.ref], "outcome_kind": assistant.info["kind"],
+            "better": assistant.info["better"], "evidence": _evidence(assistant, info), "advice": results,
+            "audit_id": rec.audit_id, "prediction_id": rec.prediction_id}
+
+
+# --------------------------------------------------------------------------------------------
+# The chart: per arm a dot (expected outcome) and a bar (95% interval), drawn as plain SVG
+# geometry; the template escapes the labels, the stylesheet colours it (no inline styles: CSP).
+
+CHART_W, LABEL_W, ROW_H, PAD = 560, 120, 34, 24
+
+
+def chart(advice: dict[str, Any]) -> dict[str, Any]:
+    arms = advice["arms"]
+    values = [v for a in arms for v in (a["lo"], a["hi"], a["expected"]) if v is not None]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 1, hi + 1
+    span = hi - lo
+    lo, hi = lo - 0.05 * span, hi + 0.05 * span
+    plot_w = CHART_W - LABEL_W - 2 * PAD  # room for the last tick label
+
+    def x(v: float | None) -> float:
+        return round(LABEL_W + (plot_w * ((v if v is not None else lo) - lo) / (hi - lo)), 1)
+
+    rows = []
+    for k, a in enumerate(arms):
+        y = PAD + k * ROW_H + ROW_H / 2
+        rows.append({"arm": a["arm"], "y": y, "x": x(a["expected"]), "x_lo": x(a["lo"]), "x_hi": x(a["hi"]),
+                     "recommended": a["recommended"], "reference": a["reference"], "expected": a["expected"],
+                     "lo": a["lo"], "hi": a["hi"]})
+    ticks = [{"x": x(v), "label": f"{v:.3g}"} for v in np.linspace(lo, hi, 5)]
+    ref = next((r for r in rows if r["reference"]), None)
+    height = PAD * 2 + len(arms) * ROW_H
+    return {"width": CHART_W, "height": height, "rows": rows, "ticks": ticks, "axis_y": height - PAD, "label_w": LABEL_W,
+            "ref_x": ref["x"] if ref else None, "top": PAD / 2}
+
+
+# --------------------------------------------------------------------------------------------
+# REST API
+
+
+@api.get("", summary="Treatment model bundles on offer")
+def api_list(request: Request, principal: Principal = Depends(USE_API)) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    return {"disclaimer": DISCLAIMER, "models": [i.summary() for i in ctx.catalog.list(tasks=TASKS)]}
+
+
+@api.get("/{bundle_id}/schema", summary="Arms, outcome and covariate fields of a treatment bundle")
+def api_schema(request: Request, bundle_id: str = BUNDLE_ID, principal: Principal = Depends(USE_API)) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    info = _info(ctx, bundle_id)
+    a = _assistant(ctx, info)
+    return {"bundle": bundle_ref(info), "treatment": a.info["treatment"], "arms": a.arms, "reference": a.arms[a.model.ref],
+            "outcome_kind": a.info["kind"], "better": a.info["better"], "horizon": a.info.get("horizon"),
+            "id_column": a.info.get("id_column"), "inputs": _fields(a)}
+
+
+@api.post("/{bundle_id}/advise", summary="Per-arm expected outcomes, recommendation, flags and evidence (audited)")
+def api_advise(request: Request, body: AdviseBody, bundle_id: str = BUNDLE_ID, principal: Principal = Depends(USE_API)) -> dict[str, Any]:
+    # A plain ``def``: FastAPI runs it in its thread pool, off the event loop.
+    return advise_rows(get_ctx(request), principal, bundle_id, body.all_rows(), explain=body.explain, top_k=body.top_k,
+                       via="api", source="request")
+
+
+# --------------------------------------------------------------------------------------------
+# Pages
+
+
+@pages.get("")
+def page_index(request: Request, principal: Principal = Depends(USE_PAGE)) -> Response:
+    ctx = get_ctx(request)
+    return render(request, "treatment/index.html", bundles=ctx.catalog.list(tasks=TASKS))
+
+
+def _form_page(request: Request, info: BundleInfo, assistant: TreatmentAssistant, *, values: dict[int, str] | None = None,
+               errors: dict[int, str] | None = None, result: dict[str, Any] | None = None, error: str = "",
+               status_code: int = 200) -> Response:
+    return render(request, "treatment/form.html", status_code=status_code, info=info, card=info.model_card,
+                  fields=_fields(assistant), arms=assistant.arms, treatment=assistant.info["treatment"],
+                  values=values or {}, errors=errors or {}, result=result, chart=chart(result["advice"][0]) if result else None,
+                  error=error)
+
+
+@pages.get("/{bundle_id}")
+def page_form(request: Request, bundle_id: str = BUNDLE_ID, example: bool = Query(False), principal: Principal = Depends(USE_PAGE)) -> Response:
+    ctx = get_ctx(request)
+    info = _info(ctx, bundle_id)
+    assistant = _assistant(ctx, info)
+    values: dict[int, str] = {}
+    if example:  # the training medians / first category: a neutral starting point, not a patient
+        for f in _fields(assistant):
+            if f["kind"] == "numeric" and f["median"] is not None:
+                values[f["index"]] = f"{f['median']:g}"
+            elif f["kind"] == "categorical" and f["categories"]:
+                values[f["index"]] = f["categories"][0]
+    return _form_page(request, info, assistant, values=values)
+
+
+@pages.post("/{bundle_id}/advise")
+async def page_advise(request: Request, bundle_id: str = BUNDLE_ID, principal: Principal = Depends(USE_PAGE)) -> Response:
+    ctx = get_ctx(request)
+    form = await request.form()
+    return await run_in_threadpool(_page_advise, request, ctx, principal, bundle_id, form, form.get("explain") == "on")
+
+
+def _page_advise(request: Request, ctx: ServiceContext, principal: Principal, bundle_id: str, form, explain: bool) -> Response:
+    info = _info(ctx, bundle_id)
+    assistant = _assistant(ctx, info)
+    fields = _fields(assistant)
+    row, values, errors = parse_form_row(form, fields)
+    if errors:
+        message = "Some values could not be used: " + "; ".join(f"{fields[i]['column']}: {m}" for i, m in errors.items())
+        if is_htmx(request):
+            return render(request, "partials/error.html", status_code=422, status=422, message=message)
+        return _form_page(request, info, assistant, values=values, errors=errors, error=message, status_code=422)
+    result = advise_rows(ctx, principal, bundle_id, [row], explain=explain, top_k=5, via="web", source="form")
+    if is_htmx(request):
+        return render(request, "treatment/result.html", result=result, info=info, chart=chart(result["advice"][0]))
+    return _form_page(request, info, assistant, values=values, result=result)
+
+
+PLUGIN = AssistantPlugin(
+    name=NAME, title="Treatment", summary="A patient's values → expected outcome per treatment arm with intervals, a recommendation and its evidence.",
+    tasks=TASKS, permission=Permission.USE_ASSISTANTS, api_router=api, page_router=pages, templates_dir=TEMPLATES / NAME,
+)
