@@ -50,7 +50,7 @@ def version() -> None:
 
 
 def _register() -> None:
-    from medassist.cli import audit, cases, commands, data, demo, screening, serve, treatment, users
+    from medassist.cli import audit, cases, commands, data, demo, federated, screening, serve, treatment, users
 
     commands.register(app)
     app.add_typer(data.app, name="data")
@@ -61,6 +61,7 @@ def _register() -> None:
     app.add_typer(users.app, name="users")
     app.add_typer(audit.app, name="audit")
     cases.register(app)
+    app.add_typer(federated.app, name="federated")
 
 
 def run(argv: list[str] | None = None) -> None:

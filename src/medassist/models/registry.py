@@ -36,4 +36,10 @@ def build_model(
 
 
 def model_from_spec(spec: dict[str, Any]) -> nn.Module:
-    return MODELS.get(spec["name"])(**spec["params"])
+    """Rebuild a model from its spec, with any recorded ``conversions`` (see conversions.py)."""
+    model = MODELS.get(spec["name"])(**spec["params"])
+    if spec.get("conversions"):
+        from medassist.models.conversions import apply_conversions
+
+        model = apply_conversions(model, list(spec["conversions"]))
+    return model

@@ -3,6 +3,7 @@ TrainConfig carries a PrivacyConfig."""
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -11,6 +12,8 @@ from torch import nn
 
 from medassist.exceptions import ConfigError
 from medassist.validation import check_number
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,10 +38,38 @@ class PrivacyConfig:
         return asdict(self)
 
 
+def make_private_compatible(model: nn.Module) -> list[str]:
+    """Convert, in place, what Opacus can convert: BatchNorm → GroupNorm (BatchNorm mixes the
+    samples of a batch, so per-sample gradients do not exist). Returns the conversion names to
+    record in the model spec (``private_model_spec``) so a bundle rebuilds the converted model;
+    logs a notice when it converts. Anything else Opacus refuses still raises (``check_private_compatible``)."""
+    from medassist.models.conversions import BATCHNORM_TO_GROUPNORM, batchnorm_to_groupnorm, has_batchnorm
+
+    done: list[str] = []
+    if has_batchnorm(model):
+        batchnorm_to_groupnorm(model)
+        done.append(BATCHNORM_TO_GROUPNORM)
+        log.warning("%s has BatchNorm layers, which differential privacy cannot train; they were converted to GroupNorm "
+                    "(recorded in the model spec as '%s').", type(model).__name__, BATCHNORM_TO_GROUPNORM)
+    for m in model.modules():
+        # In-place activations (MONAI's ResNet uses ReLU(inplace=True)) break the backward hooks
+        # Opacus needs; out-of-place gives the same outputs and weights, so nothing is recorded.
+        if getattr(m, "inplace", False) is True:
+            m.inplace = False
+    check_private_compatible(model)
+    return done
+
+
+def private_model_spec(spec: dict[str, Any], conversions: list[str]) -> dict[str, Any]:
+    """``spec`` with the conversions DP training applied, for the bundle (``model_from_spec``)."""
+    if not conversions:
+        return spec
+    return {**spec, "conversions": [*spec.get("conversions", []), *[c for c in conversions if c not in spec.get("conversions", [])]]}
+
+
 def check_private_compatible(model: nn.Module) -> None:
-    """Refuse, with the reasons, a model Opacus cannot train as it is (e.g. BatchNorm, which
-    mixes samples; convert it with ``opacus.validators.ModuleValidator.fix`` before building
-    the bundle's spec)."""
+    """Refuse, with the reasons, a model Opacus cannot train as it is (after
+    ``make_private_compatible`` converted what it can)."""
     from opacus.validators import ModuleValidator
 
     errors = ModuleValidator.validate(model, strict=False)

@@ -25,7 +25,7 @@ from medassist.exceptions import TrainingError
 from medassist.training import distributed
 from medassist.training.checkpoint import load_checkpoint, save_checkpoint
 from medassist.training.config import Monitor, Schedule, TrainConfig
-from medassist.training.privacy import check_private_compatible, make_private, release, spent
+from medassist.training.privacy import make_private, make_private_compatible, release, spent
 from medassist.types import Batch
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -163,6 +163,10 @@ class Trainer:
         writes = self.checkpoint_dir is not None and distributed.is_main()
         # Under torchrun, DDP averages the ranks' gradients; ``model`` stays the plain module
         # that validation, checkpoints and the caller see.
+        # DP-SGD: BatchNorm → GroupNorm (in place, before the optimiser sees the parameters).
+        conversions = make_private_compatible(model) if cfg.privacy is not None else []
+        for name in conversions:
+            self.console.print(f"note: model converted for differential privacy ({name}); record it with private_model_spec.", highlight=False)
         model.to(self.device)
         if isinstance(loss_fn, nn.Module):
             loss_fn.to(self.device)  # e.g. class weights
@@ -180,7 +184,6 @@ class Trainer:
                 raise TrainingError("Differentially private training under torchrun is not supported yet; run it in one process.")
             if resume:
                 raise TrainingError("A differentially private run cannot resume from a checkpoint (the privacy accountant's state is not saved); start it again.")
-            check_private_compatible(model)
             loader = DataLoader(train_data, batch_size=cfg.batch_size, shuffle=True, generator=generator,
                                 collate_fn=getattr(train_data, "collate", None))
             # The scheduler keeps working: the DP optimizer shares the wrapped one's param groups.
@@ -266,6 +269,7 @@ class Trainer:
         if dp_engine is not None:
             result.privacy = spent(dp_engine, cfg.privacy, noise_multiplier=optimizer.noise_multiplier,
                                    sample_rate=1.0 / max(1, len(dp_loader)), steps=dp_steps)
+            result.privacy["model_conversions"] = conversions
             release(train_model)
         model.load_state_dict(best_state)
         model.to("cpu")

@@ -37,12 +37,12 @@ def test_without_privacy_nothing_is_reported():
     assert result.privacy is None
 
 
-def test_batchnorm_model_is_refused_with_the_reason():
+def test_batchnorm_model_is_converted_to_groupnorm_and_says_so():
     train, val = _data()
     model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
     cfg = TrainConfig(epochs=1, privacy=PrivacyConfig(target_epsilon=1.0))
-    with pytest.raises(ConfigError, match="BatchNorm"):
-        Trainer(config=cfg, progress=False).fit(model, train_data=train, val_data=val, loss_fn=nn.CrossEntropyLoss())
+    result = Trainer(config=cfg, progress=False).fit(model, train_data=train, val_data=val, loss_fn=nn.CrossEntropyLoss())
+    assert isinstance(model[1], nn.GroupNorm) and result.privacy["model_conversions"] == ["batchnorm_to_groupnorm"]
 
 
 @pytest.mark.parametrize("kw", [{"target_epsilon": 0}, {"target_epsilon": 1, "delta": 1.0}, {"target_epsilon": 1, "max_grad_norm": -1}])
