@@ -94,6 +94,7 @@ DATASET_MODULES = [
     "medassist.data.datasets.diagnosis",
     "medassist.data.datasets.trials",
     "medassist.data.datasets.molecules",
+    "medassist.data.datasets.cases",
 ]
 _CATALOG: dict[str, DatasetInfo] = {}
 

@@ -14,9 +14,13 @@ Example:
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 import os
 import re
+import secrets
 import stat
 import traceback
 from collections.abc import Callable
@@ -89,6 +93,36 @@ class FieldCipher:
             return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
         except InvalidToken as e:
             raise DataError("An encrypted field cannot be decrypted with the configured key(s); was the key changed?") from e
+
+
+class IdentifierHasher:
+    """Keyed hashes (HMAC-SHA256, hex) of identifiers such as MRNs and source ids, so a record
+    can be looked up by its identifier without the identifier being stored in plain text.
+
+    The key lives in ``MEDASSIST_HOME/keys/lookup_hmac.key`` (created on first use, 0600);
+    unlike the Fernet key it cannot be rotated without re-hashing every stored identifier.
+
+    Example:
+        >>> h = IdentifierHasher(key=b"k" * 32)
+        >>> h.hash("MRN-001") == h.hash(" MRN-001 ")
+        True
+    """
+
+    def __init__(self, *, key: bytes) -> None:
+        if len(key) < 16:
+            raise ConfigError("IdentifierHasher needs a key of at least 16 bytes.")
+        self.key = key
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IdentifierHasher:
+        raw = load_or_create_secret(settings.keys_dir / "lookup_hmac.key", what="identifier hashing key",
+                                    make=lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)))
+        return cls(key=raw)
+
+    def hash(self, *parts: str) -> str:
+        """HMAC-SHA256 of the parts (each stripped), joined by a separator that cannot occur in them."""
+        message = "\x1f".join(str(p).strip() for p in parts).encode("utf-8")
+        return hmac.new(self.key, message, hashlib.sha256).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
