@@ -81,6 +81,18 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/screening/{bundle_id}/jobs"): frozenset({C}),
     ("GET", "/screening/jobs/{job_id}"): frozenset({C}),
     ("GET", "/screening/jobs/{job_id}/progress"): frozenset({C}),
+    ("GET", "/api/v1/research"): frozenset({R}),
+    ("POST", "/api/v1/research/train"): frozenset({R}),
+    ("GET", "/api/v1/research/jobs/{job_id}"): frozenset({R}),
+    ("POST", "/api/v1/research/evaluate"): frozenset({R}),
+    ("GET", "/api/v1/research/evaluations/{evaluation_id}/report"): frozenset({A, C, R}),
+    ("GET", "/research"): frozenset({R}),
+    ("POST", "/research/train"): frozenset({R}),
+    ("GET", "/research/jobs/{job_id}"): frozenset({R}),
+    ("GET", "/research/jobs/{job_id}/progress"): frozenset({R}),
+    ("POST", "/research/evaluate"): frozenset({R}),
+    ("GET", "/research/evaluations/{evaluation_id}"): frozenset({R}),
+    ("GET", "/research/evaluations/{evaluation_id}/report"): frozenset({A, C, R}),
 }
 
 #: The bundle a route's {bundle_id} stands for, by the route's plugin.
@@ -93,6 +105,9 @@ ALLOWED_STATUS = {
     ("POST", "/account/password"): 422,  # the matrix sends a wrong current password on purpose
     ("POST", "/api/v1/screening/{bundle_id}/jobs"): 202,
     ("POST", "/screening/{bundle_id}/jobs"): 303,
+    ("POST", "/api/v1/research/train"): 202,
+    ("POST", "/research/train"): 303,
+    ("POST", "/research/evaluate"): 303,
 }
 
 
@@ -125,7 +140,18 @@ def matrix_ctx(site, tiny_bundle, assistant_bundles):
         if site.api(C).get(f"/api/v1/screening/jobs/{job_id}").json()["status"] == "done":
             break
         time.sleep(0.1)
+    # A finished training job and an evaluation of the researcher's (one epoch: access is the point).
+    r = site.api(R).post("/api/v1/research/train", json={"dataset": "wdbc", "epochs": 1, "members": 1})
+    assert r.status_code == 202, r.text
+    research_job = r.json()["id"]
+    for _ in range(600):
+        if site.api(R).get(f"/api/v1/research/jobs/{research_job}").json()["status"] == "done":
+            break
+        time.sleep(0.1)
+    r = site.api(R).post("/api/v1/research/evaluate", json={"bundle_id": site.bundle_id, "n_boot": 100})
+    assert r.status_code == 200, r.text
     return {"victim": victim, "row": example_row(tiny_bundle), "csv": example_csv(tiny_bundle), "job": job_id,
+            "research_job": research_job, "evaluation": r.json()["id"],
             "patient": example_patient(assistant_bundles["treatment"]), "png": example_png(), "library": example_library()}
 
 
@@ -139,7 +165,8 @@ def build_request(site, ctx, key, role):
     method, path = key
     plugin = path.removeprefix("/api/v1").split("/")[1]
     bundle_id = site.bundle_ids[PLUGIN_TASKS[plugin]] if plugin in PLUGIN_TASKS else site.bundle_id
-    url = (path.replace("{bundle_id}", bundle_id).replace("{job_id}", ctx["job"]).replace("{user_id}", str(ctx["victim"])).replace("{action}", "unlock"))
+    job = ctx["research_job"] if plugin == "research" else ctx["job"]
+    url = (path.replace("{bundle_id}", bundle_id).replace("{job_id}", job).replace("{evaluation_id}", ctx["evaluation"]).replace("{user_id}", str(ctx["victim"])).replace("{action}", "unlock"))
     if "{token_id}" in url:
         url = url.replace("{token_id}", str(_own_token_id(site, role) if role else 1))
     if key == ("GET", "/static"):
@@ -180,6 +207,12 @@ def build_request(site, ctx, key, role):
             kwargs["json"] = {"smiles": ["CCO", "c1ccccc1O"]}
         else:
             kwargs["data"] = {**csrf, "molecules": "CCO ethanol\nc1ccccc1O phenol"}
+    elif plugin == "research" and path.endswith("/train"):
+        train = {"dataset": "wdbc", "epochs": 1, "members": 1}
+        kwargs.update({"json": train} if api else {"data": {**csrf, **{k: str(v) for k, v in train.items()}}})
+    elif plugin == "research" and path.endswith("/evaluate"):
+        evaluate = {"bundle_id": site.bundle_id, "n_boot": 100}
+        kwargs.update({"json": evaluate} if api else {"data": {**csrf, **{k: str(v) for k, v in evaluate.items()}}})
     elif path.endswith("/predict") and api:
         kwargs["json"] = {"row": ctx["row"]}
     elif path.endswith("/predict-file"):

@@ -291,3 +291,43 @@ def test_malformed_screening_requests_are_refused_and_nothing_written(site):
         _assert_refused(r, before, site, what)
         assert r.headers["content-type"].startswith("application/json")
     assert site.app.state.ctx.state.get("screening", {}).get("jobs") is None or not site.app.state.ctx.state["screening"]["jobs"].jobs
+
+
+def test_malformed_research_requests_are_refused_and_nothing_written(site):
+    api = site.api("researcher")
+    before = _counts(site)
+    bundles = sorted(site.settings.bundles_dir.iterdir()) if site.settings.bundles_dir.is_dir() else []
+    for what, body in [
+        ("truncated JSON", '{"dataset": "wdbc",'),
+        ("a list", "[]"),
+        ("SQL as a data set name", json.dumps({"dataset": "wdbc'; DROP TABLE users;--"})),
+        ("HTML as a data set name", json.dumps({"dataset": "<script>alert(1)</script>"})),
+        ("a server path as a data set", json.dumps({"dataset": "/etc/passwd"})),
+        ("a data set name of 100 kB", json.dumps({"dataset": "w" * 100_000})),
+        ("a data set of another assistant", json.dumps({"dataset": "actg175"})),
+        ("an unknown size", json.dumps({"dataset": "wdbc", "size": "huge"})),
+        ("a negative seed", json.dumps({"dataset": "wdbc", "seed": -1})),
+        ("zero epochs", json.dumps({"dataset": "wdbc", "epochs": 0})),
+        ("NaN epsilon", '{"dataset": "wdbc", "dp_epsilon": NaN}'),
+        ("a negative epsilon", json.dumps({"dataset": "wdbc", "dp_epsilon": -1})),
+        ("an uploaded file instead", json.dumps({"dataset": "wdbc", "data_file": "patients.csv"})),
+    ]:
+        r = api.post("/api/v1/research/train", content=body, headers={"Content-Type": "application/json"})
+        _assert_refused(r, before, site, what)
+    for what, body in [
+        ("a bundle id that is a path", json.dumps({"bundle_id": "../../etc/passwd"})),
+        ("a bundle that does not exist", json.dumps({"bundle_id": "0" * 16})),
+        ("a bundle of another assistant", json.dumps({"bundle_id": site.bundle_ids["screening"]})),
+        ("unknown rows", json.dumps({"bundle_id": site.bundle_id, "rows": "some"})),
+        ("too few bootstrap resamples", json.dumps({"bundle_id": site.bundle_id, "n_boot": 5})),
+        ("an unknown data set", json.dumps({"bundle_id": site.bundle_id, "dataset": "heart"})),
+    ]:
+        r = api.post("/api/v1/research/evaluate", content=body, headers={"Content-Type": "application/json"})
+        _assert_refused(r, before, site, what)
+    csrf = site.csrf("researcher")  # signing in is audited
+    before = _counts(site)
+    r = site.browser("researcher").post("/research/train", data={"csrf_token": csrf, "dataset": "wdbc", "epochs": "ten"})
+    _assert_refused(r, before, site, "text in the epochs field")
+    assert "epochs" in r.text
+    assert (sorted(site.settings.bundles_dir.iterdir()) if site.settings.bundles_dir.is_dir() else []) == bundles
+    assert not site.app.state.ctx.state.get("research", {}).get("jobs") or not site.app.state.ctx.state["research"]["jobs"].jobs

@@ -38,6 +38,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "medassist.service.imaging:PLUGIN",
     "medassist.service.treatment:PLUGIN",
     "medassist.service.screening:PLUGIN",
+    "medassist.service.research:PLUGIN",
 )
 
 
@@ -55,6 +56,8 @@ class AssistantPlugin:
         api_router: Mounted at ``/api/v1/<name>``.
         page_router: Mounted at ``/<name>``.
         templates_dir: Its Jinja2 templates.
+        tool: A tool rather than an assistant (e.g. research: train and evaluate): it serves no
+            bundle task, so ``tasks`` may be empty.
     """
 
     name: str
@@ -65,11 +68,12 @@ class AssistantPlugin:
     api_router: APIRouter
     page_router: APIRouter
     templates_dir: Path
+    tool: bool = False
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9-]{1,31}", self.name):
             raise ConfigError(f"Assistant plugin name {self.name!r} must be 2-32 lower-case letters, digits or '-'.")
-        if not self.tasks:
+        if not self.tasks and not self.tool:
             raise ConfigError(f"Assistant plugin '{self.name}' serves no bundle task; list at least one in 'tasks'.")
 
     @property
