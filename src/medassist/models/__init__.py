@@ -9,3 +9,4 @@ from medassist.models.ensemble import Ensemble, ensemble_spec
 from medassist.models.registry import MODELS, build_model, count_parameters, model_from_spec
 
 __all__ = ["MODELS", "Ensemble", "build_model", "count_parameters", "ensemble_spec", "model_from_spec"]
+from medassist.models import survival as _survival  # noqa: E402,F401  (registers survnet, case_autoencoder, case_models)

@@ -1,0 +1,340 @@
+"""The cases assistant, analysis part: "which earlier cases resemble this one, what happened to
+them, and what drives the outcome?"
+
+Works on a case frame (one row per case, index ``case_id``; see ``pipeline/survival.py``) and a
+survival model (from a ``cases-survival`` bundle, or fitted in-process):
+
+* :meth:`CaseAnalysis.similar` — exact k nearest neighbours over L2-normalised patient
+  embeddings (the autoencoder's bottleneck, or the hazard network's penultimate layer when
+  ``outcome_aware``), with the reasons: shared codes, closest labs and covariates, equal categories;
+* :meth:`CaseAnalysis.cohort` — Kaplan-Meier per group with 95% bands, median survival, log-rank
+  test, Cox hazard ratios of the groups, PNG plots;
+* :meth:`CaseAnalysis.factors` — multivariable Cox hazard ratios and the neural model's
+  integrated-gradients attributions; :meth:`CaseAnalysis.patient_risk` — one patient's curve and
+  top factors.
+
+Example:
+    >>> ca = CaseAnalysis.fit(frame)                       # or CaseAnalysis.load(frame, bundle)
+    >>> ca.similar("whas500-17", k=5)["neighbours"][0]["reasons"]
+    >>> ca.cohort('age > 60', by="sex", out_dir=Path("plots"))["logrank"]["p_value"]
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from medassist.assistants.case_query import filter_mask
+from medassist.evaluation.survival import (
+    COX_PENALIZER, cox_design, cox_hazard_ratios, kaplan_meier, kaplan_meier_groups, plot_forest, plot_km, plot_risk_curve,
+)
+from medassist.exceptions import ConfigError, DataError, SchemaError
+from medassist.explain.attributions import group_attributions, integrated_gradients
+from medassist.featurizers.tabular import infer_column_kind
+from medassist.models.survival import RestrictedMeanModule
+from medassist.pipeline.survival import (
+    CODE_COLUMNS, SurvivalModel, SurvivalSpec, default_encoder_config, default_survival_config, fit_survival, load_survival_model,
+    outcome_rows, select_covariates, split_codes, split_rows,
+)
+from medassist.training import TrainConfig
+from medassist.validation import check_number
+
+#: A numeric ``by`` column with more distinct values than this is split at its median.
+MAX_NUMERIC_LEVELS = 6
+#: Most groups a cohort is split into (rarer levels are merged into 'other').
+MAX_GROUPS = 8
+
+
+def _clean(x: Any) -> Any:
+    if isinstance(x, (float, np.floating)):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+class CaseAnalysis:
+    """Analyses over one case frame.
+
+    Args:
+        frame: the case frame (index ``case_id``).
+        model: a fitted :class:`SurvivalModel` (needed for similar cases, attributions and curves).
+        time, event: outcome columns.
+        notes: how the model came about (shown to the user).
+    """
+
+    def __init__(self, *, frame: pd.DataFrame, model: SurvivalModel | None = None, time: str = "time", event: str = "event",
+                 notes: list[str] | None = None) -> None:
+        if frame.index.has_duplicates:
+            dup = frame.index[frame.index.duplicated()][0]
+            raise DataError(f"case frame: case id {dup!s} appears more than once; expected one row per case.")
+        self.frame, self.model, self.time, self.event = frame, model, time, event
+        self.notes = list(notes or [])
+        self._index: dict[bool, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def load(cls, frame: pd.DataFrame, bundle: str | Path) -> CaseAnalysis:
+        model = load_survival_model(bundle)
+        return cls(frame=frame, model=model, time=model.info["time"], event=model.info["event"])
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, *, size: str = "small", seed: int = 0, epochs: int | None = None, n_members: int = 5,
+            train: TrainConfig | None = None, time: str = "time", event: str = "event", progress: bool = False,
+            console: Console | None = None) -> CaseAnalysis:
+        """Fit a survival model and embedding on this frame's cases with an outcome (no bundle written).
+
+        ``train`` overrides the hazard networks' TrainConfig (default: ``default_survival_config``).
+        """
+        spec = SurvivalSpec(time=time, event=event, size=size, seed=seed, missing_outcome="drop", n_members=n_members,
+                            train=train or default_survival_config(seed=seed, epochs=epochs),
+                            encoder_train=default_encoder_config(seed=seed, epochs=epochs))
+        oc = outcome_rows(frame, time=time, event=event, missing="drop")
+        if oc.event.sum() < 10:
+            raise DataError(f"case frame: only {int(oc.event.sum())} events among {len(oc.frame)} cases; too few to fit a survival model.")
+        covariates, notes = select_covariates(oc.frame, spec=spec)
+        tr, va, _ = split_rows(oc.event, spec=SurvivalSpec(test_fraction=0.1, val_fraction=0.15, seed=seed))
+        tr = np.sort(np.concatenate([tr, _]))  # no held-out evaluation here: use those rows for training
+        fitted = fit_survival(oc.frame, oc.time, oc.event, train=tr, val=va, spec=spec, covariates=covariates,
+                              progress=progress, console=console)
+        notes = [f"Model fitted in-process on {len(oc.frame)} cases ({size} preset, seed {seed}); "
+                 "train one with 'medassist cases train-survival' to reuse it.", *oc.notes, *notes]
+        return cls(frame=frame, model=fitted.model, time=time, event=event, notes=notes)
+
+    def _need_model(self, what: str) -> SurvivalModel:
+        if self.model is None:
+            raise ConfigError(f"{what} needs a survival model: load a cases-survival bundle or use CaseAnalysis.fit().")
+        return self.model
+
+    def _row(self, case_id: str) -> int:
+        try:
+            pos = self.frame.index.get_loc(str(case_id))
+        except KeyError:
+            raise DataError(f"No case '{case_id}' in this case frame ({len(self.frame)} cases).") from None
+        if not isinstance(pos, (int, np.integer)):
+            raise DataError(f"Case id '{case_id}' is not unique in this case frame.")
+        return int(pos)
+
+    # ------------------------------------------------------------------ similar cases
+    def embeddings(self, *, outcome_aware: bool = False) -> np.ndarray:
+        """L2-normalised embeddings of every case (N, d), computed once and kept."""
+        if outcome_aware not in self._index:
+            model = self._need_model("Similar cases")
+            z = model.embed(model.features(self.frame), outcome_aware=outcome_aware).astype(np.float32)
+            z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+            self._index[outcome_aware] = np.ascontiguousarray(z)
+            if not hasattr(self, "_numeric"):
+                self._prepare_reasons()
+        return self._index[outcome_aware]
+
+    def _prepare_reasons(self) -> None:
+        model = self._need_model("Similar cases")
+        fz = model.encoder.featurizer
+        # continuous values are compared by distance; 0/1 flags and categories by equality
+        cols = [c for c in model.encoder.covariates if c in fz.numeric_ and self.frame[c].nunique() > 2]
+        self._numeric_cols = cols
+        self._numeric = (np.column_stack([pd.to_numeric(self.frame[c], errors="coerce").to_numpy(float) for c in cols])
+                         if cols else np.zeros((len(self.frame), 0)))
+        self._scale = np.array([fz.scale_[c] for c in cols])
+        self._categorical_cols = [c for c in model.encoder.covariates if c not in cols]
+
+    def similar(self, case_id: str, *, k: int = 10, outcome_aware: bool = False, n_reasons: int = 3) -> dict[str, Any]:
+        """The ``k`` nearest cases to ``case_id`` with distance, outcome and the reasons they are alike."""
+        check_number(k, name="k", owner="similar", low=1, high=1000, integer=True)
+        z = self.embeddings(outcome_aware=outcome_aware)
+        q = self._row(case_id)
+        sims = z @ z[q]
+        sims[q] = -np.inf
+        k = min(k, len(sims) - 1)
+        top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+        top = top[np.argsort(-sims[top], kind="stable")]
+        neighbours = []
+        for j in top:
+            neighbours.append({
+                "case_id": str(self.frame.index[j]), "distance": float(np.sqrt(max(0.0, 2.0 - 2.0 * float(sims[j])))),
+                "similarity": float(sims[j]), "outcome": self._outcome(j), "reasons": self._reasons(q, j, n=n_reasons),
+            })
+        return {"case_id": str(self.frame.index[q]), "k": k, "outcome_aware": outcome_aware,
+                "embedding": "hazard network penultimate layer" if outcome_aware else "autoencoder bottleneck",
+                "outcome": self._outcome(q), "neighbours": neighbours}
+
+    def _outcome(self, i: int) -> dict[str, Any] | None:
+        if self.time not in self.frame.columns or self.event not in self.frame.columns:
+            return None
+        t, e = self.frame[self.time].iloc[i], self.frame[self.event].iloc[i]
+        if pd.isna(t) or pd.isna(e):
+            return None
+        return {"time": float(t), "event": int(float(e))}
+
+    def _reasons(self, q: int, j: int, *, n: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for col in CODE_COLUMNS:
+            if col in self.frame.columns:
+                a, b = split_codes(self.frame[col].iloc[[q, j]])
+                shared = sorted(a & b)
+                if shared:
+                    out[f"shared_{col}"] = shared
+        if self._numeric.shape[1]:
+            a, b = self._numeric[q], self._numeric[j]
+            both = ~np.isnan(a) & ~np.isnan(b)
+            diff = np.where(both, np.abs(a - b) / self._scale, np.inf)
+            order = [i for i in np.argsort(diff, kind="stable")[:n] if both[i]]
+            out["closest_values"] = [{"column": self._numeric_cols[i], "query": _clean(a[i]), "case": _clean(b[i]),
+                                      "difference_in_sd": float(diff[i])} for i in order]
+        same = []
+        for c in self._categorical_cols:
+            va, vb = self.frame[c].iloc[q], self.frame[c].iloc[j]
+            if not pd.isna(va) and not pd.isna(vb) and str(va) == str(vb):
+                same.append({"column": c, "value": str(va)})
+        if same:
+            out["same_category"] = same[: max(n, 8)]
+        return out
+
+    # ------------------------------------------------------------------ cohorts
+    def _cohort_rows(self, where: str | None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, list[str]]:
+        sub = self.frame.loc[filter_mask(self.frame, where)]
+        if sub.empty:
+            raise DataError(f"The filter {where!r} selects no cases.")
+        oc = outcome_rows(sub, time=self.time, event=self.event, missing="drop")
+        return oc.frame, oc.time, oc.event, oc.notes
+
+    def _groups(self, sub: pd.DataFrame, by: str) -> tuple[np.ndarray, list[str]]:
+        if by not in self.frame.columns:
+            from medassist.options import unknown_name_error
+
+            raise SchemaError(f"--by: {unknown_name_error(by, [str(c) for c in self.frame.columns], kind='column')}")
+        s = sub[by]
+        notes = []
+        if infer_column_kind(s) == "numeric" and s.nunique() > MAX_NUMERIC_LEVELS:
+            x = pd.to_numeric(s, errors="coerce")
+            med = float(x.median())
+            g = np.where(x.isna(), "missing", np.where(x <= med, f"{by} <= {med:g}", f"{by} > {med:g}"))
+            notes.append(f"'{by}' is numeric: split at its median {med:g}.")
+            return g.astype(object), notes
+        text = s.map(lambda v: "missing" if pd.isna(v) else (str(int(v)) if isinstance(v, float) and float(v).is_integer() else str(v)))
+        counts = text.value_counts()
+        if len(counts) > MAX_GROUPS:
+            keep = set(counts.index[: MAX_GROUPS - 1])
+            text = text.where(text.isin(keep), "other")
+            notes.append(f"'{by}' has {len(counts)} levels; all but the {MAX_GROUPS - 1} most frequent are merged into 'other'.")
+        return text.to_numpy(dtype=object), notes
+
+    def cohort(self, where: str | None = None, by: str | None = None, *, out_dir: Path | None = None,
+               time_unit: str = "days") -> dict[str, Any]:
+        """Kaplan-Meier per group with 95% intervals, median survival, log-rank p, Cox hazard ratios, plots."""
+        sub, t, d, notes = self._cohort_rows(where)
+        groups, gnotes = self._groups(sub, by) if by else (None, [])
+        notes += gnotes
+        km = kaplan_meier_groups(t, d, groups)
+        hr = None
+        if groups is not None and len(km.curves) > 1:
+            design, dnotes = cox_design(pd.DataFrame({by: groups}), [by])
+            hr = cox_hazard_ratios(design, t, d)
+            notes += dnotes
+        plots = {}
+        if out_dir is not None:
+            label = f"{where}" if where else "all cases"
+            plots["km"] = str(plot_km(km, Path(out_dir) / "km.png", title=f"{label}{' by ' + by if by else ''}", time_unit=time_unit))
+            if hr is not None:
+                plots["forest"] = str(plot_forest(hr, Path(out_dir) / "cohort_hazard_ratios.png", title=f"Hazard ratios by {by}"))
+        return {
+            "where": where, "by": by, "n": int(len(t)), "events": int(d.sum()),
+            "groups": [c.to_dict() for c in km.curves], "logrank": km.logrank,
+            "hazard_ratios": _hr_records(hr), "cox_penalizer": COX_PENALIZER, "plots": plots, "notes": notes,
+        }
+
+    # ------------------------------------------------------------------ key factors
+    def factors(self, where: str | None = None, *, top: int = 10, out_dir: Path | None = None, n_steps: int = 32,
+                max_rows: int = 2000) -> dict[str, Any]:
+        """What drives the outcome: multivariable Cox hazard ratios and, with a model, integrated gradients."""
+        sub, t, d, notes = self._cohort_rows(where)
+        if self.model is not None:
+            covariates = list(self.model.encoder.covariates)
+        else:
+            covariates, more = select_covariates(sub, spec=SurvivalSpec(time=self.time, event=self.event))
+            notes += more
+        if not covariates:
+            raise DataError("No covariates to relate to the outcome.")
+        design, dnotes = cox_design(sub, covariates)
+        hr = cox_hazard_ratios(design, t, d)
+        notes += dnotes
+        out: dict[str, Any] = {"where": where, "n": int(len(t)), "events": int(d.sum()), "cox_penalizer": COX_PENALIZER,
+                               "hazard_ratios": _hr_records(hr.reindex(hr["p"].sort_values().index)), "attributions": None,
+                               "plots": {}, "notes": notes}
+        if self.model is not None:
+            rows = np.arange(len(sub))
+            if len(rows) > max_rows:
+                rows = np.sort(np.random.default_rng(0).choice(rows, max_rows, replace=False))
+                notes.append(f"Attributions averaged over a random {max_rows} of the {len(sub)} cases.")
+            grouped, names = self._attributions(sub.iloc[rows], n_steps=n_steps)
+            mean_abs, mean = np.abs(grouped).mean(axis=0), grouped.mean(axis=0)
+            order = np.argsort(-mean_abs)[:top]
+            out["attributions"] = {
+                "method": "integrated gradients of the restricted mean survival time (days up to "
+                          f"{self.model.edges[-1]:g}) against an average patient",
+                "factors": [{"column": names[i], "mean_abs_days": float(mean_abs[i]), "mean_days": float(mean[i])} for i in order],
+            }
+        if out_dir is not None:
+            shown = hr.reindex(hr["p"].sort_values().index).head(max(top, 1))
+            out["plots"]["forest"] = str(plot_forest(shown, Path(out_dir) / "factor_hazard_ratios.png"))
+        return out
+
+    def _attributions(self, frame: pd.DataFrame, *, n_steps: int) -> tuple[np.ndarray, list[str]]:
+        model = self._need_model("Attributions")
+        x = model.features(frame)
+        module = RestrictedMeanModule(model.nets, model.edges)
+        attr = integrated_gradients(module, x, np.zeros(len(x), dtype=np.int64), n_steps=n_steps)
+        return group_attributions(attr, model.encoder.input_columns)
+
+    def patient_risk(self, case_id: str, *, top: int = 5, out_dir: Path | None = None, n_points: int = 60) -> dict[str, Any]:
+        """One patient's predicted survival curve, restricted mean survival, and the factors that move it."""
+        model = self._need_model("A patient's risk curve")
+        i = self._row(case_id)
+        row = self.frame.iloc[[i]]
+        x = model.features(row)
+        times = np.linspace(0.0, float(model.edges[-1]), n_points)
+        s = model.survival(x, times)[0]
+        grouped, names = self._attributions(row, n_steps=64)
+        order = np.argsort(-np.abs(grouped[0]))[:top]
+        factors = []
+        for j in order:
+            col = names[j]
+            value = row[col].iloc[0] if col in row.columns else (
+                1 if ":" in col and col.split(":", 1)[1] in split_codes(row[col.split(":", 1)[0]])[0] else 0)
+            factors.append({"column": col, "value": _clean(value) if not pd.isna(value) else None,
+                            "effect_days": float(grouped[0, j]),
+                            "direction": "longer expected survival" if grouped[0, j] > 0 else "shorter expected survival"})
+        _, t, d, _ = self._cohort_rows(None)
+        cohort_km = kaplan_meier(t, d, label="cohort")
+        rmst = float(model.restricted_mean(x)[0])
+        plots = {}
+        if out_dir is not None:
+            plots["risk"] = str(plot_risk_curve(times, s, Path(out_dir) / f"risk_{_safe_name(case_id)}.png", reference=cohort_km,
+                                                title=f"Predicted survival of case {case_id}"))
+        marks = [float(q) for q in np.quantile(t, [0.25, 0.5, 0.75])]
+        return {
+            "case_id": str(self.frame.index[i]), "outcome": self._outcome(i),
+            "curve": {"times": times.round(3).tolist(), "survival": s.round(5).tolist()},
+            "survival_at": [{"time": m, "patient": float(np.interp(m, times, s)), "cohort": cohort_km.at(m)} for m in marks],
+            "restricted_mean_days": rmst, "horizon_days": float(model.edges[-1]),
+            "top_factors": factors, "plots": plots,
+            "note": "effect_days: integrated-gradients share of this patient's restricted mean survival time versus an average patient.",
+        }
+
+
+def _hr_records(hr: pd.DataFrame | None) -> list[dict[str, Any]] | None:
+    if hr is None:
+        return None
+    return [{"covariate": str(k), **{c: _clean(v) for c, v in row.items()}} for k, row in hr.iterrows()]
+
+
+def _safe_name(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text))[:80]
+
+
+__all__ = ["CaseAnalysis"]

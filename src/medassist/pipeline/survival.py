@@ -1,0 +1,495 @@
+"""Cases survival: preprocess → build → train → evaluate → bundle, over a case frame.
+
+A case frame has one row per case (index ``case_id``), the primary outcome as ``time`` (days) and
+``event`` (1 event, 0 censored), demographics, one numeric column per lab or observation,
+categorical covariates as strings, and ``conditions`` / ``medications`` as ';'-joined codes.
+
+Features: the code columns become multi-hot columns (``conditions:I21.4``) over the codes seen in
+at least ``min_code_count`` training cases (the ``max_codes`` most frequent per column); then the
+tabular featurizer (median imputation with missingness indicators, one-hot, scaling) is fitted on
+the training split only. The bundle holds a discrete-time hazard network and a patient
+autoencoder over the same features (see ``models/survival.py``), both trained by the shared
+Trainer; held-out C-index (Harrell, Uno) and integrated Brier score go in its metrics.
+
+Example:
+    >>> out = train_survival_bundle(frame, spec=SurvivalSpec(size="small"), source_name="whas500",
+    ...                             out_dir=Path("models/whas"))
+    >>> out.metrics["test"]["c_index"]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+
+from medassist.data.splits import kfold_indices, split_indices
+from medassist.evaluation.model_card import ModelCard, default_card_texts
+from medassist.evaluation.survival import brier_times, harrell_c, integrated_brier, uno_c
+from medassist.exceptions import ConfigError, DataError, SchemaError
+from medassist.featurizers.tabular import TabularFeaturizer, infer_column_kind, parse_numeric
+from medassist.models import build_model, count_parameters
+from medassist.models.survival import (
+    CaseModels, baseline_hazard_logits, case_models_spec, discrete_time_nll, discretise, interpolate_survival, mean_restricted_mean,
+    reconstruction_loss, time_grid,
+)
+from medassist.pipeline.treatment import FloatTargetDataset
+from medassist.registry.bundle import ModelBundle, check_out_dir, load_bundle, save_bundle
+from medassist.training import Monitor, TrainConfig, Trainer, TrainResult, seed_everything
+from medassist.types import TaskSchema
+from medassist.validation import check_number
+
+TASK = "cases-survival"
+CODE_COLUMNS = ("conditions", "medications")
+CODE_SEP = ";"
+
+
+def default_survival_config(*, seed: int = 0, epochs: int | None = None) -> TrainConfig:
+    return TrainConfig(epochs=epochs or 150, patience=20, lr=1e-3, weight_decay=1e-3, batch_size=64, seed=seed,
+                       monitor=Monitor.VAL_LOSS)
+
+
+def default_encoder_config(*, seed: int = 0, epochs: int | None = None) -> TrainConfig:
+    return TrainConfig(epochs=min(epochs or 60, 60), patience=8, lr=2e-3, weight_decay=1e-4, batch_size=256, seed=seed,
+                       monitor=Monitor.VAL_LOSS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SurvivalSpec:
+    """How a cases survival model is built and trained.
+
+    Args:
+        time, event: outcome columns (follow-up time; 1 event / 0 censored).
+        covariates: explicit covariates (default: every other usable column).
+        exclude: columns that are never covariates (identifiers, post-outcome fields).
+        size: ``small`` or ``large`` (over a million parameters).
+        n_bins: J, time intervals of the hazard network.
+        n_members: K cross-fitted hazard networks whose survival curves are averaged (1: one
+            network, early stopping on the validation rows).
+        max_codes, min_code_count: multi-hot vocabulary per code column.
+        missing_outcome: ``error`` or ``drop`` (and report) rows without a time or event.
+    """
+
+    time: str = "time"
+    event: str = "event"
+    covariates: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    size: str = "small"
+    seed: int = 0
+    n_bins: int = 24
+    n_members: int = 5
+    max_codes: int = 64
+    min_code_count: int = 2
+    test_fraction: float = 0.2
+    val_fraction: float = 0.15
+    missing_outcome: str = "error"
+    train: TrainConfig = field(default_factory=default_survival_config)
+    encoder_train: TrainConfig = field(default_factory=default_encoder_config)
+
+    def __post_init__(self) -> None:
+        owner = "SurvivalSpec"
+        check_number(self.n_bins, name="n_bins", owner=owner, low=2, high=200, integer=True)
+        check_number(self.n_members, name="n_members", owner=owner, low=1, high=20, integer=True)
+        check_number(self.max_codes, name="max_codes", owner=owner, low=0, high=5000, integer=True)
+        check_number(self.min_code_count, name="min_code_count", owner=owner, low=1, integer=True)
+        check_number(self.test_fraction, name="test_fraction", owner=owner, low=0, high=0.5, low_open=True)
+        check_number(self.val_fraction, name="val_fraction", owner=owner, low=0, high=0.5, low_open=True)
+        if self.missing_outcome not in ("error", "drop"):
+            raise ConfigError(f"The 'missing_outcome' parameter of SurvivalSpec must be 'error' or 'drop'. Got {self.missing_outcome!r} instead.")
+
+
+# ============================================================================ preprocessing
+
+
+@dataclass
+class Outcome:
+    """The usable rows of a case frame and their outcome."""
+
+    frame: pd.DataFrame
+    time: np.ndarray
+    event: np.ndarray
+    notes: list[str]
+
+
+def outcome_rows(frame: pd.DataFrame, *, time: str, event: str, missing: str = "error", source: str = "case frame") -> Outcome:
+    """Check the outcome columns; rows without an outcome raise, or are dropped and reported."""
+    absent = [c for c in (time, event) if c not in frame.columns]
+    if absent:
+        raise SchemaError(f"{source}: outcome column(s) {absent} not found. Columns: {', '.join(map(str, frame.columns))}.")
+    t = parse_numeric(frame[time], column=time, source=source).to_numpy()
+    ev_raw = frame[event]
+    d = parse_numeric(ev_raw.astype("object").map(_event_value), column=event, source=source).to_numpy()
+    bad = ~np.isnan(d) & ~np.isin(d, (0.0, 1.0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{source}: event column '{event}' must be 1 (event) or 0 (censored); case {frame.index[i]!s} has {ev_raw.iloc[i]!r}.")
+    neg = ~np.isnan(t) & (t < 0)
+    if neg.any():
+        raise DataError(f"{source}: time column '{time}' is negative for case {frame.index[int(np.flatnonzero(neg)[0])]!s}; expected days >= 0.")
+    present = ~np.isnan(t) & ~np.isnan(d)
+    notes = []
+    if not present.all():
+        n = int((~present).sum())
+        if missing == "error":
+            raise DataError(f"{source}: {n} case(s) have no '{time}'/'{event}' outcome (first: {frame.index[int(np.flatnonzero(~present)[0])]!s}); "
+                            "an outcome is never guessed. Drop them or allow dropping.")
+        notes.append(f"{n} case(s) without a recorded outcome were left out.")
+    if present.sum() == 0:
+        raise DataError(f"{source}: no case has an outcome ('{time}', '{event}').")
+    return Outcome(frame=frame.loc[present], time=t[present], event=d[present], notes=notes)
+
+
+def _event_value(v: Any) -> Any:
+    if pd.isna(v):
+        return np.nan
+    text = str(v).strip().lower()
+    return {"true": 1, "false": 0, "yes": 1, "no": 0, "dead": 1, "alive": 0}.get(text, text)
+
+
+def split_codes(s: pd.Series) -> list[set[str]]:
+    """';'-joined code strings → one set of codes per row (empty for missing)."""
+    out = []
+    for v in s.to_numpy():
+        if pd.isna(v):
+            out.append(set())
+        else:
+            out.append({c.strip() for c in str(v).split(CODE_SEP) if c.strip()})
+    return out
+
+
+def code_vocabulary(frame: pd.DataFrame, *, max_codes: int, min_count: int) -> dict[str, list[str]]:
+    """Per code column present: its most frequent codes (seen in at least ``min_count`` rows)."""
+    vocab = {}
+    for col in CODE_COLUMNS:
+        if col not in frame.columns or max_codes == 0:
+            continue
+        counts: dict[str, int] = {}
+        for codes in split_codes(frame[col]):
+            for c in codes:
+                counts[c] = counts.get(c, 0) + 1
+        kept = sorted((c for c, n in counts.items() if n >= min_count), key=lambda c: (-counts[c], c))[:max_codes]
+        if kept:
+            vocab[col] = sorted(kept)
+    return vocab
+
+
+def expand_codes(frame: pd.DataFrame, vocab: dict[str, list[str]]) -> pd.DataFrame:
+    """Multi-hot 0/1 columns ``COLUMN:CODE`` for the vocabulary's codes (absent column → all 0)."""
+    blocks = {}
+    for col, codes in vocab.items():
+        index = {c: j for j, c in enumerate(codes)}
+        m = np.zeros((len(frame), len(codes)), dtype=np.float32)
+        if col in frame.columns:
+            for i, row in enumerate(split_codes(frame[col])):
+                for c in row:
+                    j = index.get(c)
+                    if j is not None:
+                        m[i, j] = 1.0
+        for j, c in enumerate(codes):
+            blocks[f"{col}:{c}"] = m[:, j]
+    return pd.DataFrame(blocks, index=frame.index)
+
+
+def select_covariates(frame: pd.DataFrame, *, spec: SurvivalSpec, source: str = "case frame") -> tuple[list[str], list[str]]:
+    """Scalar covariates (not outcome, not code lists) and notes on the columns left out."""
+    skip = {spec.time, spec.event, *spec.exclude, *CODE_COLUMNS}
+    if spec.covariates is not None:
+        missing = [c for c in spec.covariates if c not in frame.columns]
+        if missing:
+            raise SchemaError(f"{source}: covariate(s) {missing} not found. Columns: {', '.join(map(str, frame.columns))}.")
+        return [c for c in spec.covariates if c not in skip], []
+    chosen, notes = [], []
+    for c in frame.columns:
+        if c in skip:
+            continue
+        s = frame[c]
+        if s.isna().all() or s.nunique() <= 1:
+            notes.append(f"Column '{c}' is empty or constant and was not used.")
+            continue
+        if infer_column_kind(s) == "categorical" and s.nunique() > max(50, 0.5 * len(s)):
+            notes.append(f"Column '{c}' looks like free text or an identifier ({s.nunique()} distinct values) and was not used.")
+            continue
+        chosen.append(str(c))
+    return chosen, notes
+
+
+#: A non-negative numeric column more skewed than this (training rows) enters the model as log1p.
+SKEW_LOG = 2.0
+
+
+def skewed_columns(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    """Non-negative numeric columns with a long right tail (lab values such as counts or titres)."""
+    out = []
+    for c in columns:
+        if infer_column_kind(frame[c]) != "numeric":
+            continue
+        x = pd.to_numeric(frame[c], errors="coerce").dropna()
+        if len(x) > 10 and x.nunique() > 10 and x.min() >= 0 and float(x.skew()) > SKEW_LOG:
+            out.append(c)
+    return out
+
+
+class CaseEncoder:
+    """Case frame → feature matrix: multi-hot code columns, log1p of long-tailed labs, then the
+    fitted tabular featurizer (which imputes, adds missingness indicators and scales)."""
+
+    def __init__(self, *, featurizer: TabularFeaturizer, covariates: list[str], vocab: dict[str, list[str]],
+                 log_columns: list[str] | None = None) -> None:
+        self.featurizer, self.covariates, self.vocab = featurizer, covariates, vocab
+        self.log_columns = list(log_columns or [])
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, *, covariates: list[str], max_codes: int, min_count: int) -> CaseEncoder:
+        vocab = code_vocabulary(frame, max_codes=max_codes, min_count=min_count)
+        enc = cls(featurizer=TabularFeaturizer(), covariates=covariates, vocab=vocab, log_columns=skewed_columns(frame, covariates))
+        table = enc._table(frame, source="training split")
+        if table.shape[1] == 0:
+            raise DataError("The case frame has no usable covariates (no demographics, labs, categories or codes).")
+        enc.featurizer.fit(table, source="training split")
+        return enc
+
+    def _table(self, frame: pd.DataFrame, *, source: str) -> pd.DataFrame:
+        table = frame[self.covariates].copy()
+        for c in self.log_columns:
+            x = parse_numeric(table[c], column=c, source=source)
+            table[c] = np.log1p(x.clip(lower=0))  # a value below 0 (never seen in training) counts as 0
+        return pd.concat([table, expand_codes(frame, self.vocab)], axis=1)
+
+    def transform(self, frame: pd.DataFrame, *, source: str = "case frame") -> np.ndarray:
+        missing = [c for c in self.covariates if c not in frame.columns]
+        if missing:
+            raise SchemaError(f"{source}: the model needs column(s) {missing}, which the case frame does not have.")
+        return self.featurizer.transform(self._table(frame, source=source), source=source).values
+
+    @property
+    def input_columns(self) -> list[str]:
+        """The column each feature belongs to (code columns by their own name, e.g. ``conditions:I21``)."""
+        return self.featurizer.feature_groups_
+
+
+# ============================================================================ the model
+
+
+class SurvivalModel:
+    """Encoder + hazard network + autoencoder, and what turns outputs into curves."""
+
+    def __init__(self, *, encoder: CaseEncoder, nets: CaseModels, edges: np.ndarray, info: dict[str, Any]) -> None:
+        self.encoder, self.nets, self.info = encoder, nets, info
+        self.edges = np.asarray(edges, dtype=float)
+        self.nets.eval()
+
+    def features(self, frame: pd.DataFrame, *, source: str = "case frame") -> np.ndarray:
+        return self.encoder.transform(frame, source=source)
+
+    @torch.no_grad()
+    def _run(self, x: np.ndarray, fn, batch_size: int = 4096) -> np.ndarray:
+        self.nets.eval()
+        return np.concatenate([fn(torch.as_tensor(x[s : s + batch_size], dtype=torch.float32)).numpy()
+                               for s in range(0, len(x), batch_size)]) if len(x) else np.zeros((0,))
+
+    def survival_at_edges(self, x: np.ndarray) -> np.ndarray:
+        """S(e_0..e_J | x), the members' mean: (N, J + 1)."""
+        return self._run(x, self.nets.survival_at_edges)
+
+    def survival(self, x: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """S(t | x) at ``times`` (linear between the grid's edges): (N, T)."""
+        return interpolate_survival(self.survival_at_edges(x), self.edges, times)
+
+    def restricted_mean(self, x: np.ndarray) -> np.ndarray:
+        """Expected days alive up to the last edge: (N,)."""
+        edges = torch.as_tensor(self.edges, dtype=torch.float32)
+        return self._run(x, lambda b: mean_restricted_mean(self.nets.survival_at_edges(b), edges))
+
+    def risk(self, x: np.ndarray) -> np.ndarray:
+        """Risk score for concordance: minus the restricted mean survival time (N,)."""
+        return -self.restricted_mean(x)
+
+    def embed(self, x: np.ndarray, *, outcome_aware: bool = False) -> np.ndarray:
+        """Patient embeddings (N, d): the autoencoder's bottleneck, or the hazard network's penultimate layer."""
+        return self._run(x, lambda b: self.nets.embed(b, outcome_aware=outcome_aware))
+
+
+@dataclass
+class FittedSurvival:
+    model: SurvivalModel
+    spec_dict: dict[str, Any]
+    results: list[TrainResult]
+    encoder_result: TrainResult
+    notes: list[str]
+
+
+def fit_survival(
+    frame: pd.DataFrame, time: np.ndarray, event: np.ndarray, *, train: np.ndarray, val: np.ndarray, spec: SurvivalSpec,
+    covariates: list[str], progress: bool = False, console: Console | None = None,
+) -> FittedSurvival:
+    """Fit the encoder on the ``train`` and ``val`` rows, then the hazard networks and the autoencoder.
+
+    With ``spec.n_members == 1`` one network trains on ``train`` and stops early on ``val``. With
+    K > 1 members, ``train`` and ``val`` are pooled and cut into K folds stratified by event;
+    member k trains on the other folds and stops early on fold k (every row trains K - 1
+    members), and the curves are the members' mean.
+    """
+    pool = np.sort(np.concatenate([train, val]))
+    enc = CaseEncoder.fit(frame.iloc[pool], covariates=covariates, max_codes=spec.max_codes, min_count=spec.min_code_count)
+    x = enc.transform(frame, source="case frame")
+    edges = time_grid(time[pool], event[pool], n_bins=spec.n_bins)
+    y = discretise(time, event, edges)
+    if spec.n_members == 1:
+        folds = [(train, val)]
+    else:
+        folds = [(pool[tr], pool[va]) for tr, va in kfold_indices(event[pool].astype(int), n_splits=spec.n_members, seed=spec.seed)]
+    members, results, surv_spec = [], [], None
+    for k, (tr, va) in enumerate(folds):
+        seed_everything(spec.seed * 100 + k)
+        net, surv_spec = build_model("survnet", size=spec.size, n_features=x.shape[1], n_bins=len(edges) - 1)
+        with torch.no_grad():  # start from the population's hazards (see baseline_hazard_logits)
+            net.head.bias.copy_(torch.as_tensor(baseline_hazard_logits(y[tr], len(edges) - 1), dtype=torch.float32))
+        trainer = Trainer(config=TrainConfig.from_dict({**spec.train.to_dict(), "seed": spec.seed * 100 + k}), progress=progress, console=console)
+        results.append(trainer.fit(net, train_data=FloatTargetDataset(features=x[tr], targets=y[tr]),
+                                   val_data=FloatTargetDataset(features=x[va], targets=y[va]), loss_fn=discrete_time_nll))
+        members.append(net)
+    seed_everything(spec.seed + 1)
+    ae, ae_spec = build_model("case_autoencoder", size=spec.size, n_features=x.shape[1])
+    etrainer = Trainer(config=TrainConfig.from_dict({**spec.encoder_train.to_dict(), "seed": spec.seed}), progress=progress, console=console)
+    enc_result = etrainer.fit(ae, train_data=FloatTargetDataset(features=x[train], targets=x[train]),
+                              val_data=FloatTargetDataset(features=x[val], targets=x[val]), loss_fn=reconstruction_loss)
+    spec_dict = case_models_spec(surv_spec, ae_spec, len(members))
+    nets = CaseModels(survival=surv_spec, encoder=ae_spec, n_members=len(members))
+    for dst, src in zip(nets.members, members):
+        dst.load_state_dict(src.state_dict())
+    nets.encoder.load_state_dict(ae.state_dict())
+    info = {"time": spec.time, "event": spec.event, "edges": edges.tolist(), "covariates": covariates, "vocab": enc.vocab,
+            "log_columns": enc.log_columns, "size": spec.size, "n_members": len(members)}
+    model = SurvivalModel(encoder=enc, nets=nets, edges=edges, info=info)
+    return FittedSurvival(model=model, spec_dict=spec_dict, results=results, encoder_result=enc_result, notes=[])
+
+
+def evaluate_survival(
+    model: SurvivalModel, x: np.ndarray, time: np.ndarray, event: np.ndarray, *, train_time: np.ndarray, train_event: np.ndarray
+) -> dict[str, Any]:
+    """Held-out Harrell's and Uno's C-index and the integrated Brier score."""
+    risk = model.risk(x)
+    times = brier_times(time, event, train_time=train_time)
+    out: dict[str, Any] = {"n": int(len(time)), "events": int(event.sum()),
+                           "c_index": harrell_c(risk, time, event),
+                           "uno_c_index": uno_c(risk, time, event, train_time=train_time, train_event=train_event)}
+    out["integrated_brier"] = (integrated_brier(model.survival(x, times), times, time, event, train_time=train_time, train_event=train_event)
+                               if len(times) >= 2 else None)
+    return out
+
+
+# ============================================================================ train → bundle
+
+
+@dataclass
+class SurvivalOutcome:
+    bundle_dir: Path
+    metrics: dict[str, Any]
+    notes: list[str]
+    n_parameters: int
+
+
+def split_rows(event: np.ndarray, *, spec: SurvivalSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    sp = split_indices(event.astype(int), val_fraction=spec.val_fraction, test_fraction=spec.test_fraction, seed=spec.seed)
+    return sp.train, sp.val, sp.test
+
+
+def train_survival_bundle(
+    frame: pd.DataFrame, *, spec: SurvivalSpec, source_name: str, out_dir: Path, overwrite: bool = False,
+    progress: bool = True, console: Console | None = None,
+) -> SurvivalOutcome:
+    """Split (stratified by event, seeded), fit, evaluate on the held-out split, write the bundle."""
+    check_out_dir(out_dir, overwrite=overwrite)
+    oc = outcome_rows(frame, time=spec.time, event=spec.event, missing=spec.missing_outcome, source=source_name)
+    if oc.event.sum() < 10:
+        raise DataError(f"{source_name}: only {int(oc.event.sum())} events; a survival model needs at least 10.")
+    covariates, notes = select_covariates(oc.frame, spec=spec, source=source_name)
+    notes = oc.notes + notes
+    train, val, test = split_rows(oc.event, spec=spec)
+    fitted = fit_survival(oc.frame, oc.time, oc.event, train=train, val=val, spec=spec, covariates=covariates,
+                          progress=progress, console=console)
+    model = fitted.model
+    x = model.features(oc.frame)
+    metrics = evaluate_survival(model, x[test], oc.time[test], oc.event[test], train_time=oc.time[train], train_event=oc.event[train])
+    n_params = count_parameters(model.nets.members[0])
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    texts = default_card_texts("survival", spec.time)
+    card = ModelCard(
+        name=f"survnet-{spec.size} for {spec.time}/{spec.event} ({source_name})", version="1", created=created, task="survival",
+        target=spec.time, classes=[], positive_class=None, intended_use=texts["intended_use"], out_of_scope=texts["out_of_scope"],
+        data={"source": source_name, "n_rows": int(len(oc.frame)), "n_train": int(len(train)), "n_val": int(len(val)),
+              "n_test": int(len(test)), "events": int(oc.event.sum()), "covariates": covariates,
+              "codes": {k: len(v) for k, v in model.encoder.vocab.items()}, "split": f"stratified by event, seed {spec.seed}"},
+        model={"family": "discrete-time hazard network (logistic hazards over event-time quantiles) + patient autoencoder",
+               "size": spec.size, "n_parameters_per_member": n_params, "ensemble_members": spec.n_members,
+               "n_bins": len(model.edges) - 1},
+        training={**spec.train.to_dict(), "best_epochs": [r.best_epoch for r in fitted.results]},
+        metrics={"n": metrics["n"], "metrics": {k: {"value": v} for k, v in metrics.items() if k not in ("n", "events") and v is not None}},
+        calibration={}, limitations=["Trained on one data set; curves are for cohorts like it.", *notes],
+        ethical_considerations=texts["ethical_considerations"],
+    )
+    schema = TaskSchema(input_schema=model.encoder.featurizer.input_schema(), output_schema={spec.time: "survival"}, classes=[],
+                        extras={"survival": model.info})
+    bundle = ModelBundle(
+        model=model.nets, model_spec=fitted.spec_dict, featurizer=model.encoder.featurizer, schema=schema,
+        metrics={"test": metrics}, model_card=card.to_dict(), model_card_markdown=card.to_markdown(), history=fitted.results[0].history,
+        train_config={"survival": spec.train.to_dict(), "encoder": spec.encoder_train.to_dict()},
+        meta={"created": created, "data_source": source_name, "task": TASK},
+    )
+    out = save_bundle(bundle, out_dir, overwrite=overwrite,
+                      attachments={"splits.json": json.dumps({"train": train.tolist(), "val": val.tolist(), "test": test.tolist()}).encode()})
+    return SurvivalOutcome(bundle_dir=out, metrics=metrics, notes=notes, n_parameters=n_params)
+
+
+def load_survival_model(path: str | Path) -> SurvivalModel:
+    """Rebuild a :class:`SurvivalModel` from a ``cases-survival`` bundle (no pickle)."""
+    from medassist.exceptions import BundleError
+
+    bundle = load_bundle(path)
+    if bundle.task != TASK:
+        raise BundleError(f"{path}: a '{bundle.task}' bundle; case analysis needs a '{TASK}' bundle (medassist cases train-survival).")
+    info = dict(bundle.schema.extras["survival"])
+    enc = CaseEncoder(featurizer=bundle.featurizer, covariates=list(info["covariates"]), vocab={k: list(v) for k, v in info["vocab"].items()},
+                      log_columns=list(info.get("log_columns", [])))
+    return SurvivalModel(encoder=enc, nets=bundle.model, edges=np.asarray(info["edges"]), info=info)
+
+
+# ============================================================================ reference data in the case-frame layout
+
+#: scikit-survival data sets: loader, outcome fields, columns that are not baseline covariates.
+SKSURV_SETS = {
+    "whas500": ("load_whas500", "fstat", "lenfol", ()),
+    "gbsg2": ("load_gbsg2", "cens", "time", ()),
+    "veteran": ("load_veterans_lung_cancer", "Status", "Survival_in_days", ()),
+    # flchain's 'chapter' is the cause of death: known only for those who died (outcome leakage)
+    "flchain": ("load_flchain", "death", "futime", ("chapter",)),
+}
+
+
+def sksurv_case_frame(name: str) -> pd.DataFrame:
+    """A scikit-survival data set in the case-frame layout (index ``case_id``, ``time``, ``event``,
+    categorical covariates as strings); for tests and benchmarks, read from the installed package."""
+    from sksurv import datasets
+
+    if name not in SKSURV_SETS:
+        raise ConfigError(f"Unknown scikit-survival data set '{name}'. Valid: {', '.join(SKSURV_SETS)}.")
+    loader, event_field, time_field, drop = SKSURV_SETS[name]
+    x, y = getattr(datasets, loader)()
+    df = x.drop(columns=list(drop)).copy()
+    for c in df.columns:
+        if isinstance(df[c].dtype, pd.CategoricalDtype):
+            df[c] = df[c].astype(object).where(df[c].notna(), None).map(lambda v: v if v is None else str(v))
+    df.insert(0, "event", y[event_field].astype(int))
+    df.insert(0, "time", y[time_field].astype(float))
+    if name == "whas500":
+        df = df.rename(columns={"gender": "sex"})
+        df["sex"] = df["sex"].map({"0": "M", "1": "F"})
+    df.index = pd.Index([f"{name}-{i + 1}" for i in range(len(df))], name="case_id")
+    return df
