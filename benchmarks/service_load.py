@@ -1,4 +1,5 @@
-"""Service load benchmark: N concurrent clients on 127.0.0.1 against the tabular predict route.
+"""Service load benchmark: N concurrent clients on 127.0.0.1 against the tabular predict route
+and the image route.
 
 medassist's full route (bearer token → validation → prediction → audit entry + encrypted
 prediction row, SQLite in WAL mode) runs side by side with a bare peer: the same bundle behind a
@@ -15,6 +16,10 @@ Phases (each bounded; the whole run stops by itself):
   paced   32 clients each sending one explained request a second (32 busy clinicians)
   soak    (large) 32 clients for --soak-s seconds, server RSS sampled every second
   workers (large) 32 clients with `medassist serve --workers 2`
+  image   the image route (PNG upload → calibrated probabilities) with 1, 8, 32 clients, Grad-CAM
+          off, and 8 clients with Grad-CAM on; a small image CNN trained on synthetic pictures
+
+    --routes image           measures only the image route and keeps the tabular figures on file
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/service_load.py            # ~18 min on 2 cores
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/service_load.py --quick    # ~2 min smoke run
@@ -133,10 +138,17 @@ def bare_app(bundle: str):
 
 
 async def _load(url: str, headers: dict, rows: list[dict], *, clients: int, seconds: float, explain: bool,
-                sample_pid: int | None, warmup_s: float = 3.0, interval_s: float = 0.0) -> dict:
+                sample_pid: int | None, warmup_s: float = 3.0, interval_s: float = 0.0, image: bytes | None = None) -> dict:
     """Closed loop: each client sends its next request when the last one returns, after
-    ``interval_s`` minus the time it took (0: no pause at all)."""
+    ``interval_s`` minus the time it took (0: no pause at all). With ``image``, each request
+    uploads that PNG to the image route instead of posting a table row."""
     import httpx
+
+    async def send(client: httpx.AsyncClient, i: int) -> httpx.Response:
+        if image is not None:
+            return await client.post(url, params={"explain": str(explain).lower()},
+                                     files={"file": ("scan.png", image, "image/png")})
+        return await client.post(url, json={"row": rows[i % len(rows)], "explain": explain})
 
     latencies: list[float] = []
     errors: dict[str, int] = {}
@@ -154,7 +166,7 @@ async def _load(url: str, headers: dict, rows: list[dict], *, clients: int, seco
                 if t0 >= stop_at:
                     return
                 try:
-                    r = await client.post(url, json={"row": rows[i % len(rows)], "explain": explain})
+                    r = await send(client, i)
                     ok = r.status_code == 200
                     key = None if ok else f"HTTP {r.status_code}"
                 except httpx.HTTPError as e:
@@ -264,6 +276,8 @@ def main() -> None:
     ap.add_argument("--soak-s", type=float, default=600, help="Seconds of the memory soak.")
     ap.add_argument("--quick", action="store_true", help="5-second phases and a 30-second soak (a smoke run).")
     ap.add_argument("--out", type=Path, default=RESULTS, help="Where to write the figures (JSON).")
+    ap.add_argument("--routes", nargs="+", choices=["tabular", "image"], default=["tabular", "image"],
+                    help="Routes to measure; figures of routes not measured are kept from --out.")
     ap.add_argument("--serve-bare", metavar="BUNDLE", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -282,16 +296,17 @@ def main() -> None:
     results["host"]["torch"] = torch.__version__
     with tempfile.TemporaryDirectory(prefix="medassist-load-") as tmp:
         work = Path(tmp)
-        bundles, rows = _prepare(work, args.bundle)
+        bundles, rows = _prepare(work, args.bundle) if "tabular" in args.routes else ({}, [])
         results["bundles"] = {}
 
         def run(name: str, url: str, headers: dict, pid: int, clients: int, seconds: float, explain: bool, bundle: str,
-                interval_s: float = 0.0) -> dict:
+                interval_s: float = 0.0, image: bytes | None = None) -> dict:
             pace = f", one request per {interval_s:g} s each" if interval_s else ""
             print(f"{name} [{bundle}]: {clients} clients{pace}, explain={'on' if explain else 'off'}, {seconds:.0f} s ...", flush=True)
             r = asyncio.run(_load(url, headers, rows, clients=clients, seconds=seconds, explain=explain, sample_pid=pid,
-                                  interval_s=interval_s))
+                                  interval_s=interval_s, image=image))
             r["server"], r["bundle"] = name, bundle
+            r["route"] = "image" if image is not None else "tabular"
             rss = r.pop("rss_mb")
             r["rss"] = _rss_summary(rss)
             if name.endswith("soak"):
@@ -302,7 +317,7 @@ def main() -> None:
             return r
 
         home = work / "home"
-        for label, bundle in bundles.items():
+        for label, bundle in (bundles.items() if "tabular" in args.routes else ()):
             card = json.loads((bundle / "model_card.json").read_text())
             results["bundles"][label] = {"name": card["name"], "n_parameters": card["model"]["n_parameters"],
                                          "ensemble_members": card["model"].get("ensemble_members", 1)}
@@ -331,6 +346,8 @@ def main() -> None:
                     run("medassist --workers 2", url, headers, proc.pid, 32, args.phase_s, False, label)
                 finally:
                     _stop(proc)
+        if "image" in args.routes:
+            run_image_route(work, home, run, results, phase_s=args.phase_s)
         from medassist.settings import Settings
         from medassist.store.audit import verify_chain
         from medassist.store.db import open_database
@@ -340,6 +357,7 @@ def main() -> None:
             check = verify_chain(s)
         results["audit_chain"] = {"ok": check.ok, "entries": check.n_entries}
         print(f"audit chain after the run: {check.describe()}", flush=True)
+    keep_from_file(results, args)
     results["wall_s"] = round(time.time() - started, 1)
     results["measured"] = time.strftime("%Y-%m-%d")
     results["quick"] = bool(args.quick)
@@ -347,6 +365,39 @@ def main() -> None:
     args.out.write_text(json.dumps(results, indent=1))
     print(markdown(results))
     print(f"wrote {args.out} ({results['wall_s']:.0f} s)")
+
+
+def run_image_route(work: Path, home: Path, run, results: dict, *, phase_s: float) -> None:
+    """The image route: a small CNN (MONAI DenseNet, small preset) on 28-pixel synthetic pictures."""
+    from medassist.service.assistant_testing import build_imaging_bundle, example_png
+
+    print("training an image bundle on synthetic pictures (1 epoch) ...", flush=True)
+    bundle = build_imaging_bundle(work / "image-bundles" / "synthetic", epochs=1, n=256)
+    card = json.loads((bundle / "model_card.json").read_text())
+    results["bundles"]["image"] = {"name": card["name"], "n_parameters": card["model"]["n_parameters"]}
+    bundle_id = json.loads((bundle / "bundle.json").read_text())["files"]["model.safetensors"][:16]
+    png = example_png()
+    proc, base, token = _start_medassist(home, bundle, workers=1)
+    url, headers = f"{base}/api/v1/imaging/{bundle_id}/predict", {"Authorization": f"Bearer {token}"}
+    try:
+        for n in (1, 8, 32):
+            run("medassist", url, headers, proc.pid, n, phase_s, False, "image", image=png)
+        run("medassist", url, headers, proc.pid, 8, phase_s, True, "image", image=png)
+    finally:
+        _stop(proc)
+
+
+def keep_from_file(results: dict, args: argparse.Namespace) -> None:
+    """Routes not measured this time keep their figures (and bundles) from the results file."""
+    if set(args.routes) == {"tabular", "image"} or not args.out.exists():
+        return
+    old = json.loads(args.out.read_text())
+    kept = [r for r in old.get("phases", []) if r.get("route", "tabular") not in args.routes]
+    results["phases"] = kept + results["phases"]
+    for label, info in old.get("bundles", {}).items():
+        results["bundles"].setdefault(label, info)
+    results["kept_from_earlier_run"] = {"routes": sorted({r.get("route", "tabular") for r in kept}),
+                                        "measured": old.get("measured")}
 
 
 def markdown(results: dict) -> str:
