@@ -13,10 +13,13 @@ import httpx
 import pytest
 from starlette.routing import Mount
 
+from medassist.data.datasets.cases import load_cases
+from medassist.privacy.crypto import IdentifierHasher
 from medassist.service.assistant_testing import example_library, example_patient, example_png
 from medassist.service.auth import Public, Require, guards_of, route_table
 from medassist.service.testing import PASSWORD, add_user, example_csv, example_row, login_token_of, sign_in
 from medassist.store.accounts import new_api_token
+from medassist.store.cases import CaseStore
 from medassist.store.models import User
 
 A, C, R, U = "admin", "clinician", "researcher", "auditor"
@@ -93,6 +96,19 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/research/evaluate"): frozenset({R}),
     ("GET", "/research/evaluations/{evaluation_id}"): frozenset({R}),
     ("GET", "/research/evaluations/{evaluation_id}/report"): frozenset({A, C, R}),
+    ("GET", "/api/v1/cases"): frozenset({C, R}),
+    ("GET", "/api/v1/cases/search"): frozenset({C, R}),
+    ("GET", "/api/v1/cases/cohort"): frozenset({C, R}),
+    ("GET", "/api/v1/cases/cohort/km.png"): frozenset({C, R}),
+    ("POST", "/api/v1/cases/code"): frozenset({C, R}),
+    ("GET", "/api/v1/cases/{case_ref}"): frozenset({C, R}),
+    ("GET", "/api/v1/cases/{case_ref}/similar"): frozenset({C, R}),
+    ("GET", "/cases"): frozenset({C, R}),
+    ("GET", "/cases/cohort"): frozenset({C, R}),
+    ("GET", "/cases/code"): frozenset({C, R}),
+    ("POST", "/cases/code"): frozenset({C, R}),
+    ("GET", "/cases/{case_ref}"): frozenset({C, R}),
+    ("GET", "/cases/{case_ref}/similar"): frozenset({C, R}),
 }
 
 #: The bundle a route's {bundle_id} stands for, by the route's plugin.
@@ -150,7 +166,11 @@ def matrix_ctx(site, tiny_bundle, assistant_bundles):
         time.sleep(0.1)
     r = site.api(R).post("/api/v1/research/evaluate", json={"bundle_id": site.bundle_id, "n_boot": 100})
     assert r.status_code == 200, r.text
-    return {"victim": victim, "row": example_row(tiny_bundle), "csv": example_csv(tiny_bundle), "job": job_id,
+    # The veteran trial in the case store: the cases routes are asked about one of its cases.
+    ctx = site.app.state.ctx
+    store = CaseStore(db=ctx.db, cipher=ctx.cipher, hasher=IdentifierHasher.from_settings(site.settings))
+    store.import_records(load_cases("veteran").cases, source="veteran", source_kind="table")
+    return {"case": store.list_cases(limit=1)[0]["case_id"], "victim": victim, "row": example_row(tiny_bundle), "csv": example_csv(tiny_bundle), "job": job_id,
             "research_job": research_job, "evaluation": r.json()["id"],
             "patient": example_patient(assistant_bundles["treatment"]), "png": example_png(), "library": example_library()}
 
@@ -166,7 +186,7 @@ def build_request(site, ctx, key, role):
     plugin = path.removeprefix("/api/v1").split("/")[1]
     bundle_id = site.bundle_ids[PLUGIN_TASKS[plugin]] if plugin in PLUGIN_TASKS else site.bundle_id
     job = ctx["research_job"] if plugin == "research" else ctx["job"]
-    url = (path.replace("{bundle_id}", bundle_id).replace("{job_id}", job).replace("{evaluation_id}", ctx["evaluation"]).replace("{user_id}", str(ctx["victim"])).replace("{action}", "unlock"))
+    url = (path.replace("{bundle_id}", bundle_id).replace("{job_id}", job).replace("{evaluation_id}", ctx["evaluation"]).replace("{user_id}", str(ctx["victim"])).replace("{action}", "unlock").replace("{case_ref}", ctx["case"]))
     if "{token_id}" in url:
         url = url.replace("{token_id}", str(_own_token_id(site, role) if role else 1))
     if key == ("GET", "/static"):
@@ -213,6 +233,9 @@ def build_request(site, ctx, key, role):
     elif plugin == "research" and path.endswith("/evaluate"):
         evaluate = {"bundle_id": site.bundle_id, "n_boot": 100}
         kwargs.update({"json": evaluate} if api else {"data": {**csrf, **{k: str(v) for k, v in evaluate.items()}}})
+    elif plugin == "cases" and method == "POST":
+        note = "Type 2 diabetes mellitus. No evidence of pneumonia."
+        kwargs.update({"json": {"text": note}} if api else {"data": {**csrf, "text": note}})
     elif path.endswith("/predict") and api:
         kwargs["json"] = {"row": ctx["row"]}
     elif path.endswith("/predict-file"):

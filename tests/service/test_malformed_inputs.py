@@ -331,3 +331,60 @@ def test_malformed_research_requests_are_refused_and_nothing_written(site):
     assert "epochs" in r.text
     assert (sorted(site.settings.bundles_dir.iterdir()) if site.settings.bundles_dir.is_dir() else []) == bundles
     assert not site.app.state.ctx.state.get("research", {}).get("jobs") or not site.app.state.ctx.state["research"]["jobs"].jobs
+
+
+def test_malformed_cases_requests_are_refused_and_nothing_written(site):
+    from medassist.data.datasets.cases import load_cases
+    from medassist.privacy.crypto import IdentifierHasher
+    from medassist.store.case_models import CasePatient
+    from medassist.store.cases import CaseStore
+
+    ctx = site.app.state.ctx
+    store = CaseStore(db=ctx.db, cipher=ctx.cipher, hasher=IdentifierHasher.from_settings(site.settings))
+    store.import_records(load_cases("veteran").cases, source="veteran", source_kind="table")
+    case_id = store.list_cases(limit=1)[0]["case_id"]
+    api = site.api("clinician")
+    before = _counts(site)
+    for what, path, params in [
+        ("SQL in the filter", "/api/v1/cases/cohort", {"where": "age > 60; DROP TABLE patients;--"}),
+        ("a quote-breaking filter", "/api/v1/cases/cohort", {"where": "sex == 'female' OR '1'='1"}),
+        ("Python in the filter", "/api/v1/cases/cohort", {"where": "__import__('os').system('id')"}),
+        ("HTML in the filter", "/api/v1/cases/cohort", {"where": "<script>alert(1)</script>"}),
+        ("a filter of 5,000 characters", "/api/v1/cases/cohort", {"where": "age > 1 and " * 420}),
+        ("SQL as the group column", "/api/v1/cases/cohort", {"by": "sex; DROP TABLE patients"}),
+        ("a path as the data set", "/api/v1/cases/cohort", {"dataset": "../../etc/passwd"}),
+        ("SQL as the data set", "/api/v1/cases/search", {"dataset": "veteran' OR '1'='1"}),
+        ("a query of 1,000 characters", "/api/v1/cases/search", {"q": "I21" * 333}),
+        ("a negative offset", "/api/v1/cases/search", {"offset": -1}),
+        ("an unknown parameter", "/api/v1/cases/search", {"q": "I21", "sql": "1"}),
+        ("SQL as a case reference", f"/api/v1/cases/x' OR '1'='1", {}),
+        ("a case that does not exist", "/api/v1/cases/c0000000000000000", {}),
+        ("k out of range", f"/api/v1/cases/{case_id}/similar", {"k": 100_000}),
+        ("k as text", f"/api/v1/cases/{case_id}/similar", {"k": "ten"}),
+        ("identified as a word", f"/api/v1/cases/{case_id}", {"identified": "maybe"}),
+    ]:
+        r = api.get(path, params=params)
+        _assert_refused(r, before, site, what)
+    for what, body in [
+        ("truncated JSON", '{"text": "No evidence of'),
+        ("a list", "[]"),
+        ("an empty note", json.dumps({"text": ""})),
+        ("a number as the note", json.dumps({"text": 5})),
+        ("a note of 100 kB", json.dumps({"text": "chest pain " * 9_000})),
+        ("a field to store it", json.dumps({"text": "chest pain", "store": True})),
+        ("top out of range", json.dumps({"text": "chest pain", "top": 0})),
+    ]:
+        r = api.post("/api/v1/cases/code", content=body, headers={"Content-Type": "application/json"})
+        _assert_refused(r, before, site, what)
+    # injection strings in a search are searched for as text: nothing matches, nothing changes
+    n_patients = site.count(CasePatient)
+    for q in ("' OR 1=1 --", "%'; DROP TABLE patients;--", "<script>alert(1)</script>"):
+        r = api.get("/api/v1/cases/search", params={"q": q})
+        assert r.status_code == 200 and r.json()["total"] == 0, q
+    assert site.count(CasePatient) == n_patients == 137
+    csrf = site.csrf("clinician")  # signing in is audited
+    before = _counts(site)
+    r = site.browser("clinician").post("/cases/code", data={"csrf_token": csrf, "text": "chest pain " * 9_000})
+    _assert_refused(r, before, site, "a note of 100 kB in the form")
+    r = site.browser("clinician").get("/cases/cohort", params={"dataset": "veteran", "where": "age >> 1"})
+    _assert_refused(r, before, site, "a bad filter on the cohort page")

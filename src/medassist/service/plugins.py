@@ -38,6 +38,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "medassist.service.imaging:PLUGIN",
     "medassist.service.treatment:PLUGIN",
     "medassist.service.screening:PLUGIN",
+    "medassist.service.cases:PLUGIN",
     "medassist.service.research:PLUGIN",
 )
 
