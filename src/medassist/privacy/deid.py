@@ -184,7 +184,12 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     # A name opening a sentence before a verb only people do ("Walker reports ...").
     ("NAME", re.compile(
         rf"(?m)(?:^|(?<=[.!?]\s))(?P<v>{_WORD}(?:\s+{_WORD})?)(?=\s+(?:reports|denies|states|says|agrees|complains|presents|"
-        rf"returns|endorses|declined|declines|refused|refuses|understands|verbalized|verbalizes|is a|was seen|tolerated the procedure)\b)")),
+        rf"returns|endorses|declined|declines|refused|refuses|understands|verbalized|verbalizes|is a|was seen|tolerated the procedure|"
+        rf"was admitted|was brought|was transferred|was discharged|presented)\b)")),
+    # A two-word name opening a note or sentence and followed by an identifier cue ("John Smith, MRN ...").
+    ("NAME", re.compile(
+        rf"(?m)(?:^|(?<=[.!?]\s))(?P<v>{_WORD}\s+(?:{_INIT}\s+)?{_WORD})(?=\s*[,(;]\s*(?i:MRN|MR#|DOB|D\.O\.B\.?|date of birth|"
+        rf"born|SSN|patient id)\b)")),
     ("NAME", re.compile(rf"(?i:\b(?:cc|author|from|to|attn|re|signature|signed|family contact)\b)\s*:\s*(?P<v>{_NAME_ANYCASE})")),
     ("NAME", re.compile(
         rf"(?i:\b(?:wife|husband|son|daughter|mother|father|brother|sister|spouse|partner|friend|caregiver|niece|nephew|"

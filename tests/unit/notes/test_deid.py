@@ -92,3 +92,9 @@ def test_name_cues():
 def test_bad_input():
     with pytest.raises(DataError, match="str"):
         deidentify(b"bytes")  # type: ignore[arg-type]
+
+
+def test_a_name_opening_the_note_before_an_identifier_cue_is_removed():
+    out = deidentify("John Smith, MRN 4455667, presented with chest pain. Heart Failure (ID clinic follow-up).")
+    assert "John" not in out.text and "Smith" not in out.text
+    assert "Heart Failure (ID clinic follow-up)" in out.text  # clinical words before a cue-like token stay
