@@ -26,12 +26,12 @@ from starlette.concurrency import run_in_threadpool
 from medassist.assistants.diagnosis import DiagnosisAssistant
 from medassist.data.io.tables import MISSING_TOKENS
 from medassist.exceptions import DataError
-from medassist.featurizers.tabular import OTHER
 from medassist.service.auth import Principal, Require, Surface
 from medassist.service.batching import Batcher
 from medassist.service.bundles import BundleInfo
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
 from medassist.service.permissions import Permission
+from medassist.service.plugin_common import bundle_ref, check_category, parse_form_row
 from medassist.service.plugins import TEMPLATES, AssistantPlugin
 from medassist.service.predictions import record_prediction
 from medassist.service.rendering import is_htmx, render
@@ -45,7 +45,6 @@ USE_PAGE = Require(Permission.USE_ASSISTANTS, surface=Surface.PAGE)
 BUNDLE_ID = Path(pattern=r"^[0-9a-f]{16}$", description="16 hex digits (from GET /api/v1/diagnosis)")
 #: A numeric value this many training standard deviations from the training mean is flagged.
 OUT_OF_RANGE_SD = 6.0
-MAX_TEXT = 200  # characters in a form field
 
 api = APIRouter()
 pages = APIRouter()
@@ -123,20 +122,6 @@ def _assistant(ctx: ServiceContext, info: BundleInfo) -> DiagnosisAssistant:
     return DiagnosisAssistant(bundle=ctx.catalog.load(info))
 
 
-def _check_category(fz, column: str, value: Any, *, where: str) -> None:
-    """A category the model never saw is refused (unless training collapsed rare levels into
-    'other'): a typo or an injected string must not pass as a patient's value."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return
-    levels = fz.categories_.get(column, [])
-    if str(value) in levels or OTHER in levels:
-        return
-    known = [v for v in levels if not v.startswith("__")]
-    shown = repr(str(value)[:40]) + ("…" if len(str(value)) > 40 else "")
-    raise DataError(f"{where}, column '{column}': {shown} is not a value the model knows "
-                    f"(expected one of: {', '.join(known[:20])}; send null if it is not known).")
-
-
 def rows_to_frame(rows: list[dict[str, Any]], assistant: DiagnosisAssistant, *, max_rows: int, source: str) -> pd.DataFrame:
     """Check JSON rows against the model's inputs and build the table (nothing is guessed)."""
     fz, schema = assistant.bundle.featurizer, assistant.bundle.schema
@@ -164,7 +149,7 @@ def rows_to_frame(rows: list[dict[str, Any]], assistant: DiagnosisAssistant, *, 
                     raise DataError(f"{source}: row {i}, column '{c}': expected a number or null, got {str(v)[:60]!r}.")
                 data[c].append(np.nan if v is None else float(v))
             else:
-                _check_category(fz, c, v, where=f"{source}: row {i}")
+                check_category(fz, c, v, where=f"{source}: row {i}")
                 data[c].append(v)
         if schema.id_column:
             ref = row.get(schema.id_column)
@@ -202,7 +187,7 @@ def csv_to_frame(data: bytes, *, filename: str, assistant: DiagnosisAssistant, m
                         f"does not have (it has: {', '.join(map(str, frame.columns[:20]))}).")
     for c in fz.categorical_:
         for i, v in enumerate(frame[c].tolist(), start=1):
-            _check_category(fz, c, v, where=f"{filename}: row {i}")
+            check_category(fz, c, v, where=f"{filename}: row {i}")
     return frame
 
 
@@ -246,10 +231,6 @@ def predict_frame(assistant: DiagnosisAssistant, frame: pd.DataFrame, *, explain
     return results
 
 
-def _bundle_ref(info: BundleInfo) -> dict[str, str]:
-    return {"id": info.bundle_id, "name": info.name, "task": info.task, "created": info.created, "data_source": info.data_source}
-
-
 def _calibration(assistant: DiagnosisAssistant) -> dict[str, Any]:
     cal = assistant.bundle.calibration
     return {"method": "temperature scaling", "temperature": cal.get("temperature"), "fitted_on": cal.get("fitted_on"),
@@ -285,7 +266,7 @@ def run_and_record(
         results = predict_frame(assistant, frame, explain=explain, top_k=top_k, source=source)
     rec = record_prediction(ctx, principal, assistant=NAME, bundle_id=info.bundle_id, task=info.task, input_value=input_value,
                             input_sha256=input_sha256, output=results, n_rows=len(results), via=via)
-    return {"disclaimer": DISCLAIMER, "bundle": _bundle_ref(info), "calibration": _calibration(assistant),
+    return {"disclaimer": DISCLAIMER, "bundle": bundle_ref(info), "calibration": _calibration(assistant),
             "predictions": results, "audit_id": rec.audit_id, "prediction_id": rec.prediction_id}
 
 
@@ -317,7 +298,7 @@ def api_schema(request: Request, bundle_id: str = BUNDLE_ID, principal: Principa
     info = _info(ctx, bundle_id)
     assistant = _assistant(ctx, info)
     schema = assistant.bundle.schema
-    return {"bundle": _bundle_ref(info), "target": schema.target, "classes": schema.classes, "positive_class": schema.positive_class,
+    return {"bundle": bundle_ref(info), "target": schema.target, "classes": schema.classes, "positive_class": schema.positive_class,
             "id_column": schema.id_column, "inputs": _input_fields(assistant)}
 
 
@@ -384,33 +365,6 @@ def page_form(request: Request, bundle_id: str = BUNDLE_ID, example: bool = Quer
     return _form_page(request, info, assistant, values=values)
 
 
-def _parse_form(form, fields: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[int, str], dict[int, str]]:
-    row: dict[str, Any] = {}
-    values: dict[int, str] = {}
-    errors: dict[int, str] = {}
-    for f in fields:
-        raw = form.get(f"c{f['index']}", "")
-        raw = raw.strip() if isinstance(raw, str) else ""
-        values[f["index"]] = raw[:MAX_TEXT]
-        if raw == "":
-            row[f["column"]] = None
-        elif f["kind"] == "numeric":
-            try:
-                v = float(raw)
-            except ValueError:
-                errors[f["index"]] = f"expected a number, got {raw[:40]!r}"
-                continue
-            if not math.isfinite(v):
-                errors[f["index"]] = "expected a finite number"
-                continue
-            row[f["column"]] = v
-        elif raw not in f["categories"]:
-            errors[f["index"]] = "not one of the offered values"
-        else:
-            row[f["column"]] = raw
-    return row, values, errors
-
-
 @pages.post("/{bundle_id}/predict")
 async def page_predict(request: Request, bundle_id: str = BUNDLE_ID, principal: Principal = Depends(USE_PAGE)) -> Response:
     ctx = get_ctx(request)
@@ -423,7 +377,7 @@ def _page_predict(request: Request, ctx: ServiceContext, principal: Principal, b
     info = _info(ctx, bundle_id)
     assistant = _assistant(ctx, info)
     fields = _input_fields(assistant)
-    row, values, errors = _parse_form(form, fields)
+    row, values, errors = parse_form_row(form, fields)
     if errors:
         message = "Some values could not be used: " + "; ".join(f"{fields[i]['column']}: {m}" for i, m in errors.items())
         if is_htmx(request):

@@ -53,7 +53,7 @@ def scrub_path(message: str, path: Path, shown: str) -> str:
 def check_category(fz: Any, column: str, value: Any, *, where: str) -> None:
     """A category the model never saw is refused (unless training collapsed rare levels into
     'other'): a typo or an injected string must not pass as a patient's value."""
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return
     levels = fz.categories_.get(column, [])
     if str(value) in levels or OTHER in levels:
