@@ -166,7 +166,7 @@ class Trainer:
         # DP-SGD: BatchNorm → GroupNorm (in place, before the optimiser sees the parameters).
         conversions = make_private_compatible(model) if cfg.privacy is not None else []
         for name in conversions:
-            self.console.print(f"note: model converted for differential privacy ({name}); record it with private_model_spec.", highlight=False)
+            self.console.print(f"note: model converted for differential privacy: {name} (Opacus cannot train it as it was).", highlight=False)
         model.to(self.device)
         if isinstance(loss_fn, nn.Module):
             loss_fn.to(self.device)  # e.g. class weights
