@@ -18,6 +18,8 @@ import html
 import json
 import math
 import tempfile
+import threading
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -362,6 +364,21 @@ def _temperature(bundle: ModelBundle) -> float:
     return float(bundle.calibration.get("temperature", 1.0))
 
 
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.Lock:
+    """One lock per loaded model. Grad-CAM puts hooks on a layer of the shared model, so a forward
+    pass in another thread (a server answers requests in a thread pool) would feed those hooks
+    its own activations: predictions and explanations of one model take turns."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.Lock()
+        return lock
+
+
 def predict_image(bundle: ModelBundle, path: str | Path, *, explain_path: Path | None = None) -> dict[str, Any]:
     """Class probabilities for one image file (a volume or multi-frame file: per slice and their
     mean), with a Grad-CAM overlay of the most telling slice when ``explain_path`` is given."""
@@ -374,7 +391,8 @@ def predict_image(bundle: ModelBundle, path: str | Path, *, explain_path: Path |
                 notes.append(note)
     x = fz.transform(list(img.slices))
     task, classes = _bundle_task(bundle), bundle.schema.classes
-    p = probabilities(_logits(bundle.model, x), task=task, temperature=_temperature(bundle))
+    with model_lock(bundle.model):
+        p = probabilities(_logits(bundle.model, x), task=task, temperature=_temperature(bundle))
     mean = p.mean(axis=0)
     out: dict[str, Any] = {"image": str(path), "format": img.kind, "n_slices": int(len(img.slices)), "task": task,
                            "probabilities": {c: round(float(v), 6) for c, v in zip(classes, mean)}}
@@ -393,7 +411,8 @@ def predict_image(bundle: ModelBundle, path: str | Path, *, explain_path: Path |
         out["per_slice"] = [{c: round(float(v), 6) for c, v in zip(classes, row)} for row in p]
     if explain_path is not None:
         k = int(p[:, target].argmax())
-        cam = grad_cam(bundle.model, x[k : k + 1], target=target, layer=bundle.model.gradcam_layer())
+        with model_lock(bundle.model):
+            cam = grad_cam(bundle.model, x[k : k + 1], target=target, layer=bundle.model.gradcam_layer())
         title = f"{classes[target]} {p[k, target]:.2f}" + (f" (slice {k})" if len(img.slices) > 1 else "")
         save_overlay(fz.to_display(x[k]), cam, explain_path, title=title)
         out["explanation"] = {"method": "Grad-CAM (Captum LayerGradCam)", "class": classes[target], "slice": k, "png": str(explain_path)}
