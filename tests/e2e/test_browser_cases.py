@@ -65,6 +65,10 @@ def test_clinician_opens_a_case_sees_similar_cases_and_a_km_plot(browser, server
     rows = page.eval_on_selector_all("#similar-cases tbody tr", "els => els.length")
     assert rows == 10
     assert "close values" in page.inner_text("#similar-cases") and DISCLAIMER in page.inner_text("#similar")
+    # This patient's predicted survival curve against the cohort, with the factors that move it.
+    page.wait_for_selector("#risk-plot", timeout=120_000)
+    assert page.eval_on_selector("#risk-plot", "img => img.naturalWidth") > 100
+    assert page.eval_on_selector_all("#risk-factors tbody tr", "els => els.length") >= 1
     page.screenshot(path=str(shots / "01-case-similar.png"), full_page=True)
     page.click("#outcome-aware")
     page.wait_for_selector("#similar >> text=alike in prognosis")

@@ -103,12 +103,14 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/api/v1/cases/code"): frozenset({C, R}),
     ("GET", "/api/v1/cases/{case_ref}"): frozenset({C, R}),
     ("GET", "/api/v1/cases/{case_ref}/similar"): frozenset({C, R}),
+    ("GET", "/api/v1/cases/{case_ref}/risk"): frozenset({C, R}),
     ("GET", "/cases"): frozenset({C, R}),
     ("GET", "/cases/cohort"): frozenset({C, R}),
     ("GET", "/cases/code"): frozenset({C, R}),
     ("POST", "/cases/code"): frozenset({C, R}),
     ("GET", "/cases/{case_ref}"): frozenset({C, R}),
     ("GET", "/cases/{case_ref}/similar"): frozenset({C, R}),
+    ("GET", "/cases/{case_ref}/risk"): frozenset({C, R}),
 }
 
 #: The bundle a route's {bundle_id} stands for, by the route's plugin.

@@ -153,6 +153,24 @@ def test_clinician_identified_view_works_and_is_audited(site, cases):
     assert r.status_code == 404 and "no-such-person" in r.json()["detail"]
 
 
+def test_one_patients_risk_curve_against_the_cohort(site, cases):
+    api = site.api(R)
+    r = api.get(f"/api/v1/cases/{cases[1]}/risk")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["case_id"] == cases[1] and body["dataset"] == "veteran" and body["disclaimer"] == DISCLAIMER
+    s = body["curve"]["survival"]
+    assert s[0] == pytest.approx(1.0, abs=0.05) and all(a >= b - 1e-9 for a, b in zip(s, s[1:]))  # a survival curve falls
+    assert 0 < body["restricted_mean_days"] <= body["horizon_days"]
+    assert len(body["survival_at"]) == 3 and all(0 <= x["cohort"] <= 1 for x in body["survival_at"])
+    assert body["top_factors"] and {"column", "value", "effect_days", "direction"} <= set(body["top_factors"][0])
+    assert "plot" not in body
+    _no_identifiers(r.text)
+    assert decode_detail(_audit(site, "cases.risk")[-1]) == {"case_id": cases[1], "dataset": "veteran", "via": "api"}
+    part = site.browser(C).get(f"/cases/{cases[1]}/risk", headers={"HX-Request": "true"})
+    assert part.status_code == 200 and 'id="risk-plot" src="data:image/png;base64,' in part.text and DISCLAIMER in part.text
+    assert api.get("/api/v1/cases/no-such-person/risk").status_code == 404
+
 def test_similar_cases_with_reasons(site, cases):
     api = site.api(R)
     r = api.get(f"/api/v1/cases/{cases[1]}/similar", params={"k": 5})

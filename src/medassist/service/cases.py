@@ -9,6 +9,7 @@ API (``/api/v1/cases``, bearer token, role with ``cases.deidentified``: clinicia
     GET  /cohort?dataset=&where=&by=        Kaplan-Meier per group: n, events, median survival with
                                             95% CI, log-rank test, Cox hazard ratios
     GET  /cohort/km.png?dataset=&where=&by= the Kaplan-Meier plot (PNG)
+    GET  /{case_ref}/risk           this patient's predicted survival curve against the cohort, and its top factors
     POST /code                              ``{"text": ...}`` → de-identified text + ICD-10-CM
                                             suggestions (nothing stored; audited by hash)
     GET  /{case_ref}?identified=false       one case; ``identified=true`` needs ``cases.identified``
@@ -413,6 +414,31 @@ def similar_cases(ctx: ServiceContext, principal: Principal, ref: str, query: Si
             "notes": fitted.notes, "audit_id": audit_id}
 
 
+def risk_curve(ctx: ServiceContext, principal: Principal, ref: str, *, wait: float | None = FIT_WAIT_S,
+               plot: bool = False) -> dict[str, Any]:
+    """One patient's predicted survival curve (against the cohort's Kaplan-Meier), restricted mean
+    survival and the factors that move it; ``{"pending": True, ...}`` while the model is fitted."""
+    state = cases_state(ctx)
+    case_id = resolve_case(state, principal, ref)
+    with ctx.db.session() as s:
+        dataset = s.scalar(select(CasePatient.dataset).where(CasePatient.case_id == case_id))
+    fitted = state.fitted(dataset, wait=wait)
+    if fitted is None:
+        return {"pending": True, "dataset": dataset, "seconds": state.fitting_since(dataset)}
+    with scratch_dir(ctx, "risk-") as tmp:
+        res = fitted.analysis.patient_risk(case_id, out_dir=tmp if plot else None)
+        png = FsPath(res["plots"]["risk"]).read_bytes() if plot else None
+    res.pop("plots", None)
+    bundle_id = fitted.bundle.bundle_id if fitted.bundle else None
+    audit_id = _audit(ctx, principal, "cases.risk", bundle_id=bundle_id, case_id=case_id, dataset=dataset)
+    out = {"disclaimer": DISCLAIMER, "dataset": dataset, **res, "model": fitted.source,
+           "bundle": None if fitted.bundle is None else {"id": fitted.bundle.bundle_id, "name": fitted.bundle.name},
+           "notes": fitted.notes, "audit_id": audit_id}
+    if png is not None:
+        out["plot"] = data_uri(png, "image/png")
+    return out
+
+
 def cohort(ctx: ServiceContext, principal: Principal, query: CohortQuery, *, action: str = "cases.cohort") -> dict[str, Any]:
     state = cases_state(ctx)
     dataset = state.dataset(query.dataset)
@@ -482,6 +508,15 @@ def api_case(request: Request, query: Annotated[CaseQuery, Query()], case_ref: s
 def api_similar(request: Request, query: Annotated[SimilarQuery, Query()], case_ref: str = CASE_REF,
                 principal: Principal = Depends(READ_API)) -> dict[str, Any]:
     return similar_cases(get_ctx(request), principal, case_ref, query)
+
+
+@api.get("/{case_ref}/risk", summary="This patient's predicted survival curve against the cohort, and its top factors (audited)")
+def api_risk(request: Request, case_ref: str = CASE_REF, principal: Principal = Depends(READ_API)) -> dict[str, Any]:
+    result = risk_curve(get_ctx(request), principal, case_ref)
+    if result.get("pending"):
+        raise HTTPException(503, f"The survival model for data set {result['dataset']!r} is still being fitted; try again shortly.",
+                            headers={"Retry-After": "10"})
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -583,6 +618,16 @@ def page_similar(request: Request, query: Annotated[SimilarQuery, Query()], case
         return render(request, "cases/similar_pending.html", case_ref=case_ref, query=query, result=result)
     template = "cases/similar.html" if is_htmx(request) else "cases/similar_page.html"
     return render(request, template, result=result, query=query, case_ref=case_ref)
+
+
+@pages.get("/{case_ref}/risk")
+def page_risk(request: Request, case_ref: str = CASE_REF, principal: Principal = Depends(READ_PAGE)) -> Response:
+    ctx = get_ctx(request)
+    result = risk_curve(ctx, principal, case_ref, wait=0 if is_htmx(request) else FIT_WAIT_S, plot=True)
+    if result.get("pending"):
+        return render(request, "cases/risk_pending.html", case_ref=case_ref, result=result)
+    template = "cases/risk.html" if is_htmx(request) else "cases/risk_page.html"
+    return render(request, template, result=result, case_ref=case_ref)
 
 
 PLUGIN = AssistantPlugin(
