@@ -31,7 +31,7 @@ from medassist.service.batching import Batcher
 from medassist.service.bundles import BundleInfo
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
 from medassist.service.permissions import Permission
-from medassist.service.plugin_common import bundle_ref, check_category, parse_form_row
+from medassist.service.plugin_common import bundle_ref, check_category, example_values, input_fields, parse_form_row
 from medassist.service.plugins import TEMPLATES, AssistantPlugin
 from medassist.service.predictions import record_prediction
 from medassist.service.rendering import is_htmx, render
@@ -282,14 +282,7 @@ def api_list(request: Request, principal: Principal = Depends(USE_API)) -> dict[
 
 def _input_fields(assistant: DiagnosisAssistant) -> list[dict[str, Any]]:
     fz = assistant.bundle.featurizer
-    fields = []
-    for i, c in enumerate(fz.columns_):
-        if c in fz.numeric_:
-            fields.append({"index": i, "column": c, "kind": "numeric", "median": fz.median_.get(c), "missing_rate": fz.missing_rate_.get(c)})
-        else:
-            cats = [v for v in fz.categories_.get(c, []) if not v.startswith("__")]
-            fields.append({"index": i, "column": c, "kind": "categorical", "categories": cats, "missing_rate": fz.missing_rate_.get(c)})
-    return fields
+    return [{**f, "missing_rate": fz.missing_rate_.get(f["column"])} for f in input_fields(fz, list(fz.columns_))]
 
 
 @api.get("/{bundle_id}/schema", summary="Input columns of a diagnosis bundle")
@@ -355,14 +348,7 @@ def page_form(request: Request, bundle_id: str = BUNDLE_ID, example: bool = Quer
     ctx = get_ctx(request)
     info = _info(ctx, bundle_id)
     assistant = _assistant(ctx, info)
-    values: dict[int, str] = {}
-    if example:  # the training medians / first category: a neutral starting point, not a patient
-        for f in _input_fields(assistant):
-            if f["kind"] == "numeric" and f["median"] is not None:
-                values[f["index"]] = f"{f['median']:g}"
-            elif f["kind"] == "categorical" and f["categories"]:
-                values[f["index"]] = f["categories"][0]
-    return _form_page(request, info, assistant, values=values)
+    return _form_page(request, info, assistant, values=example_values(_input_fields(assistant)) if example else {})
 
 
 @pages.post("/{bundle_id}/predict")

@@ -116,6 +116,18 @@ def input_fields(fz: Any, columns: list[str]) -> list[dict[str, Any]]:
     return fields
 
 
+def example_values(fields: list[dict[str, Any]]) -> dict[int, str]:
+    """A form's example: training medians and each category's first level (a neutral starting
+    point, not a patient)."""
+    values: dict[int, str] = {}
+    for f in fields:
+        if f["kind"] == "numeric" and f["median"] is not None:
+            values[f["index"]] = f"{f['median']:g}"
+        elif f["kind"] == "categorical" and f["categories"]:
+            values[f["index"]] = f["categories"][0]
+    return values
+
+
 def parse_form_row(form: Any, fields: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[int, str], dict[int, str]]:
     """(row, values as typed, errors by field index) from a submitted form (``c<index>`` names)."""
     row: dict[str, Any] = {}

@@ -27,7 +27,7 @@ from medassist.service.auth import Principal, Require, Surface
 from medassist.service.bundles import BundleInfo
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
 from medassist.service.permissions import Permission
-from medassist.service.plugin_common import bundle_ref, check_rows, input_fields, parse_form_row
+from medassist.service.plugin_common import bundle_ref, check_rows, example_values, input_fields, parse_form_row
 from medassist.service.plugins import TEMPLATES, AssistantPlugin
 from medassist.service.predictions import record_prediction
 from medassist.service.rendering import is_htmx, render
@@ -243,14 +243,7 @@ def page_form(request: Request, bundle_id: str = BUNDLE_ID, example: bool = Quer
     ctx = get_ctx(request)
     info = _info(ctx, bundle_id)
     assistant = _assistant(ctx, info)
-    values: dict[int, str] = {}
-    if example:  # the training medians / first category: a neutral starting point, not a patient
-        for f in _fields(assistant):
-            if f["kind"] == "numeric" and f["median"] is not None:
-                values[f["index"]] = f"{f['median']:g}"
-            elif f["kind"] == "categorical" and f["categories"]:
-                values[f["index"]] = f["categories"][0]
-    return _form_page(request, info, assistant, values=values)
+    return _form_page(request, info, assistant, values=example_values(_fields(assistant)) if example else {})
 
 
 @pages.post("/{bundle_id}/advise")
