@@ -34,10 +34,7 @@ import re
 import secrets
 import shutil
 import tempfile
-import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -62,6 +59,7 @@ from medassist.privacy.ledger import PrivacyLedger
 from medassist.service.auth import Principal, Require, Surface
 from medassist.service.bundles import BundleInfo
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
+from medassist.service.jobs import JobQueue, job_queue
 from medassist.service.permissions import Permission
 from medassist.service.plugin_common import bundle_ref
 from medassist.service.plugins import TEMPLATES, AssistantPlugin
@@ -254,46 +252,10 @@ class TrainJob:
         return out
 
 
-@dataclass
-class JobRunner:
-    """This server's training jobs and the one thread that runs them (started on first use)."""
-
-    jobs: dict[str, TrainJob] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    executor: ThreadPoolExecutor | None = None
-
-    def submit(self, ctx: ServiceContext, job: TrainJob, *, accepted: Callable[[], None]) -> None:
-        """Queue ``job``; ``accepted`` (the audit entry) runs once it is admitted, before it can start."""
-        with self.lock:
-            active = sum(1 for j in self.jobs.values() if j.principal.user_id == job.principal.user_id and j.active)
-            if active >= MAX_ACTIVE_PER_USER:
-                raise HTTPException(429, f"You have {active} training jobs queued or running; wait for one to finish.")
-            finished = sorted((j for j in self.jobs.values() if not j.active), key=lambda j: j.created)
-            while len(self.jobs) >= MAX_JOBS and finished:
-                del self.jobs[finished.pop(0).id]
-            if len(self.jobs) >= MAX_JOBS:
-                raise HTTPException(429, "The server is busy with training jobs; try again later.")
-            accepted()
-            self.jobs[job.id] = job
-            if self.executor is None:
-                self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medassist-research")
-            self.executor.submit(run_job, ctx, job)
-
-    def get(self, job_id: str, principal: Principal) -> TrainJob:
-        job = self.jobs.get(job_id)
-        if job is None or job.principal.user_id != principal.user_id:  # another user's job does not exist for you
-            raise HTTPException(404, f"No training job {job_id} of yours on this server (jobs last until it restarts).")
-        return job
-
-    def of_user(self, principal: Principal) -> list[TrainJob]:
-        return sorted((j for j in self.jobs.values() if j.principal.user_id == principal.user_id), key=lambda j: j.created, reverse=True)
-
-
-def runner(ctx: ServiceContext) -> JobRunner:
-    state = ctx.state.setdefault(NAME, {})
-    if "jobs" not in state:
-        state["jobs"] = JobRunner()
-    return state["jobs"]
+def runner(ctx: ServiceContext) -> JobQueue:
+    """This server's training jobs and the one thread that runs them."""
+    return job_queue(ctx, NAME, lambda: JobQueue(kind="training", run=run_job, max_jobs=MAX_JOBS,
+                                                 max_active_per_user=MAX_ACTIVE_PER_USER, thread_name="medassist-research"))
 
 
 def _ledger(ctx: ServiceContext) -> PrivacyLedger:

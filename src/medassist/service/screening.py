@@ -26,10 +26,8 @@ import math
 import secrets
 import shutil
 import tempfile
-import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -48,6 +46,7 @@ from medassist.exceptions import DataError, MedassistError
 from medassist.service.auth import Principal, Require, Surface
 from medassist.service.bundles import BundleInfo
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
+from medassist.service.jobs import JobQueue, job_queue
 from medassist.service.permissions import Permission
 from medassist.service.plugin_common import bundle_ref, data_uri, scratch_dir, scrub_path
 from medassist.service.plugins import TEMPLATES, AssistantPlugin
@@ -272,44 +271,10 @@ class Job:
                 "top": self.top, "filters": self.filters, "rank": self.rank.value, "n_hits": len(self.hits) if self.status is JobStatus.DONE else None}
 
 
-@dataclass
-class JobRegistry:
-    """This server's screening jobs and the one thread that runs them (started on first use)."""
-
-    jobs: dict[str, Job] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    executor: ThreadPoolExecutor | None = None
-
-    def submit(self, ctx: ServiceContext, job: Job) -> None:
-        with self.lock:
-            active = sum(1 for j in self.jobs.values() if j.principal.user_id == job.principal.user_id and j.active)
-            if active >= MAX_ACTIVE_PER_USER:
-                raise HTTPException(429, f"You have {active} screening jobs queued or running; wait for one to finish.")
-            finished = sorted((j for j in self.jobs.values() if not j.active), key=lambda j: j.created)
-            while len(self.jobs) >= MAX_JOBS and finished:
-                del self.jobs[finished.pop(0).id]
-            if len(self.jobs) >= MAX_JOBS:
-                raise HTTPException(429, "The server is busy with screening jobs; try again later.")
-            self.jobs[job.id] = job
-            if self.executor is None:
-                self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medassist-screening")
-            self.executor.submit(run_job, ctx, job)
-
-    def get(self, job_id: str, principal: Principal) -> Job:
-        job = self.jobs.get(job_id)
-        if job is None or job.principal.user_id != principal.user_id:  # another user's job does not exist for you
-            raise HTTPException(404, f"No screening job {job_id} of yours on this server (jobs last until it restarts).")
-        return job
-
-    def of_user(self, principal: Principal) -> list[Job]:
-        return sorted((j for j in self.jobs.values() if j.principal.user_id == principal.user_id), key=lambda j: j.created, reverse=True)
-
-
-def registry(ctx: ServiceContext) -> JobRegistry:
-    state = ctx.state.setdefault(NAME, {})
-    if "jobs" not in state:
-        state["jobs"] = JobRegistry()
-    return state["jobs"]
+def registry(ctx: ServiceContext) -> JobQueue:
+    """This server's screening jobs and the one thread that runs them."""
+    return job_queue(ctx, NAME, lambda: JobQueue(kind="screening", run=run_job, max_jobs=MAX_JOBS,
+                                                 max_active_per_user=MAX_ACTIVE_PER_USER, thread_name="medassist-screening"))
 
 
 def _write_chunk(batch: RawBatch, folder: FsPath) -> tuple[FsPath, str | None]:
