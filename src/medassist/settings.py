@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     #: Extra directories whose model bundles the service offers (besides bundles/ and demo/).
     bundle_dirs: list[Path] = Field(default_factory=list)
 
+    # -- the audit log (HMAC-keyed chain, signed checkpoints outside the database) ----------
+    #: The audit HMAC keyring (first key signs, all verify). Default keys/audit_hmac.keys (0600).
+    audit_key_file: Path | None = None
+    #: The signed checkpoint (entry count + head MAC). Default audit_checkpoint.json under home;
+    #: point it at storage the database's administrators cannot write.
+    audit_checkpoint_file: Path | None = None
+    #: A checkpoint is written after this many new entries (and when the service stops).
+    audit_checkpoint_every: int = Field(default=100, ge=1, le=1_000_000)
+
     @field_validator("home")
     @classmethod
     def _expand(cls, v: Path) -> Path:
@@ -106,6 +115,14 @@ class Settings(BaseSettings):
     @property
     def encryption_key_path(self) -> Path:
         return self.encryption_key_file or self.keys_dir / "fernet.key"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key_file or self.keys_dir / "audit_hmac.keys"
+
+    @property
+    def audit_checkpoint_path(self) -> Path:
+        return self.audit_checkpoint_file or self.home / "audit_checkpoint.json"
 
     @property
     def bundles_dir(self) -> Path:

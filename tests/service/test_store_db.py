@@ -38,7 +38,7 @@ def _fill(db, n: int = 5) -> int:
 
 def test_migrations_build_exactly_the_models_schema(database_url):
     db = open_database(url=database_url)
-    assert db.revision() == db.head() == "0002"
+    assert db.revision() == db.head() == "0003"
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     db.upgrade()  # idempotent

@@ -18,6 +18,9 @@ Grammar::
     value      := NUMBER | STRING | "true" | "false"
     COLUMN     := name made of letters, digits, '_' and '.', or any name in `backquotes`
 
+Limits: at most ``MAX_LENGTH`` characters and ``MAX_DEPTH`` levels of parentheses and ``not``
+(so a hostile filter cannot exhaust the parser's stack); both are refused with a ConfigError.
+
 Example:
     >>> mask = filter_mask(frame, 'age >= 65 and sex == "F" and not (chf in (1))')
 """
@@ -47,6 +50,8 @@ _TOKEN = re.compile(
 )
 _KEYWORDS = {"and", "or", "not", "in", "contains", "is", "missing", "true", "false"}
 MAX_LENGTH = 2000
+#: Parentheses and 'not's nested deeper than this are refused (the parser recurses once per level).
+MAX_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,15 @@ class _Parser:
         self.text, self.columns = text, columns
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
+
+    def nested(self) -> None:
+        """Count one more level of '(' or 'not'; refuse one past ``MAX_DEPTH``."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            tok = self.tokens[self.i - 1]
+            raise ConfigError(f"Filter expression: nested more than {MAX_DEPTH} levels deep (parentheses and 'not') at "
+                              f"'{tok.text}' (position {tok.pos + 1}); at most {MAX_DEPTH} levels are accepted.")
 
     def error(self, what: str) -> ConfigError:
         tok = self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -143,14 +157,19 @@ class _Parser:
     def not_expr(self) -> Any:
         if self.peek("keyword", "not"):
             self.i += 1
-            return BoolOp("not", (self.not_expr(),))
+            self.nested()
+            node = BoolOp("not", (self.not_expr(),))
+            self.depth -= 1
+            return node
         return self.atom()
 
     def atom(self) -> Any:
         if self.peek("punct", "("):
             self.i += 1
+            self.nested()
             node = self.expr()
             self.take("punct", ")", "')'")
+            self.depth -= 1
             return node
         return self.comparison()
 

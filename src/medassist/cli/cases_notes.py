@@ -74,12 +74,14 @@ def deid(
         for k, v in r.counts.items():
             counts[k] = counts.get(k, 0) + v
     if frame is not None:
+        from medassist.data.io.tables import table_to_csv
+
         red = frame.copy()
         red[text_column] = [r.text for r in results]
         if out is None:
-            typer.echo(red.to_csv(index=False), nl=False)
+            typer.echo(table_to_csv(red), nl=False)
         else:
-            _write_atomic(out, red.to_csv(index=False))
+            _write_atomic(out, table_to_csv(red))
     elif out is None:
         typer.echo(results[0].text, nl=not results[0].text.endswith("\n"))
     else:

@@ -1,6 +1,7 @@
 """``medassist cases import | list | show``: the case store.
 
-``import`` takes a FHIR R4 bundle (``.json``), a folder of CDISC SDTM domains, a survival CSV
+``import`` takes a FHIR R4 bundle (``.json``), a FHIR bulk-data export (an ``.ndjson`` file or a
+folder of them; both read as streams in bounded memory), a folder of CDISC SDTM domains, a survival CSV
 (``--time-column --event-column [--id-column]``) or a bundled data set name (whas500, veteran,
 flchain, gbsg2, colon, pbc, cdisc_pilot). ``list`` and ``show`` print the researcher's
 de-identified view unless ``--identified`` is given (names, MRN, source ids, dates; audited).
@@ -8,6 +9,7 @@ de-identified view unless ``--identified`` is given (names, MRN, source ids, dat
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import re
@@ -56,7 +58,9 @@ def _dataset_name(path: Path) -> str:
 
 def read_source(target: str, *, kind: str | None, id_column: str | None, time_column: str | None,
                 event_column: str | None):
-    """(ReadResult, dataset name, source kind) for a file, folder or bundled data set name."""
+    """(ReadResult, dataset name, source kind) for a file, folder or bundled data set name; for
+    FHIR (a Bundle, an NDJSON file or an export folder) an unopened ``FhirSource`` instead of the
+    ReadResult, so the import streams it."""
     from medassist.data.datasets.cases import CASE_SOURCES, load_cases
     from medassist.exceptions import DataFileNotFoundError
     from medassist.options import look_up_option, unknown_name_error
@@ -69,15 +73,15 @@ def read_source(target: str, *, kind: str | None, id_column: str | None, time_co
         if path.suffix:
             raise DataFileNotFoundError(f"{path}: file not found (expected a FHIR bundle, an SDTM folder or a CSV file).")
         raise unknown_name_error(target, list(CASE_SOURCES), kind="case data set (or file)")
+    from medassist.data.io.fhir_stream import is_fhir_path, open_fhir
+
     kind_ = (look_up_option(kind, SourceKind, name="source kind") if kind is not None else
-             SourceKind.SDTM if path.is_dir() else SourceKind.FHIR if path.suffix.lower() == ".json" else
+             SourceKind.FHIR if is_fhir_path(path) else SourceKind.SDTM if path.is_dir() else
              SourceKind.CSV if path.suffix.lower() in (".csv", ".tsv", ".txt") else None)
     if kind_ is None:
         raise ConfigError(f"{path}: cannot tell the format from the name; give --source-kind fhir, sdtm or csv.")
-    if kind_ is SourceKind.FHIR:
-        from medassist.data.io.fhir import read_fhir_bundle
-
-        return read_fhir_bundle(path), _dataset_name(path), "fhir"
+    if kind_ is SourceKind.FHIR:  # read as a stream: the caller enters it (``with``) and iterates its cases()
+        return open_fhir(path), _dataset_name(path), "fhir"
     if kind_ is SourceKind.SDTM:
         from medassist.data.io.sdtm import read_sdtm
 
@@ -95,7 +99,8 @@ def read_source(target: str, *, kind: str | None, id_column: str | None, time_co
 
 
 def import_cases(
-    target: str = typer.Argument(..., help="A FHIR bundle (.json), an SDTM folder, a CSV file, or a bundled data set name."),
+    target: str = typer.Argument(..., help="A FHIR bundle (.json), a FHIR NDJSON export (.ndjson or a folder of them), "
+                                           "an SDTM folder, a CSV file, or a bundled data set name."),
     source_kind: str = typer.Option(None, "--source-kind", help="fhir | sdtm | csv (default: from the file name)."),
     dataset: str = typer.Option(None, "--dataset", help="Data set name for the cases (default: the file or data set name)."),
     id_column: str = typer.Option(None, "--id-column", help="CSV: the patient ID column (default: row numbers)."),
@@ -107,13 +112,21 @@ def import_cases(
     """Import cases (idempotent: what is already stored is not added again)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from medassist.data.io.fhir_stream import FhirSource
+
     result, name, kind = read_source(target, kind=source_kind, id_column=id_column, time_column=time_column,
                                      event_column=event_column)
     store = _store()
-    with Progress(TextColumn("importing {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, disable=no_progress, transient=True) as bar:
-        task = bar.add_task(dataset or name, total=len(result.cases))
-        summary = store.import_records(result.cases, source=dataset or name, source_kind=kind,
+    with contextlib.ExitStack() as stack:
+        if isinstance(result, FhirSource):
+            stack.enter_context(result)  # the index pass: references resolved, patients counted
+            cases, total = result.cases(), result.n_cases
+        else:
+            cases, total = result.cases, len(result.cases)
+        bar = stack.enter_context(Progress(TextColumn("importing {task.description}"), BarColumn(), MofNCompleteColumn(),
+                                           TimeElapsedColumn(), console=err, disable=no_progress, transient=True))
+        task = bar.add_task(dataset or name, total=total)
+        summary = store.import_records(cases, source=dataset or name, source_kind=kind, total=total,
                                        file_sha256=result.sha256, skipped=result.skipped,
                                        progress=lambda done, total: bar.update(task, completed=done))
     _audit(store, "cases.import", {"dataset": summary.dataset, "kind": kind, "cases_added": summary.n_added,

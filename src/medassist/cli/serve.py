@@ -26,8 +26,13 @@ def _settings(**overrides):
         raise ConfigError(f"{where}: {first.get('msg', 'invalid')}") from None
 
 
-def log_config(level: str) -> dict:
-    """uvicorn's logging, with the PHI filter on every handler and no query strings in access lines."""
+def log_config(level: str, *, access_log: bool = True) -> dict:
+    """uvicorn's logging, with the PHI filter on every handler.
+
+    Access lines come from ``medassist.access`` (route templates such as ``/cases/{case_ref}``,
+    never the concrete path, which can carry an MRN); uvicorn's own access log, which quotes the
+    path, is switched off by ``serve`` and still coarsened by the filter if someone turns it on.
+    """
     return {
         "version": 1, "disable_existing_loggers": False,
         "filters": {"phi": {"()": "medassist.privacy.crypto.PHIFilter"}},
@@ -38,6 +43,7 @@ def log_config(level: str) -> dict:
             "uvicorn.error": {"handlers": ["stderr"], "level": level, "propagate": False},
             "uvicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
             "medassist": {"handlers": ["stderr"], "level": level, "propagate": False},
+            "medassist.access": {"handlers": ["stderr"], "level": "INFO" if access_log else "WARNING", "propagate": False},
         },
         "root": {"handlers": ["stderr"], "level": "WARNING"},
     }
@@ -48,7 +54,7 @@ def serve(
     port: int = typer.Option(None, "--port", help="Port (default 8000)."),
     workers: int = typer.Option(1, "--workers", min=1, max=32, help="Worker processes."),
     bundles: list[Path] = typer.Option([], "--bundles", help="Another directory of model bundles to offer (repeatable)."),
-    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log one line per request (no query strings)."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log one line per request: the route template (/cases/{case_ref}), never the path or query."),
 ) -> None:
     """Serve the web app and the REST API (/api/v1) over every assistant with model bundles."""
     import uvicorn
@@ -74,7 +80,8 @@ def serve(
         err.print("note: prod profile: cookies are Secure, so serve behind TLS (a reverse proxy) and open the https:// address.", highlight=False)
     typer.echo(f"medassist web app and API: {url}  (profile {settings.profile.value}; Ctrl+C stops it)")
     level = "debug" if settings.debug else "warning"
-    common = dict(host=settings.host, port=settings.port, log_config=log_config(level.upper()), access_log=access_log,
+    common = dict(host=settings.host, port=settings.port, log_config=log_config(level.upper(), access_log=access_log),
+                  access_log=False,  # uvicorn's quotes concrete paths; medassist.access logs route templates
                   server_header=False, proxy_headers=False,
                   # longer than clients' usual 5 s keep-alive, so a client never reuses a connection
                   # at the moment the server closes it (a ReadError under load otherwise)

@@ -130,6 +130,9 @@ class IdentifierHasher:
 
 _REDACTIONS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?<=\?)[^\s\"']*"), "[query]"),  # query strings may carry identifiers
+    # A case reference in a path (/cases/MRN-1, /api/v1/cases/veteran:6/similar): MRN, source id or
+    # USUBJID. The access log already writes route templates; this catches a path quoted elsewhere.
+    (re.compile(r"(?<=/cases/)(?!(?:search|cohort|code)(?![^\s/\"'?#]))[^\s/\"'?#{}\[\]]+"), "{case_ref}"),
     (re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"), "[email]"),
     (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), "[ssn]"),
     (re.compile(r"\b(19|20)\d{2}[-/.](0[1-9]|1[0-2])[-/.](0[1-9]|[12]\d|3[01])\b"), "[date]"),
@@ -146,11 +149,38 @@ def redact(text: str) -> str:
     return text
 
 
+_LITERAL_SEGMENT = re.compile(r"[a-z]+(?:-[a-z]+)*")
+_VERSION_SEGMENT = re.compile(r"v\d{1,2}")
+
+
+def coarse_path(path: str, *, placeholder: str = "[path]") -> str:
+    """A request path cut to what cannot identify anyone: the query dropped, then the first
+    segment if it is a plain lower-case word (``/api``, ``/cases``), ``/v1`` after it, and
+    ``placeholder`` for whatever followed. For logs that cannot know the matched route.
+
+    Example:
+        >>> coarse_path("/api/v1/cases/MRN-0001/similar?k=5"), coarse_path("/cases/veteran:6")
+        ('/api/v1/[path]', '/cases/[path]')
+    """
+    segments = [s for s in path.split("?", 1)[0].split("/") if s]
+    kept: list[str] = []
+    if segments and _LITERAL_SEGMENT.fullmatch(segments[0]) and len(segments[0]) <= 24:
+        kept.append(segments[0])
+        if len(segments) > 1 and _VERSION_SEGMENT.fullmatch(segments[1]):
+            kept.append(segments[1])
+    head = "/" + "/".join(kept)
+    return head if len(kept) == len(segments) else head.rstrip("/") + "/" + placeholder
+
+
 class PHIFilter(logging.Filter):
     """Rewrites each record's message with :func:`redact` and drops its arguments and traceback
     locals, so a log line never carries a patient's identifiers. Attach it to handlers."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) >= 3:
+            # uvicorn's access line (client, method, path, version, status) quotes the concrete path;
+            # ``medassist serve`` turns it off for its own, but anyone may run uvicorn directly.
+            record.args = (*record.args[:2], coarse_path(str(record.args[2])), *record.args[3:])
         try:
             message = record.getMessage()
         except (TypeError, ValueError):

@@ -11,18 +11,31 @@ A bundle is a directory::
     model_card.json / model_card.md
     history.json       per-epoch training metrics
     train_config.json  how it was trained
+    dictionary.json    what the columns mean (labels, units, codes; optional)
     report.html        evaluation report (and any other attachment)
 
-It is written atomically (a temporary sibling directory, then a rename) and loaded without
-pickle: weights through safetensors, everything else JSON, parts rebuilt from registered names.
+It is written atomically and loaded without pickle: weights through safetensors, everything
+else JSON, parts rebuilt from registered names.
+
+Writing goes to a hidden sibling ``.NAME.tmp-PID-XXXXXXXX``. Over an existing bundle, the two
+directories are swapped in one step (Linux ``renameat2(RENAME_EXCHANGE)``), so ``NAME`` is never
+missing for a reader, and the old bundle, now under the temporary name, is removed. Where the
+exchange is unavailable (other systems, some file systems) the old bundle is renamed aside to
+``.NAME.old-PID-XXXXXXXX`` and the new one renamed in: two renames, between which ``NAME`` is
+briefly absent. A write killed half-way (``kill -9``) leaves such a hidden directory behind; the
+next write to the same ``NAME`` removes those whose process is gone.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
 import os
 import shutil
+import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +70,8 @@ class ModelBundle:
     train_config: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    #: The data dictionary (``DataDictionary.to_dict()``) of the training table, if it had one.
+    dictionary: dict[str, Any] | None = None
 
     @property
     def task(self) -> str:
@@ -92,7 +107,8 @@ def save_bundle(bundle: ModelBundle, out_dir: Path, *, overwrite: bool = False, 
     """Write ``bundle`` to ``out_dir`` atomically and return the path."""
     out_dir = Path(out_dir)
     check_out_dir(out_dir, overwrite=overwrite)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    clean_leftovers(out_dir)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
         tensors = {k: v.detach().cpu().clone().contiguous() for k, v in bundle.model.state_dict().items()}
@@ -105,6 +121,8 @@ def save_bundle(bundle: ModelBundle, out_dir: Path, *, overwrite: bool = False, 
         for name in _JSON_PARTS:
             (tmp / f"{name}.json").write_text(json.dumps(parts[name], indent=1, default=_json_default))
         (tmp / "model_card.md").write_text(bundle.model_card_markdown)
+        if bundle.dictionary:
+            (tmp / "dictionary.json").write_text(json.dumps(bundle.dictionary, indent=1, default=_json_default))
         for name, content in (attachments or {}).items():
             if "/" in name or name.startswith(".") or name in {"bundle.json"}:
                 raise ConfigError(f"Bundle attachment name {name!r} is not a plain file name.")
@@ -115,18 +133,95 @@ def save_bundle(bundle: ModelBundle, out_dir: Path, *, overwrite: bool = False, 
             "model": bundle.model_spec, "featurizer": bundle.featurizer.to_dict()["name"], "files": files,
         }
         (tmp / "bundle.json").write_text(json.dumps(meta, indent=1, default=_json_default))
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        if not out_dir.exists():
+            os.rename(tmp, out_dir)
+        elif _exchange(tmp, out_dir):  # one step: out_dir is the new bundle, tmp the old one
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             os.rename(out_dir, old)
             os.rename(tmp, out_dir)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     bundle.meta, bundle.path = meta, out_dir
     return out_dir
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths atomically (Linux ``renameat2`` with ``RENAME_EXCHANGE``).
+
+    Returns False where that is unavailable (not Linux, a libc without ``renameat2``, a file
+    system that refuses the flag); the caller then falls back to two renames.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    if fn(_AT_FDCWD, os.fsencode(str(a)), _AT_FDCWD, os.fsencode(str(b)), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+#: A leftover without a process id in its name (written before they carried one) counts as
+#: abandoned once it is this old.
+_LEGACY_LEFTOVER_AGE_S = 3600
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # cannot tell cheaply: keep it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def clean_leftovers(out_dir: Path) -> list[Path]:
+    """Remove the hidden ``.NAME.tmp-*`` / ``.NAME.old-*`` directories that an interrupted write
+    of this same ``out_dir`` left beside it: those whose writing process no longer runs (or, for
+    names without a process id, older than an hour). A write in progress in a live process,
+    this one included, is left alone. Returns what was removed."""
+    out_dir = Path(out_dir)
+    parent = out_dir.parent if str(out_dir.parent) else Path(".")
+    if not parent.is_dir():
+        return []
+    removed = []
+    for kind in ("tmp", "old"):
+        prefix = f".{out_dir.name}.{kind}-"
+        for p in parent.iterdir():
+            if not p.name.startswith(prefix) or not p.is_dir() or p.is_symlink():
+                continue
+            tag = p.name[len(prefix):]
+            pid_text, _, rest = tag.partition("-")
+            if rest and pid_text.isdigit():
+                pid = int(pid_text)
+                if pid == os.getpid() or _pid_alive(pid):
+                    continue
+            else:
+                try:
+                    if time.time() - p.stat().st_mtime < _LEGACY_LEFTOVER_AGE_S:
+                        continue
+                except FileNotFoundError:
+                    continue
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
 
 
 def _json_default(o: Any) -> Any:
@@ -179,9 +274,10 @@ def load_bundle(path: str | Path) -> ModelBundle:
     featurizer = FEATURIZERS.get(fz["name"]).from_dict(fz)
     parts = {name: _read_json(path / f"{name}.json") for name in _JSON_PARTS}
     md = path / "model_card.md"
+    dictionary = _read_json(path / "dictionary.json") if (path / "dictionary.json").is_file() else None
     return ModelBundle(
         model=model, model_spec=meta["model"], featurizer=featurizer, schema=TaskSchema.from_dict(parts["schema"]),
         calibration=parts["calibration"], metrics=parts["metrics"], model_card=parts["model_card"],
         model_card_markdown=md.read_text() if md.exists() else "", history=parts["history"],
-        train_config=parts["train_config"], meta=meta, path=path,
+        train_config=parts["train_config"], meta=meta, path=path, dictionary=dictionary,
     )

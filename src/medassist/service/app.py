@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -25,9 +27,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import medassist
 from medassist.exceptions import BundleError, ConfigError, DataError, MedassistError
 from medassist.privacy.crypto import FieldCipher, load_or_create_secret
+from medassist.service.access_log import AccessLog, route_path
 from medassist.service.auth import LoginRequired, PageDenied, PasswordChangeRequired, login_redirect
 from medassist.service.bundles import BundleCatalog
 from medassist.service.context import ServiceContext
+from medassist.service.errors import ErrorBody, document_errors
 from medassist.service.plugins import AssistantPlugin, load_plugins
 from medassist.service.rendering import is_htmx, make_environment, render
 from medassist.settings import Settings
@@ -82,7 +86,7 @@ def _wants_json(request: Request) -> bool:
 
 def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     if _wants_json(request):
-        return JSONResponse({"detail": message}, status_code=status, headers=headers)
+        return JSONResponse(ErrorBody(detail=message).model_dump(exclude_none=True), status_code=status, headers=headers)
     template = "partials/error.html" if is_htmx(request) else "error.html"
     response = render(request, template, status_code=status, status=status, message=message)
     for k, v in (headers or {}).items():
@@ -118,9 +122,10 @@ def _install_handlers(app: FastAPI, settings: Settings) -> None:
             problems.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
         message = "The request is not valid: " + "; ".join(problems)
         if _wants_json(request):
-            return JSONResponse({"detail": message, "errors": [
-                {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()[:50]
-            ]}, status_code=422)
+            body = ErrorBody(detail=message, errors=[
+                {"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid"), "type": e.get("type", "value_error")} for e in exc.errors()[:50]
+            ])
+            return JSONResponse(body.model_dump(exclude_none=True), status_code=422)
         return _error(request, 422, message)
 
     @app.exception_handler(DataError)
@@ -142,8 +147,22 @@ def _install_handlers(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        # the route template, not the path: a path can carry an MRN or a source id
+        log.error("unexpected error on %s %s", request.method, route_path(request.scope), exc_info=exc)
         return _error(request, 500, "Something went wrong on the server; nothing was recorded. The error is in the server log.")
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """On shutdown, sign an audit checkpoint of the log as it stands (so a later truncation shows)."""
+    yield
+    from medassist.store.audit import checkpoint_now
+
+    db = app.state.ctx.db
+    try:
+        checkpoint_now(db)
+    except (OSError, ConfigError) as e:  # shutting down anyway: say so, `audit verify` reports the gap
+        log.error("could not write the audit checkpoint %s on shutdown: %s", db.audit_files.checkpoint_path, e)
 
 
 def create_app(settings: Settings | None = None, *, plugins: list[AssistantPlugin] | None = None) -> FastAPI:
@@ -172,15 +191,17 @@ def create_app(settings: Settings | None = None, *, plugins: list[AssistantPlugi
         description="Clinical decision support (not a medical device). Every prediction is audited.",
         openapi_url=None, docs_url=None, redoc_url=None, debug=False,
         max_body_size=settings.max_upload_bytes + BODY_OVERHEAD,
+        lifespan=_lifespan,
     )
     app.state.ctx = ctx
     app.add_middleware(SecurityHeaders, hsts=settings.cookie_secure)
+    app.add_middleware(AccessLog)  # outermost of ours: one line per request, route templates only
     _install_handlers(app, settings)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.include_router(pages.router)
-    app.include_router(api.router, prefix="/api/v1")
+    app.include_router(document_errors(api.router), prefix="/api/v1")
     for plugin in plugins:
-        app.include_router(plugin.api_router, prefix=f"/api/v1/{plugin.name}", tags=[plugin.name])
+        app.include_router(document_errors(plugin.api_router), prefix=f"/api/v1/{plugin.name}", tags=[plugin.name])
         app.include_router(plugin.page_router, prefix=plugin.path, include_in_schema=False)
     return app
 

@@ -13,6 +13,18 @@ in the service decides access.
     models.train          -       -          yes        -      train / evaluate
     audit.read            -       -          -          yes    the audit log
     users.manage          yes     -          -          -      users, roles, lockouts
+
+Model answers on stored cases (``GET /cases/{id}/risk`` and ``/similar``) need
+``cases.deidentified``, not ``assistants.use``: researchers may call them. Decided so because
+(1) the survival model and patient embedding behind them are fitted on, and read, the store's
+de-identified frame only (ages capped at 90, no names, MRNs or dates), so an answer holds nothing
+the researcher cannot already read in the de-identified case view, cohort and factors; (2) a
+researcher reaches a case by its case id only (an MRN or source id is a 404), and the answer
+names other cases by case id only; (3) these are evaluations of a model on research data, the
+work ``models.train`` exists for, not advice about a patient in care, which is what
+``assistants.use`` guards (predictions on patient data a clinician sends in); (4) each call is
+in the audit log with the researcher's name and role. tests/service/test_authz_matrix.py holds
+the decision (``test_researchers_get_model_answers_on_deidentified_cases_by_case_id_only``).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import re
 import secrets
 import time as _time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -167,6 +167,17 @@ def validate_case(case: CaseRecord) -> None:
         _check_len(n.kind, 32, f"notes[{i}].kind")
 
 
+def _chunks(records: Iterable[CaseRecord], n: int) -> Iterator[list[CaseRecord]]:
+    chunk: list[CaseRecord] = []
+    for case in records:
+        chunk.append(case)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def _index_time(case: CaseRecord) -> datetime | None:
     """The case's index date: the patient's, else the earliest absolute time recorded."""
     if case.patient.index_date is not None:
@@ -201,9 +212,14 @@ class CaseStore:
     def import_records(
         self, records: Iterable[CaseRecord], *, source: str, source_kind: str = "records",
         file_sha256: str | None = None, skipped: dict[str, int] | None = None,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Callable[[int, int], None] | None = None, total: int | None = None,
     ) -> ImportSummary:
         """Store the cases of one bundle or file in one transaction.
+
+        ``records`` may be a generator (a streaming reader's): it is consumed ``_CHUNK`` cases
+        at a time, each chunk checked, then written; a bad record anywhere rolls the whole
+        transaction back, so nothing of the import stays. Memory holds one chunk plus a keyed
+        hash per case (to refuse the same patient twice in one import).
 
         Args:
             records: the cases (from a reader in ``medassist.data.io``).
@@ -211,9 +227,12 @@ class CaseStore:
                 lower-case letters, digits, ``_ . -``.
             source_kind: ``fhir``, ``sdtm``, ``table``, ``csv`` (recorded with the import).
             file_sha256: the content hash of the source file(s); content already imported is
-                not imported again.
-            skipped: what the reader left out (``{"Procedure": 2}``), recorded with the import.
+                not imported again (and ``records`` is not read).
+            skipped: what the reader left out (``{"Procedure": 2}``), recorded with the import;
+                read once ``records`` is exhausted, so a streaming reader may still be counting.
             progress: called with (cases done, cases in total) after each chunk.
+            total: how many cases ``records`` holds, for ``progress`` (default: ``len(records)``
+                where it has one).
 
         Raises:
             DataError: a record the store cannot keep (nothing is written), naming it and the field.
@@ -222,53 +241,59 @@ class CaseStore:
         dataset = str(source).strip().lower()
         if not DATASET_NAME.match(dataset):
             raise ConfigError(f"Data set name {source!r}: expected 1-64 lower-case letters, digits, '_', '.' or '-'.")
-        cases = list(records)
-        summary = ImportSummary(dataset=dataset, source_kind=source_kind, n_cases=len(cases),
-                                skipped=dict(skipped or {}), file_sha256=file_sha256)
+        if total is None and hasattr(records, "__len__"):
+            total = len(records)  # type: ignore[arg-type]
+        summary = ImportSummary(dataset=dataset, source_kind=source_kind, file_sha256=file_sha256)
         seen: dict[str, int] = {}
-        keys: list[str] = []
-        for i, case in enumerate(cases):
-            where = f"{dataset}: case #{i + 1} ({case.patient.source_system} {case.patient.source_id!s:.40})"
-            try:
-                validate_case(case)
-            except _Bad as e:
-                raise DataError(f"{where}: {e.where}: expected {e.what}. Nothing was imported.") from None
-            key = self.hasher.hash(dataset, case.patient.source_system, case.patient.source_id)
-            if key in seen:
-                raise DataError(f"{where}: the same patient as case #{seen[key] + 1} (one record per patient per "
-                                "import expected). Nothing was imported.")
-            seen[key] = i
-            keys.append(key)
         with self.db.session(write=True) as s:
             if file_sha256 is not None:
                 prior = s.scalar(select(CaseImport).where(CaseImport.file_sha256 == file_sha256))
                 if prior is not None:
                     summary.already_imported, summary.import_id = True, prior.id
-                    summary.n_existing = len(cases)
+                    summary.n_cases = summary.n_existing = prior.n_cases if total is None else total
+                    summary.skipped = dict(skipped or {})
                     summary.seconds = _time.perf_counter() - t0
                     return summary
-            existing: set[str] = set()
-            for j in range(0, len(keys), 500):
-                existing.update(s.scalars(select(CasePatient.source_key_hash)
-                                          .where(CasePatient.source_key_hash.in_(keys[j:j + 500]))))
-            new = [(c, k) for c, k in zip(cases, keys, strict=True) if k not in existing]
-            summary.n_existing = len(cases) - len(new)
-            if not new:  # nothing to add: no import row either (a second run leaves the database as it was)
-                summary.seconds = _time.perf_counter() - t0
-                return summary
-            imp = CaseImport(dataset=dataset, source_kind=source_kind[:16], file_sha256=file_sha256)
-            s.add(imp)
-            s.flush()
-            summary.import_id = imp.id
+            imp: CaseImport | None = None
             added: dict[str, int] = defaultdict(int)
-            for j in range(0, len(new), _CHUNK):
-                self._insert_chunk(s, new[j:j + _CHUNK], dataset=dataset, import_id=imp.id, added=added)
+            for chunk in _chunks(records, _CHUNK):
+                keys = []
+                for case in chunk:
+                    i = summary.n_cases
+                    summary.n_cases += 1
+                    where = f"{dataset}: case #{i + 1} ({case.patient.source_system} {case.patient.source_id!s:.40})"
+                    try:
+                        validate_case(case)
+                    except _Bad as e:
+                        raise DataError(f"{where}: {e.where}: expected {e.what}. Nothing was imported.") from None
+                    key = self.hasher.hash(dataset, case.patient.source_system, case.patient.source_id)
+                    if key in seen:
+                        raise DataError(f"{where}: the same patient as case #{seen[key] + 1} (one record per patient per "
+                                        "import expected). Nothing was imported.")
+                    seen[key] = i
+                    keys.append(key)
+                existing: set[str] = set()
+                for j in range(0, len(keys), 500):
+                    existing.update(s.scalars(select(CasePatient.source_key_hash)
+                                              .where(CasePatient.source_key_hash.in_(keys[j:j + 500]))))
+                new = [(c, k) for c, k in zip(chunk, keys, strict=True) if k not in existing]
+                summary.n_existing += len(chunk) - len(new)
+                if new:
+                    if imp is None:
+                        imp = CaseImport(dataset=dataset, source_kind=source_kind[:16], file_sha256=file_sha256)
+                        s.add(imp)
+                        s.flush()
+                        summary.import_id = imp.id
+                    self._insert_chunk(s, new, dataset=dataset, import_id=imp.id, added=added)
+                    summary.n_added += len(new)
                 if progress is not None:
-                    progress(summary.n_existing + min(j + _CHUNK, len(new)), len(cases))
-            summary.n_added = len(new)
+                    progress(summary.n_cases, max(total or 0, summary.n_cases))
+            summary.skipped = dict(skipped or {})
             summary.added = dict(added)
             summary.seconds = _time.perf_counter() - t0
-            imp.n_cases, imp.n_rows, imp.seconds = len(new), summary.n_rows, summary.seconds
+            if imp is None:  # nothing to add: no import row either (a second run leaves the database as it was)
+                return summary
+            imp.n_cases, imp.n_rows, imp.seconds = summary.n_added, summary.n_rows, summary.seconds
             imp.counts = json.dumps({"added": summary.added, "skipped": summary.skipped, "existing": summary.n_existing})
         summary.seconds = _time.perf_counter() - t0
         return summary

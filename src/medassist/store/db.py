@@ -79,15 +79,40 @@ def make_engine(url: str) -> Engine:
 
 @dataclass(kw_only=True)
 class Database:
-    """An engine with two session factories: plain, and write (``BEGIN IMMEDIATE`` on SQLite)."""
+    """An engine with two session factories: plain, and write (``BEGIN IMMEDIATE`` on SQLite).
+
+    ``settings`` name the audit key file and checkpoint (``Settings()`` from the environment when
+    not given); sessions carry the database in ``session.info`` so ``append_entry`` finds them,
+    and write the audit checkpoint after a commit that made one due.
+    """
 
     engine: Engine
+    settings: Settings | None = None
     _plain: sessionmaker = field(init=False, repr=False)
     _write: sessionmaker = field(init=False, repr=False)
+    _audit_files: object = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
-        self._plain = sessionmaker(self.engine, expire_on_commit=False)
-        self._write = sessionmaker(self.engine.execution_options(medassist_write=True), expire_on_commit=False)
+        self._plain = sessionmaker(self.engine, expire_on_commit=False, info={"medassist_db": self})
+        self._write = sessionmaker(self.engine.execution_options(medassist_write=True), expire_on_commit=False,
+                                   info={"medassist_db": self})
+        for maker in (self._plain, self._write):
+            event.listen(maker, "after_commit", self._after_commit)
+
+    @property
+    def audit_files(self):
+        """The audit keyring and checkpoint files (:class:`~medassist.store.audit_keys.AuditFiles`)."""
+        if self._audit_files is None:
+            from medassist.store.audit_keys import AuditFiles
+
+            self._audit_files = AuditFiles.from_settings(self.settings or Settings())
+        return self._audit_files
+
+    def _after_commit(self, session: Session) -> None:
+        if session.info.get("medassist_audit_checkpoint_due"):
+            from medassist.store.audit import checkpoint_after_commit
+
+            checkpoint_after_commit(self, session)
 
     @property
     def dialect(self) -> str:
@@ -135,7 +160,7 @@ def open_database(settings: Settings | None = None, *, url: str | None = None, u
         if settings.database_url is None and not settings.home.exists():
             settings.home.mkdir(parents=True, mode=0o700)  # database, keys and PHI: owner only
         url = settings.resolved_database_url
-    db = Database(engine=make_engine(url))
+    db = Database(engine=make_engine(url), settings=settings)
     if upgrade:
         db.upgrade()
     return db

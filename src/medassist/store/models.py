@@ -104,9 +104,11 @@ class LoginAttempt(Base):
 class AuditEntry(Base):
     """One line of the append-only audit log.
 
-    ``entry_hash`` is the SHA-256 of the entry's canonical JSON including ``prev_hash``, the
-    previous entry's ``entry_hash``; ``prev_hash`` is unique, so the chain cannot fork even when
-    two processes append at once (the loser retries). Inputs appear only as ``input_sha256``.
+    ``entry_hash`` is the HMAC-SHA256, under the audit key ``key_id`` (kept outside the
+    database), of the entry's canonical JSON including ``prev_hash``, the previous entry's
+    ``entry_hash``. Entries written before keying (``key_id`` NULL) hold a plain SHA-256 instead
+    and verify as legacy. ``prev_hash`` is unique, so the chain cannot fork even when two
+    processes append at once (the loser retries). Inputs appear only as ``input_sha256``.
     """
 
     __tablename__ = "audit_log"
@@ -122,6 +124,7 @@ class AuditEntry(Base):
     detail: Mapped[str] = mapped_column(Text, default="{}")
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)  # NULL: legacy plain SHA-256
 
 
 class Prediction(Base):

@@ -58,3 +58,31 @@ def test_write_table_is_atomic_and_leaves_no_temp(tmp_path):
     write_table(pd.DataFrame({"x": [1, 2]}), out)
     assert out.read_text().splitlines() == ["x", "1", "2"]
     assert [p.name for p in out.parent.iterdir()] == ["p.csv"]
+
+
+def test_bytes_and_paths_read_the_same_and_the_delimiter_is_never_guessed_from_spaces(tmp_path):
+    import io
+
+    data = b"mean radius,mean texture\n17.99,10.38\n20.57,17.77\n"
+    p = tmp_path / "w.csv"
+    p.write_bytes(data)
+    assert read_table(data, name="w.csv").equals(read_table(p))
+    assert read_table(io.BytesIO(data), name="w.csv").equals(read_table(p))
+    one = read_table(b"mean radius\n17.99\n", name="r.csv")
+    assert list(one.columns) == ["mean radius"] and one.iloc[0, 0] == 17.99
+    assert list(read_table(b"a;b\n1;2\n", name="s.csv").columns) == ["a", "b"]
+    assert read_table(b"a\tb\n1\t2\n", name="t.tsv").shape == (1, 2)
+
+
+@pytest.mark.parametrize("data, error, match", [
+    ("😀".encode(), EmptyDataError, "up.csv: the header is there but there are no data rows"),
+    (b"", EmptyDataError, "up.csv: the file is empty"),
+    (b"a,b\n1,2,3,4\n", DataError, "up.csv: some rows have more values than the header has columns"),
+    (b"a,b\n1,2\n3,4\n5,6\n", DataError, "up.csv: more than 2 rows; at most 2 are accepted"),
+    (b"a, a\n1,2\n", DataError, "up.csv: duplicate column names"),
+    (b'a,b\n"1,2\n', DataError, "up.csv: not a well-formed CSV table"),
+])
+def test_bad_bytes_are_one_line_errors_naming_the_upload(data, error, match):
+    with pytest.raises(error, match=match) as e:
+        read_table(data, name="up.csv", max_rows=2)
+    assert "\n" not in str(e.value)

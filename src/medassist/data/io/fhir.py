@@ -21,19 +21,19 @@ Example:
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from medassist.data.case_records import (
-    AdverseEventRecord, CaseRecord, ConditionRecord, EncounterRecord, MedicationRecord, NoteRecord, ObservationRecord,
-    OutcomeRecord, PatientRecord, ReadResult,
+    CHILD_KINDS, AdverseEventRecord, CaseRecord, ConditionRecord, EncounterRecord, MedicationRecord, NoteRecord,
+    ObservationRecord, OutcomeRecord, PatientRecord, ReadResult,
 )
-from medassist.exceptions import DataError, DataFileNotFoundError
+from medassist.exceptions import DataError
 
 EXT = "https://medassist.local/fhir/StructureDefinition"
 OUTCOME_SYSTEM = "https://medassist.local/fhir/CodeSystem/outcome"
@@ -178,30 +178,145 @@ def _value(res: dict) -> tuple[float | None, str | None, str | None]:
     raise _Bad("value[x]", "valueQuantity, valueInteger, valueString, valueBoolean or valueCodeableConcept")
 
 
+def _add(rt: str, res: dict, parts: dict[str, list], skipped: dict[str, int]) -> float | None:
+    """Convert one resource of a read type other than Patient into ``parts[kind]``.
+
+    Returns the patient's age when ``res`` is an age Observation (LOINC 30525-0), else None.
+    """
+    ext = _exts(res)
+    rid = res.get("id")
+    if rt == "Encounter":
+        cls = res.get("class") or {}
+        period = res.get("period") or {}
+        name = ((res.get("type") or [{}])[0] or {}).get("text") if res.get("type") else None
+        parts["encounters"].append(EncounterRecord(
+            source_id=rid, kind=str(cls.get("code") or "ambulatory")[:32], name=name,
+            start=_dt(period.get("start"), "period.start"), end=_dt(period.get("end"), "period.end"),
+            start_day=_day(ext, "start-day"), end_day=_day(ext, "end-day")))
+    elif rt == "Condition":
+        code, system, display, text = _concept(res.get("code"), "code")
+        if code is None and not (text or display):
+            raise _Bad("code", "a coding or a text")
+        status, _, _, _ = _concept(res.get("clinicalStatus"), "clinicalStatus")
+        cat = (res.get("category") or [None])[0]
+        category, _, _, _ = _concept(cat, "category[0]")
+        parts["conditions"].append(ConditionRecord(
+            code=code, system=system or "local", text=text or display,
+            onset=_dt(res.get("onsetDateTime"), "onsetDateTime"), onset_day=_day(ext, "onset-day"),
+            status=status or "unknown", category=category or "problem-list-item"))
+    elif rt == "Observation":
+        code, system, display, text = _concept(res.get("code"), "code")
+        if not code:
+            raise _Bad("code.coding[0].code", "an observation code")
+        if system == OUTCOME_SYSTEM:
+            if "valueQuantity" not in res:
+                raise _Bad("valueQuantity", "the time to event in days")
+            t, _, _ = _value(res)
+            comps = {((c.get("code") or {}).get("coding") or [{}])[0].get("code"): c
+                     for c in res.get("component") or ()}
+            if "event" not in comps or "valueInteger" not in comps["event"]:
+                raise _Bad("component[event].valueInteger", "0 (censored) or 1 (event)")
+            parts["outcomes"].append(OutcomeRecord(
+                name=code, time_days=t, event=comps["event"]["valueInteger"],
+                primary=bool((comps.get("primary") or {}).get("valueBoolean", True)), description=text))
+            return None
+        if "dataAbsentReason" in res and not any(k.startswith("value") for k in res):
+            skipped["Observation without a value"] += 1
+            return None
+        value, txt, unit = _value(res)
+        if system == "LOINC" and code == AGE_LOINC and value is not None:
+            return value
+        cat = (res.get("category") or [None])[0]
+        category, _, _, _ = _concept(cat, "category[0]")
+        parts["observations"].append(ObservationRecord(
+            code=code, name=text or display, system=system or "local", value=value, text=txt,
+            unit=unit or ext.get("unit"),
+            time=_dt(res.get("effectiveDateTime"), "effectiveDateTime"), day=_day(ext),
+            category=category or "laboratory"))
+    elif rt in ("MedicationStatement", "MedicationRequest"):
+        code, system, display, text = _concept(res.get("medicationCodeableConcept"), "medicationCodeableConcept")
+        name = text or display or code
+        if not name:
+            raise _Bad("medicationCodeableConcept", "a medication code or text")
+        dosages = res.get("dosage" if rt == "MedicationStatement" else "dosageInstruction") or [{}]
+        dosage = dosages[0] if isinstance(dosages, list) and dosages else {}
+        dq = ((dosage.get("doseAndRate") or [{}])[0] or {}).get("doseQuantity") or {}
+        period = res.get("effectivePeriod") or {}
+        start = period.get("start") if rt == "MedicationStatement" else res.get("authoredOn")
+        parts["medications"].append(MedicationRecord(
+            name=name, code=code, system=system,
+            dose=None if dq.get("value") is None else _num(dq["value"], "dosage[0].doseAndRate[0].doseQuantity.value"),
+            dose_unit=dq.get("unit"), route=(dosage.get("route") or {}).get("text"),
+            start=_dt(start, "effectivePeriod.start"), start_day=_day(ext, "start-day"),
+            end=_dt(period.get("end"), "effectivePeriod.end"), end_day=_day(ext, "end-day"),
+            kind="statement" if rt == "MedicationStatement" else "request"))
+    elif rt == "AdverseEvent":
+        code, _, display, text = _concept(res.get("event"), "event")
+        if not (text or display or code):
+            raise _Bad("event", "the adverse event's term")
+        sev, _, _, _ = _concept(res.get("severity"), "severity")
+        ser, _, _, _ = _concept(res.get("seriousness"), "seriousness")
+        _, _, out_display, out_text = _concept(res.get("outcome"), "outcome")
+        parts["adverse_events"].append(AdverseEventRecord(
+            term=text or display or code, decoded=display, body_system=ext.get("body-system"),
+            severity=sev, serious=None if ser is None else ser == "serious", related=ext.get("related"),
+            outcome=out_text or out_display, start=_dt(res.get("date"), "date"),
+            start_day=_day(ext, "start-day"), end=_dt(ext.get("end"), "extension[end]"),
+            end_day=_day(ext, "end-day")))
+    elif rt == "DocumentReference":
+        att = ((res.get("content") or [{}])[0] or {}).get("attachment") or {}
+        if "data" not in att:
+            raise _Bad("content[0].attachment.data", "the note as base64 text")
+        try:
+            text = base64.b64decode(att["data"], validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            raise _Bad("content[0].attachment.data", "base64-encoded UTF-8 text") from None
+        _, _, display, ttext = _concept(res.get("type"), "type")
+        parts["notes"].append(NoteRecord(text=text, kind=(ttext or display or "note")[:32],
+                                         time=_dt(res.get("date"), "date"), day=_day(ext)))
+    return None
+
+
+def _case(p: PatientRecord, parts: dict[str, list], age: float | None) -> CaseRecord:
+    if age is not None and p.age_years is None:
+        p = PatientRecord(**{**p.__dict__, "age_years": age})
+    return CaseRecord(patient=p, **{k: tuple(parts.get(k, ())) for k in CHILD_KINDS})
+
+
+def _entry_error(loc: str, res: Any, e: Exception) -> DataError:
+    """``loc`` ('bundle.json: entry 3', 'Observation.ndjson: line 7') with the resource and the field."""
+    rt = res.get("resourceType") if isinstance(res, dict) else None
+    rid = res.get("id") if isinstance(res, dict) else None
+    head = f"{loc} ({rt if isinstance(rt, str) else 'no resourceType'} {rid or '(no id)'})"
+    if isinstance(e, _Bad):
+        return DataError(f"{head}: {e.field}: expected {e.what}.")
+    return DataError(f"{head}: malformed ({e}).")
+
+
+#: What a malformed resource raises inside the converters (turned into a DataError naming it).
+_MALFORMED = (_Bad, AttributeError, TypeError, IndexError)
+
+
 def read_fhir_bundle(bundle: str | Path | dict, *, source: str | None = None) -> ReadResult:
     """Read a FHIR R4 Bundle (a JSON file or the parsed dict) into one case per Patient.
+
+    A file is read as a stream (see :mod:`medassist.data.io.fhir_stream`, which also reads
+    NDJSON bulk exports); only the cases it returns are held in memory. To import a large file
+    without holding its cases either, iterate :func:`~medassist.data.io.fhir_stream.open_fhir`.
 
     Raises:
         DataFileNotFoundError: no such file. DataError: not a Bundle, or an entry with a bad or
         missing field: the message names the entry index, resourceType, id and field.
     """
-    sha = None
-    if isinstance(bundle, dict):
-        doc, where = bundle, source or "bundle"
-    else:
-        path = Path(bundle)
-        if not path.is_file():
-            raise DataFileNotFoundError(f"{path}: file not found (expected a FHIR R4 Bundle in JSON).")
-        raw = path.read_bytes()
-        sha = hashlib.sha256(raw).hexdigest()
-        try:
-            doc = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f"{path}: not JSON ({e}); expected a FHIR R4 Bundle.") from e
-        where = source or str(path)
-    if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
-        got = doc.get("resourceType") if isinstance(doc, dict) else type(doc).__name__
-        raise DataError(f"{where}: expected a FHIR Bundle (resourceType 'Bundle'), got {got!r}.")
+    if not isinstance(bundle, dict):
+        from medassist.data.io.fhir_stream import open_fhir
+
+        with open_fhir(bundle, source=source) as src:
+            cases = tuple(src.cases())
+            return ReadResult(cases=cases, skipped=dict(src.skipped), source=src.where, sha256=src.sha256)
+    doc, where = bundle, source or "bundle"
+    if doc.get("resourceType") != "Bundle":
+        raise DataError(f"{where}: expected a FHIR Bundle (resourceType 'Bundle'), got {doc.get('resourceType')!r}.")
     entries = doc.get("entry") or []
     if not isinstance(entries, list):
         raise DataError(f"{where}: Bundle.entry must be a list.")
@@ -217,7 +332,6 @@ def read_fhir_bundle(bundle: str | Path | dict, *, source: str | None = None) ->
         entry = entries[i]
         res = entry.get("resource") if isinstance(entry, dict) else None
         rt = res.get("resourceType") if isinstance(res, dict) else None
-        rid = res.get("id") if isinstance(res, dict) else None
         try:
             if not isinstance(res, dict) or not isinstance(rt, str):
                 raise _Bad("resource", "an object with a resourceType")
@@ -236,110 +350,13 @@ def read_fhir_bundle(bundle: str | Path | dict, *, source: str | None = None) ->
             pid = _subject(res, refs)
             if pid not in patients:
                 raise _Bad("subject.reference", f"a Patient of this bundle, got 'Patient/{pid}'")
-            ext = _exts(res)
-            if rt == "Encounter":
-                cls = res.get("class") or {}
-                period = res.get("period") or {}
-                name = ((res.get("type") or [{}])[0] or {}).get("text") if res.get("type") else None
-                parts[pid]["encounters"].append(EncounterRecord(
-                    source_id=rid, kind=str(cls.get("code") or "ambulatory")[:32], name=name,
-                    start=_dt(period.get("start"), "period.start"), end=_dt(period.get("end"), "period.end"),
-                    start_day=_day(ext, "start-day"), end_day=_day(ext, "end-day")))
-            elif rt == "Condition":
-                code, system, display, text = _concept(res.get("code"), "code")
-                if code is None and not (text or display):
-                    raise _Bad("code", "a coding or a text")
-                status, _, _, _ = _concept(res.get("clinicalStatus"), "clinicalStatus")
-                cat = (res.get("category") or [None])[0]
-                category, _, _, _ = _concept(cat, "category[0]")
-                parts[pid]["conditions"].append(ConditionRecord(
-                    code=code, system=system or "local", text=text or display,
-                    onset=_dt(res.get("onsetDateTime"), "onsetDateTime"), onset_day=_day(ext, "onset-day"),
-                    status=status or "unknown", category=category or "problem-list-item"))
-            elif rt == "Observation":
-                code, system, display, text = _concept(res.get("code"), "code")
-                if not code:
-                    raise _Bad("code.coding[0].code", "an observation code")
-                if system == OUTCOME_SYSTEM:
-                    if "valueQuantity" not in res:
-                        raise _Bad("valueQuantity", "the time to event in days")
-                    t, _, _ = _value(res)
-                    comps = {((c.get("code") or {}).get("coding") or [{}])[0].get("code"): c
-                             for c in res.get("component") or ()}
-                    if "event" not in comps or "valueInteger" not in comps["event"]:
-                        raise _Bad("component[event].valueInteger", "0 (censored) or 1 (event)")
-                    parts[pid]["outcomes"].append(OutcomeRecord(
-                        name=code, time_days=t, event=comps["event"]["valueInteger"],
-                        primary=bool((comps.get("primary") or {}).get("valueBoolean", True)), description=text))
-                    continue
-                if "dataAbsentReason" in res and not any(k.startswith("value") for k in res):
-                    skipped["Observation without a value"] += 1
-                    continue
-                value, txt, unit = _value(res)
-                if system == "LOINC" and code == AGE_LOINC and value is not None:
-                    age_obs[pid] = value
-                    continue
-                cat = (res.get("category") or [None])[0]
-                category, _, _, _ = _concept(cat, "category[0]")
-                parts[pid]["observations"].append(ObservationRecord(
-                    code=code, name=text or display, system=system or "local", value=value, text=txt,
-                    unit=unit or ext.get("unit"),
-                    time=_dt(res.get("effectiveDateTime"), "effectiveDateTime"), day=_day(ext),
-                    category=category or "laboratory"))
-            elif rt in ("MedicationStatement", "MedicationRequest"):
-                code, system, display, text = _concept(res.get("medicationCodeableConcept"), "medicationCodeableConcept")
-                name = text or display or code
-                if not name:
-                    raise _Bad("medicationCodeableConcept", "a medication code or text")
-                dosages = res.get("dosage" if rt == "MedicationStatement" else "dosageInstruction") or [{}]
-                dosage = dosages[0] if isinstance(dosages, list) and dosages else {}
-                dq = ((dosage.get("doseAndRate") or [{}])[0] or {}).get("doseQuantity") or {}
-                period = res.get("effectivePeriod") or {}
-                start = period.get("start") if rt == "MedicationStatement" else res.get("authoredOn")
-                parts[pid]["medications"].append(MedicationRecord(
-                    name=name, code=code, system=system,
-                    dose=None if dq.get("value") is None else _num(dq["value"], "dosage[0].doseAndRate[0].doseQuantity.value"),
-                    dose_unit=dq.get("unit"), route=(dosage.get("route") or {}).get("text"),
-                    start=_dt(start, "effectivePeriod.start"), start_day=_day(ext, "start-day"),
-                    end=_dt(period.get("end"), "effectivePeriod.end"), end_day=_day(ext, "end-day"),
-                    kind="statement" if rt == "MedicationStatement" else "request"))
-            elif rt == "AdverseEvent":
-                code, _, display, text = _concept(res.get("event"), "event")
-                if not (text or display or code):
-                    raise _Bad("event", "the adverse event's term")
-                sev, _, _, _ = _concept(res.get("severity"), "severity")
-                ser, _, _, _ = _concept(res.get("seriousness"), "seriousness")
-                _, _, out_display, out_text = _concept(res.get("outcome"), "outcome")
-                parts[pid]["adverse_events"].append(AdverseEventRecord(
-                    term=text or display or code, decoded=display, body_system=ext.get("body-system"),
-                    severity=sev, serious=None if ser is None else ser == "serious", related=ext.get("related"),
-                    outcome=out_text or out_display, start=_dt(res.get("date"), "date"),
-                    start_day=_day(ext, "start-day"), end=_dt(ext.get("end"), "extension[end]"),
-                    end_day=_day(ext, "end-day")))
-            elif rt == "DocumentReference":
-                att = ((res.get("content") or [{}])[0] or {}).get("attachment") or {}
-                if "data" not in att:
-                    raise _Bad("content[0].attachment.data", "the note as base64 text")
-                try:
-                    text = base64.b64decode(att["data"], validate=True).decode("utf-8")
-                except (ValueError, UnicodeDecodeError):
-                    raise _Bad("content[0].attachment.data", "base64-encoded UTF-8 text") from None
-                _, _, display, ttext = _concept(res.get("type"), "type")
-                parts[pid]["notes"].append(NoteRecord(text=text, kind=(ttext or display or "note")[:32],
-                                                      time=_dt(res.get("date"), "date"), day=_day(ext)))
-        except _Bad as e:
-            raise DataError(f"{where}: entry {i} ({rt or 'no resourceType'} {rid or '(no id)'}): {e.field}: "
-                            f"expected {e.what}.") from None
-        except (AttributeError, TypeError, IndexError) as e:
-            raise DataError(f"{where}: entry {i} ({rt or 'no resourceType'} {rid or '(no id)'}): malformed ({e}).") from None
-    cases = []
-    for pid, p in patients.items():
-        if pid in age_obs and p.age_years is None:
-            p = PatientRecord(**{**p.__dict__, "age_years": age_obs[pid]})
-        r = parts.get(pid, {})
-        cases.append(CaseRecord(patient=p, **{k: tuple(r.get(k, ())) for k in (
-            "encounters", "conditions", "medications", "observations", "adverse_events", "outcomes", "notes")}))
-    return ReadResult(cases=tuple(cases), skipped=dict(skipped), source=where, sha256=sha)
+            age = _add(rt, res, parts[pid], skipped)
+            if age is not None:
+                age_obs[pid] = age
+        except _MALFORMED as e:
+            raise _entry_error(f"{where}: entry {i}", res, e) from None
+    cases = tuple(_case(p, parts.get(pid, {}), age_obs.get(pid)) for pid, p in patients.items())
+    return ReadResult(cases=cases, skipped=dict(skipped), source=where, sha256=None)
 
 
 # ------------------------------------------------------------------------------------- writing
@@ -462,3 +479,33 @@ def write_fhir_bundle(records, path: str | Path) -> Path:
     tmp.write_text(json.dumps(to_fhir_bundle(records), separators=(",", ":")), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def write_fhir_ndjson(records: Iterable[CaseRecord], folder: str | Path) -> dict[str, int]:
+    """Write ``records`` as a FHIR bulk-data export: one ``<resourceType>.ndjson`` per type in
+    ``folder``, one resource per line, streamed case by case (any iterable, any length).
+
+    Each file is written under a temporary name and renamed when every case is written.
+    Returns resources written per type.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Any] = {}
+    counts: dict[str, int] = defaultdict(int)
+    try:
+        for case in records:
+            for entry in to_fhir_bundle([case])["entry"]:
+                rt = entry["resource"]["resourceType"]
+                if rt not in files:
+                    files[rt] = (folder / f".{rt}.ndjson.tmp").open("w", encoding="utf-8")
+                files[rt].write(json.dumps(entry["resource"], separators=(",", ":")) + "\n")
+                counts[rt] += 1
+    except BaseException:
+        for rt, fh in files.items():
+            fh.close()
+            (folder / f".{rt}.ndjson.tmp").unlink(missing_ok=True)
+        raise
+    for rt, fh in files.items():
+        fh.close()
+        (folder / f".{rt}.ndjson.tmp").replace(folder / f"{rt}.ndjson")
+    return dict(counts)
