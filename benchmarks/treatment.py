@@ -39,8 +39,8 @@ from medassist.data.catalog import get_dataset  # noqa: E402
 from medassist.data.datasets.trials import semi_synthetic_outcomes  # noqa: E402
 from medassist.evaluation.causal import ate_error, bootstrap, interval, interval_coverage, policy_value, sqrt_pehe  # noqa: E402
 from medassist.pipeline.treatment import (  # noqa: E402
-    TreatmentSpec, best_predicted, best_single_arm, default_effect_config, default_train_config, fit_treatment,
-    prepare_treatment, recommend, summarise, t_multiplier,
+    CONSERVATIVE, TreatmentSpec, best_single_arm, default_effect_config, default_train_config, fit_treatment,
+    interval_multipliers, prepare_treatment, recommend, summarise, t_multiplier,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -112,7 +112,8 @@ def semi_synthetic(settings: list[str], seeds: list[int], *, n_members: int, siz
     for setting in settings:
         surface, noise = setting.split(":")
         for seed in seeds:
-            y, tau = semi_synthetic_outcomes(z, arm, surface=surface, noise=float(noise), seed=seed)
+            y, tau, mu0 = semi_synthetic_outcomes(z, arm, surface=surface, noise=float(noise), seed=seed, with_mu0=True)
+            mu = mu0[:, None] + np.column_stack([np.zeros(len(y)), tau])  # true expected outcome per arm
             tr, te = train_test_split(np.arange(len(y)), test_size=0.3, random_state=seed, stratify=arm)
             frame = df[cov].copy()
             frame["arms"], frame["y"] = arm, y
@@ -120,23 +121,48 @@ def semi_synthetic(settings: list[str], seeds: list[int], *, n_members: int, siz
             t0 = time.process_time()
             prep, fitted = medassist_fit(frame, np.sort(tr), seed=seed, n_members=n_members, size=size)
             x = fitted.model.features(prep.data, source="actg175")
+            m_arm, m_eff = interval_multipliers(fitted.model.info)
+            t_old = t_multiplier(n_members)
             for corrected, name in ((True, "medassist"), (False, "medassist_plugin")):
                 d = fitted.model.draws(x[te], corrected=corrected)
                 diff = d["pred"][:, :, 1:] - d["pred"][:, :, [0]]
                 est = diff.mean(0)
                 res[name] = {"sqrt_pehe": sqrt_pehe(est, tau[te]), "ate_error": ate_error(est, tau[te])}
-                lo, hi = summarise(diff, t_multiplier(n_members))[1:]
+                lo, hi = summarise(diff, m_eff)[1:]
                 res[name]["coverage_95"] = interval_coverage(lo, hi, tau[te])
+                res[name]["effect_width"] = float(np.mean(hi - lo))
+                if corrected:
+                    lo, hi = summarise(diff, t_old)[1:]
+                    res[name]["coverage_95_uncalibrated"] = interval_coverage(lo, hi, tau[te])
+                    res[name]["effect_width_uncalibrated"] = float(np.mean(hi - lo))
+                    lo, hi = summarise(d["pred"], m_arm)[1:]
+                    res[name]["arm_coverage_95"] = interval_coverage(lo, hi, mu[te])
+                    res[name]["arm_width"] = float(np.mean(hi - lo))
+                    lo, hi = summarise(d["pred"], t_old)[1:]
+                    res[name]["arm_coverage_95_uncalibrated"] = interval_coverage(lo, hi, mu[te])
+                    res[name]["arm_width_uncalibrated"] = float(np.mean(hi - lo))
+                    res[name]["interval_scale"] = {k: fitted.model.info["interval_scale"][k] for k in ("arm", "effect")}
+                    # regret against the truth: mean (best true expected outcome - that of the arm given)
+                    best = best_single_arm(fitted, prep)
+                    scale = fitted.model.info["interval_scale"]["effect"]
+                    truth = mu[te]
+                    pols = {"top_arm": recommend(d["pred"], "higher", ref=0, default_arm=best, effect_scale=scale),
+                            "conservative": recommend(d["pred"], "higher", ref=0, default_arm=best, effect_scale=scale,
+                                                      min_confidence=CONSERVATIVE),
+                            "one_arm_for_all": np.full(len(te), best), "oracle_one_arm": np.full(len(te), int(truth.mean(0).argmax()))}
+                    res["regret"] = {k: float(np.mean(truth.max(1) - truth[np.arange(len(te)), p])) for k, p in pols.items()}
             res["medassist"]["cpu_s"] = time.process_time() - t0
-            for lname, est in econml_learners(seed).items():
+            for lname, est in (econml_learners(seed).items() if learners != ["none"] else []):
                 if learners and lname not in learners:
                     continue
                 t0 = time.process_time()
                 eff = econml_effects(est, y[tr], arm[tr], z[tr], z[te])
                 res[lname] = {"sqrt_pehe": sqrt_pehe(eff, tau[te]), "ate_error": ate_error(eff, tau[te]), "cpu_s": time.process_time() - t0}
+                if lname == "econml_causal_forest":
+                    p = np.column_stack([np.zeros(len(te)), eff]).argmax(1)
+                    res["regret"]["econml_causal_forest"] = float(np.mean(mu[te].max(1) - mu[te][np.arange(len(te)), p]))
             rows.append(res)
-            print(json.dumps({k: (v if not isinstance(v, dict) else {kk: round(vv, 3) for kk, vv in v.items()}) for k, v in res.items()}),
-                  flush=True)
+            print(json.dumps(res, default=float), flush=True)
     return {"runs": rows, "summary": _summarise_semi(rows)}
 
 
@@ -144,16 +170,19 @@ def _summarise_semi(rows: list[dict]) -> dict:
     out: dict[str, dict] = {}
     for setting in dict.fromkeys(r["setting"] for r in rows):
         rs = [r for r in rows if r["setting"] == setting]
-        names = [k for k in rs[0] if k not in ("setting", "seed")]
+        names = [k for k in rs[0] if k not in ("setting", "seed", "regret")]
         s = {}
         for n in names:
             p = np.array([r[n]["sqrt_pehe"] for r in rs])
             a = np.array([r[n]["ate_error"] for r in rs])
             s[n] = {"sqrt_pehe_mean": float(p.mean()), "sqrt_pehe_sd": float(p.std(ddof=1)) if len(p) > 1 else 0.0,
                     "ate_error_mean": float(a.mean())}
-            if "coverage_95" in rs[0][n]:
-                s[n]["coverage_95"] = float(np.mean([r[n]["coverage_95"] for r in rs]))
-        econ = {k: v for k, v in s.items() if k.startswith("econml")}
+            for key in ("coverage_95", "coverage_95_uncalibrated", "effect_width", "effect_width_uncalibrated", "arm_coverage_95",
+                        "arm_coverage_95_uncalibrated", "arm_width", "arm_width_uncalibrated"):
+                if key in rs[0][n]:
+                    s[n][key] = float(np.mean([r[n][key] for r in rs]))
+        s["regret"] = {k: float(np.mean([r["regret"][k] for r in rs if k in r["regret"]])) for k in rs[0]["regret"]}
+        econ = {k: v for k, v in s.items() if k.startswith("econml") and "sqrt_pehe_mean" in v}
         best = min(econ, key=lambda k: econ[k]["sqrt_pehe_mean"]) if econ else None
         s["best_econml"] = best
         if best:
@@ -176,7 +205,7 @@ def dr_nuisance_on_test(z: np.ndarray, arm: np.ndarray, y: np.ndarray, seed: int
     return mu
 
 
-def real_trial(seeds: list[int], *, n_members: int, size: str, n_boot: int) -> dict:
+def real_trial(seeds: list[int], *, n_members: int, size: str, n_boot: int, no_econml: bool = False) -> dict:
     df, cov, z, arm = actg()
     y = df["cd420"].to_numpy(dtype=float)
     e = np.full((len(y), 4), 0.25)
@@ -190,12 +219,14 @@ def real_trial(seeds: list[int], *, n_members: int, size: str, n_boot: int) -> d
         best = best_single_arm(fitted, prep)
         x = fitted.model.features(prep.data, source="actg175")
         d = fitted.model.draws(x[te])
+        scale = fitted.model.info["interval_scale"]["effect"]
         policies = {
-            "medassist": recommend(d["pred"], "higher", default_arm=best, t=t_multiplier(n_members)),
-            "medassist_best_prediction": best_predicted(d["pred"].mean(0), "higher"),
+            "medassist": recommend(d["pred"], "higher", ref=0, default_arm=best, effect_scale=scale),
+            f"medassist_min_confidence_{CONSERVATIVE:g}": recommend(d["pred"], "higher", ref=0, default_arm=best, effect_scale=scale,
+                                                                     min_confidence=CONSERVATIVE),
             "best_single_arm": np.full(len(te), best),
         }
-        for lname in ("econml_dr_gbr", "econml_causal_forest"):
+        for lname in (() if no_econml else ("econml_dr_gbr", "econml_causal_forest")):
             eff = econml_effects(econml_learners(seed)[lname], y[tr], arm[tr], z[tr], z[te])
             policies[lname] = np.column_stack([np.zeros(len(te)), eff]).argmax(1)
         mu = dr_nuisance_on_test(z[te], arm[te], y[te], seed)
@@ -241,15 +272,26 @@ def write_readme(results: dict) -> None:
              "trial. The issue asked for 10 seeds; the grid was cut to fit about 20 minutes on 2 cores shared with other jobs, so "
              "differences smaller than the ± spread below are not established.", "",
              "### Semi-synthetic ACTG 175 (real covariates and arms, known effects; held-out 30%)", "",
-             "| setting (surface:noise sd) | medassist sqrt(PEHE) | plug-in only | best EconML (learner) | ratio | medassist ATE error | best EconML ATE error | medassist 95% coverage |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| setting (surface:noise sd) | medassist sqrt(PEHE) | plug-in only | best EconML (learner) | ratio | medassist ATE error | best EconML ATE error |",
+             "|---|---|---|---|---|---|---|"]
     for setting, s in semi.items():
         b = s.get("best_econml")
         ms = s["medassist"]
+        eb = (f"{s[b]['sqrt_pehe_mean']:.3f} ± {s[b]['sqrt_pehe_sd']:.3f} ({b.replace('econml_', '')})", f"{s[b]['ate_error_mean']:.3f}") if b else ("not run", "not run")
         lines.append(
             f"| {setting} | {ms['sqrt_pehe_mean']:.3f} ± {ms['sqrt_pehe_sd']:.3f} | {s['medassist_plugin']['sqrt_pehe_mean']:.3f} | "
-            f"{s[b]['sqrt_pehe_mean']:.3f} ± {s[b]['sqrt_pehe_sd']:.3f} ({b.replace('econml_', '')}) | {s.get('ratio_to_best_econml', float('nan')):.2f} | "
-            f"{ms['ate_error_mean']:.3f} | {s[b]['ate_error_mean']:.3f} | {ms.get('coverage_95', float('nan')):.2f} |")
+            f"{eb[0]} | {s.get('ratio_to_best_econml', float('nan')):.2f} | {ms['ate_error_mean']:.3f} | {eb[1]} |")
+    lines += ["", "### Interval coverage of the truth (95% intervals; held-out 30%): uncalibrated t·sd → calibrated t·c·sd", "",
+              "| setting | effect coverage | effect width | per-arm coverage (true expected outcome) | per-arm width |", "|---|---|---|---|---|"]
+    for setting, s in semi.items():
+        ms = s["medassist"]
+        lines.append(f"| {setting} | {ms['coverage_95_uncalibrated']:.2f} → {ms['coverage_95']:.2f} | {ms['effect_width_uncalibrated']:.2f} → "
+                     f"{ms['effect_width']:.2f} | {ms['arm_coverage_95_uncalibrated']:.2f} → {ms['arm_coverage_95']:.2f} | "
+                     f"{ms['arm_width_uncalibrated']:.2f} → {ms['arm_width']:.2f} |")
+    lines += ["", "### Regret against the truth (mean over held-out patients of best true expected outcome − that of the arm given)", "",
+              "| setting | " + " | ".join(next(iter(semi.values()))["regret"]) + " |", "|---" * (1 + len(next(iter(semi.values()))["regret"])) + "|"]
+    for setting, s in semi.items():
+        lines.append(f"| {setting} | " + " | ".join(f"{v:.3f}" for v in s["regret"].values()) + " |")
     lines += ["", "### Real trial: ACTG 175, policy value on held-out patients (cd420, higher is better; mean over splits)", "",
               "| policy | IPW value | DR value | DR gain over best single arm |", "|---|---|---|---|"]
     for n, s in real.items():
@@ -267,6 +309,8 @@ def write_readme(results: dict) -> None:
 def verdict(results: dict) -> str:
     semi = results["semi_synthetic"]["summary"]
     parts = []
+    if not any(v.get("best_econml") for v in semi.values()):
+        return "**Where we stand.** EconML was not run in this invocation (--learners none or not installed); see the tables."
     het = {k: v for k, v in semi.items() if not k.startswith("constant")}
     met = [k for k, v in het.items() if v.get("ratio_to_best_econml", 9) <= 0.8]
     parts.append(f"Goal sqrt(PEHE) <= 0.8 x best EconML on heterogeneous settings: met on {len(met)} of {len(het)} "
@@ -289,8 +333,8 @@ def verdict(results: dict) -> str:
     g = real["medassist"]["dr_gain_mean"]
     share = np.mean([r["policies"]["medassist"]["share_per_arm"] for r in results["real_trial"]["runs"]], axis=0)
     parts.append(f"Real trial: medassist's recommendations {'reach' if g >= 0 else 'fall short of'} the best single arm "
-                 f"(mean DR gain {g:+.1f} cells/mm3); the unrestricted 'best prediction' policy gains "
-                 f"{real['medassist_best_prediction']['dr_gain_mean']:+.1f}. Share of held-out patients recommended each arm: "
+                 f"(mean DR gain {g:+.1f} cells/mm3); the conservative rule (min confidence 0.9) gains "
+                 f"{real[f'medassist_min_confidence_{CONSERVATIVE:g}']['dr_gain_mean']:+.1f}. Share of held-out patients recommended each arm: "
                  + ", ".join(f"arm {a} {100 * s:.0f}%" for a, s in enumerate(share))
                  + ". The predicted heterogeneity in cd420 is too small to move anyone off the best arm, so the policy equals "
                  "'everyone gets the best single arm'; EconML's individualised policies lose value against it.")
@@ -310,16 +354,21 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     t0 = time.time()
-    import econml
+    try:
+        import econml
+        econml_version = econml.__version__
+    except ImportError:
+        econml_version, args.learners = "not installed", ["none"]
 
     seeds = list(range(args.seeds))
     results = {
         "config": {"settings": args.settings, "seeds": seeds, "real_seeds": list(range(args.real_seeds)), "n_members": args.members,
-                   "size": args.size, "econml": econml.__version__, "torch": torch.__version__, "python": sys.version.split()[0],
+                   "size": args.size, "econml": econml_version, "torch": torch.__version__, "python": sys.version.split()[0],
                    "cpu": f"{os.environ.get('OMP_NUM_THREADS')} thread(s), {platform.machine()}",
                    "note": "10 seeds per setting were asked for; fewer seeds (and settings) are run to fit about 20 minutes on 2 shared cores."},
         "semi_synthetic": semi_synthetic(args.settings, seeds, n_members=args.members, size=args.size, learners=args.learners),
-        "real_trial": real_trial(list(range(args.real_seeds)), n_members=args.members, size=args.size, n_boot=args.n_boot),
+        "real_trial": real_trial(list(range(args.real_seeds)), n_members=args.members, size=args.size, n_boot=args.n_boot,
+                                 no_econml=args.learners == ["none"]),
     }
     results["wall_minutes"] = (time.time() - t0) / 60
     results["verdict"] = verdict(results)

@@ -70,6 +70,13 @@ def test_advise_writes_every_patient_in_order_with_intervals_flags_and_modifiers
         assert (advice[f"pred_{arm}"] <= 730 + 1e-6).all()  # RMST up to the horizon
     assert {"recommended", "benefit", "benefit_lo", "benefit_hi", "flags", "modifier_1"} <= set(advice.columns)
     assert set(advice["recommended"]) <= {"Placebo", "Drug A"}
+    p_best = advice[["p_best_Placebo", "p_best_Drug A"]].to_numpy(dtype=float)
+    assert np.allclose(p_best.sum(axis=1), 1.0, atol=1e-2)
+    assert {"ranking", "p_better_than_reference", "p_better_than_runner_up", "confidence_flag"} <= set(advice.columns)
+    safe = tmp_path / "safe.csv"
+    proc = cli("advise", bundle, "--data", pfile, "--out", safe, "--min-confidence", "0.9", "--no-explain")
+    assert proc.returncode == 0, proc.stderr
+    assert pd.read_csv(safe, keep_default_na=False)["ranking"].tolist() == advice["ranking"].tolist()
     assert (advice["n_imputed"] > 0).any()  # 'NA' and '?' were imputed and counted, never overwritten
 
 
@@ -77,7 +84,7 @@ def test_predict_and_evaluate_use_the_same_bundle(bundle, export, cli, tmp_path)
     out = tmp_path / "pred.csv"
     assert cli("predict", bundle, "--data", export, "--out", out, "--no-explain").returncode == 0
     assert len(pd.read_csv(out)) == 500
-    proc = cli("evaluate", bundle, "--data", export, "--n-boot", "30")
+    proc = cli("evaluate", bundle, "--data", export, "--n-boot", "30", "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["n"] == 500 and {"model", "all Placebo", "all Drug A"} <= set(result["policy_value"])

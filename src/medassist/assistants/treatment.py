@@ -13,8 +13,9 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -24,12 +25,16 @@ from medassist.data.sources import DataSource, resolve_table
 from medassist.exceptions import ConfigError, DataError, SchemaError
 from medassist.explain.attributions import group_attributions, integrated_gradients, top_attributions
 from medassist.featurizers.tabular import parse_numeric
+from medassist.options import ModelSize, look_up_option
 from medassist.pipeline.treatment import (
     TreatmentModel, TreatmentOutcome, TreatmentSpec, contrast_module, default_effect_config,
-    default_train_config, evaluate_rows, model_from_bundle, prepare_treatment, recommend, summarise, train_treatment,
+    default_train_config, evaluate_rows, interval_multipliers, model_from_bundle, prepare_treatment, rank_arms, summarise,
+    train_treatment,
 )
 from medassist.registry.bundle import ModelBundle, load_bundle
 
+#: P(top arm better than the runner-up) from which a ranking is called "clear" (without --min-confidence).
+CLEAR = 0.9
 #: Fewest training patients of an arm in a patient's neighbourhood before "few similar patients" is flagged.
 MIN_SIMILAR = 10
 #: How far (as a share of the 0.5-99.5 percentile range) a value may lie outside it before it is flagged.
@@ -37,6 +42,51 @@ RANGE_MARGIN = 0.1
 FLAG_NO_DIFFERENCE = "difference not distinguishable from zero"
 FLAG_OUTSIDE = "patient outside the trial's population"
 FLAG_FEW_SIMILAR = "few similar patients in arm"
+
+
+#: Why ``--dp-epsilon`` is refused. DP-SGD could noise the networks' gradients, but the bundle
+#: holds more that is fitted on the same patients without noise: the support description that
+#: flags patients outside the trial (k-means centroids, per-arm counts, covariate percentile
+#: ranges), and the doubly robust stage, whose pseudo-outcomes reuse each patient's raw outcome
+#: (and, for survival, censoring weights) through out-of-fold propensities of several
+#: cross-fitted members. An ε on the card would claim a guarantee for all of it that DP-SGD does
+#: not give.
+DP_REFUSAL = (
+    "--dp-epsilon is not supported for task 'treatment': the bundle also holds a support description (k-means centroids, "
+    "per-arm counts, covariate ranges) and doubly robust pseudo-outcomes built from the patients' outcomes and propensities "
+    "without privacy noise, so no ε would cover it; train without it, or use --task diagnosis --dp-epsilon for a private "
+    "outcome model."
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TreatmentTrainOptions:
+    """What ``medassist train --task treatment`` accepts; any other train option is refused by name
+    (``--dp-epsilon`` with the reason in ``DP_REFUSAL``)."""
+
+    treatment_column: str | None = None
+    target: str | None = None
+    time_column: str | None = None
+    event_column: str | None = None
+    horizon: float | None = None
+    reference_arm: str | None = None
+    better: str | None = None
+    assignment: str | None = None
+    exclude: tuple[str, ...] = ()
+    id_column: str | None = None
+    model: str | None = None
+    size: ModelSize = ModelSize.SMALL
+    seed: int = 0
+    epochs: int | None = None
+    ensemble: int = 0
+    drop_missing_target: bool = False
+
+    REFUSED: ClassVar[dict[str, str]] = {"dp_epsilon": DP_REFUSAL}
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", look_up_option(self.size, ModelSize, name="model size"))
+        if self.model not in (None, "multiarm"):
+            raise ConfigError(f"--model '{self.model}': the treatment assistant has one model family, 'multiarm'.")
 
 
 def train_treatment_model(
@@ -53,7 +103,7 @@ def train_treatment_model(
     assignment: str | None = None,
     exclude: tuple[str, ...] = (),
     id_column: str | None = None,
-    size: str = "small",
+    size: ModelSize | str = ModelSize.SMALL,
     seed: int = 0,
     epochs: int | None = None,
     ensemble: int = 0,
@@ -144,23 +194,30 @@ class TreatmentAssistant:
 
     def advise(
         self, frame: pd.DataFrame, *, source: str = "input", explain: bool = True, top_k: int = 3, min_similar: int = MIN_SIMILAR,
+        min_confidence: float | None = None,
     ) -> pd.DataFrame:
         """One row per patient, in input order: per-arm predictions with 95% intervals, the
-        recommended arm, its benefit over the reference, flags and effect modifiers."""
+        recommended arm (the best-ranked; with ``min_confidence`` the arm best on average in the
+        trial unless the top arm beats it with at least that probability), the probability that
+        each arm is best, its benefit over the reference, flags and effect modifiers."""
+        if min_confidence is not None and not 0.5 <= min_confidence < 1:
+            raise ConfigError(f"--min-confidence must be a probability in [0.5, 1). Got {min_confidence} instead.")
         if frame.empty:
             raise DataError(f"{source}: no patients to advise on.")
         self.check_columns(frame, source=source)
         fm = self.model.featurizer.transform(frame, source=source)
         x = fm.values
         d = self.model.draws(x)
-        t = float(self.bundle.calibration["t_multiplier"])
+        m_arm, m_eff = interval_multipliers(self.info)
         arms, ref, better, kind = self.arms, self.model.ref, self.info["better"], self.info["kind"]
         sign = 1.0 if better == "higher" else -1.0
-        mean, lo, hi = summarise(d["pred"], t)
+        mean, lo, hi = summarise(d["pred"], m_arm)
         diff_draws = d["pred"] - d["pred"][:, :, [ref]]
-        dmean, dlo, dhi = summarise(diff_draws, t)
+        dmean, dlo, dhi = summarise(diff_draws, m_eff)
         default = int(self.info.get("default_arm", ref))
-        rec = recommend(d["pred"], better, default_arm=default, t=t)
+        rank = rank_arms(d["pred"], better, ref=ref, default_arm=default, effect_scale=float((self.info.get("interval_scale") or {}).get("effect", 1.0)),
+                         min_confidence=min_confidence)
+        rec = rank.recommended
         out = pd.DataFrame(index=range(len(frame)))
         idc = self.info.get("id_column")
         if idc and idc in frame.columns:
@@ -169,7 +226,7 @@ class TreatmentAssistant:
         for j, a in enumerate(arms):
             out[f"pred_{a}"], out[f"lo_{a}"], out[f"hi_{a}"] = (np.round(v[:, j], 4) for v in (mean, lo, hi))
         if kind == "survival":
-            rmean, rlo, rhi = summarise(d["risk"], t)
+            rmean, rlo, rhi = summarise(d["risk"], m_arm)
             for j, a in enumerate(arms):
                 out[f"risk_{a}"], out[f"risk_lo_{a}"], out[f"risk_hi_{a}"] = (np.round(np.clip(v[:, j], 0, 1), 4) for v in (rmean, rlo, rhi))
         for j, a in enumerate(arms):
@@ -177,9 +234,14 @@ class TreatmentAssistant:
                 out[f"diff_{a}"], out[f"diff_lo_{a}"], out[f"diff_hi_{a}"] = (np.round(v[:, j], 4) for v in (dmean, dlo, dhi))
         rows = np.arange(len(frame))
         out["recommended"] = [arms[r] for r in rec]
-        out["recommendation_basis"] = [
-            f"clearly better than {arms[default]} for this patient" if r != default
-            else f"best on average in the trial (no arm clearly better than {arms[default]} for this patient)" for r in rec]
+        out["ranking"] = [" > ".join(arms[j] for j in o) for o in rank.order]
+        for j, a in enumerate(arms):
+            out[f"p_best_{a}"] = np.round(rank.p_best[:, j], 3)
+        out["p_better_than_reference"] = np.round(rank.p_vs_reference, 3)
+        out["p_better_than_runner_up"] = np.round(rank.p_vs_runner_up, 3)
+        threshold = min_confidence if min_confidence is not None else CLEAR
+        out["confidence_flag"] = np.where(rank.p_vs_runner_up >= threshold, "clear", "not distinguishable")
+        out["recommendation_basis"] = [self._basis(rank, i, default, threshold, min_confidence is not None) for i in rows]
         out["reference"] = arms[ref]
         ben_lo = np.where(sign > 0, dlo[rows, rec], -dhi[rows, rec])
         ben_hi = np.where(sign > 0, dhi[rows, rec], -dlo[rows, rec])
@@ -209,6 +271,20 @@ class TreatmentAssistant:
         if explain:
             self._explain(out, x, rec, dmean, sign, top_k)
         return out
+
+    def _basis(self, rank: Any, i: int, default: int, threshold: float, conservative: bool) -> str:
+        arms = self.arms
+        top, second = int(rank.order[i, 0]), int(rank.order[i, 1])
+        if rank.fallback[i]:
+            return (f"{arms[default]} (best on average in the trial) kept: {arms[top]} ranks first for this patient but is better "
+                    f"than {arms[default]} with probability {rank.p_vs_default[i]:.2f} < {threshold:g} (--min-confidence)")
+        p2 = rank.p_vs_runner_up[i]
+        text = f"ranked first for this patient; better than {arms[second]} (next) with probability {p2:.2f}"
+        if p2 < threshold:
+            text += f", not distinguishable at {threshold:g}"
+        if conservative and top != default:
+            text += f"; better than {arms[default]} (best on average) with probability {rank.p_vs_default[i]:.2f}"
+        return text
 
     def _support(self, frame: pd.DataFrame, x: np.ndarray, n_unknown: np.ndarray, d: dict[str, np.ndarray], *, source: str):
         sup = self.bundle.calibration["support"]

@@ -7,25 +7,23 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from medassist.cli.commands import EvaluateRequest, PredictRequest, TrainRequest, err, out
+from medassist.cli.commands import EvaluateRequest, emit_evaluation, PredictRequest, TrainRequest, err, out, train_options
 from medassist.exceptions import ConfigError
 
 
 def train_treatment(req: TrainRequest) -> None:
-    from medassist.assistants.treatment import train_treatment_model
+    from medassist.assistants.treatment import TreatmentTrainOptions, train_treatment_model
 
-    if req.model not in (None, "multiarm"):
-        raise ConfigError(f"--model '{req.model}': the treatment assistant has one model family, 'multiarm'.")
+    opts = train_options(req, TreatmentTrainOptions)
     outcome = train_treatment_model(
-        req.data, out=req.out, treatment=req.treatment_column, outcome=req.target, time=req.time_column,
-        event=req.event_column, horizon=req.horizon, reference=req.reference_arm, better=req.better,
-        assignment=req.assignment, exclude=req.exclude, id_column=req.id_column, size=req.size, seed=req.seed,
-        epochs=req.epochs, ensemble=req.ensemble, drop_missing_outcome=req.drop_missing_target, overwrite=req.overwrite,
+        req.data, out=req.out, treatment=opts.treatment_column, outcome=opts.target, time=opts.time_column,
+        event=opts.event_column, horizon=opts.horizon, reference=opts.reference_arm, better=opts.better,
+        assignment=opts.assignment, exclude=opts.exclude, id_column=opts.id_column, size=opts.size, seed=opts.seed,
+        epochs=opts.epochs, ensemble=opts.ensemble, drop_missing_outcome=opts.drop_missing_target, overwrite=req.overwrite,
         progress=req.progress, console=err,
     )
     for note in outcome.notes:
@@ -53,16 +51,16 @@ def evaluate_treatment(req: EvaluateRequest) -> None:
     assistant = TreatmentAssistant.load(req.bundle)
     frame, source = load_input(req.data)
     result = assistant.evaluate(frame, source=source.name, n_boot=req.n_boot)
-    typer.echo(json.dumps(result, indent=1))
+    emit_evaluation(req, result)
 
 
-def _advise_to(bundle: Path, data: str, out_path: Path, *, explain: bool, top_k: int) -> None:
+def _advise_to(bundle: Path, data: str, out_path: Path, *, explain: bool, top_k: int, min_confidence: float | None = None) -> None:
     from medassist.assistants.treatment import TreatmentAssistant, load_input
     from medassist.data.io.tables import write_table
 
     assistant = TreatmentAssistant.load(bundle)
     frame, source = load_input(data)
-    advice = assistant.advise(frame, source=source.name, explain=explain, top_k=top_k)
+    advice = assistant.advise(frame, source=source.name, explain=explain, top_k=top_k, min_confidence=min_confidence)
     write_table(advice, out_path)
     flagged = int((advice["flags"] != "").sum())
     err.print(f"wrote advice for {len(advice)} patient(s) to {out_path} ({flagged} with flags; model: "
@@ -82,6 +80,9 @@ def advise(
     out_path: Path = typer.Option(..., "--out", help="CSV file to write the advice to."),
     no_explain: bool = typer.Option(False, "--no-explain", help="Skip the effect modifiers (attributions)."),
     top_k: int = typer.Option(3, "--top-k", help="How many effect modifiers to list per patient."),
+    min_confidence: float = typer.Option(None, "--min-confidence", help=(
+        "Conservative rule: recommend the arm best on average in the trial unless the top-ranked arm beats it with at "
+        "least this probability (e.g. 0.9). Default: recommend the top-ranked arm.")),
 ) -> None:
     """Per patient and arm: expected outcome with a 95% interval, the recommended arm, its benefit over the reference, flags."""
     from medassist.registry.bundle import read_bundle_task
@@ -89,4 +90,4 @@ def advise(
     task = read_bundle_task(bundle)
     if task != "treatment":
         raise ConfigError(f"{bundle}: 'advise' needs a treatment model; this bundle is a '{task}' model (use 'medassist predict').")
-    _advise_to(bundle, data, out_path, explain=not no_explain, top_k=top_k)
+    _advise_to(bundle, data, out_path, explain=not no_explain, top_k=top_k, min_confidence=min_confidence)

@@ -41,14 +41,15 @@ from medassist.evaluation.causal import (
     blp_calibration, bootstrap, calibration_groups, dr_pseudo_outcomes, interval, ipcw_weights, policy_value,
 )
 from medassist.evaluation.metrics import compute_roc_auc
-from medassist.evaluation.model_card import ModelCard, default_card_texts
+from medassist.evaluation.model_card import ModelCard, default_card_texts, input_descriptions
 from medassist.exceptions import ConfigError, DataError, SchemaError
 from medassist.featurizers.tabular import TabularFeaturizer, infer_column_kind, parse_numeric
 from medassist.models import build_model, count_parameters
 from medassist.models.treatment import (
     TreatmentEnsemble, multiarm_loss, risk_at_horizon, rmst, split_outputs, treatment_ensemble_spec,
 )
-from medassist.options import look_up_option
+from medassist.options import ModelSize, look_up_option
+from medassist.data.dictionary import model_title, subject_of
 from medassist.pipeline.tabular import frame_fingerprint, prepare_target
 from medassist.registry.bundle import ModelBundle, check_out_dir, save_bundle
 from medassist.training import Monitor, TrainConfig, Trainer, TrainResult
@@ -121,7 +122,7 @@ class TreatmentSpec:
     covariates: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
     id_column: str | None = None
-    size: str = "small"
+    size: ModelSize = ModelSize.SMALL
     seed: int = 0
     n_members: int = 5
     train: TrainConfig = field(default_factory=default_train_config)
@@ -136,6 +137,7 @@ class TreatmentSpec:
     n_boot: int = 500
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "size", look_up_option(self.size, ModelSize, name="model size"))
         owner = "TreatmentSpec"
         check_number(self.n_members, name="n_members", owner=owner, low=2, high=20, integer=True)
         check_number(self.n_bins, name="n_bins", owner=owner, low=2, high=200, integer=True)
@@ -444,6 +446,96 @@ def t_multiplier(n_members: int) -> float:
     return float(stats.t.ppf(0.975, df=n_members - 1))
 
 
+#: The conservative rule's threshold reported beside the shipped rule (``--min-confidence``).
+CONSERVATIVE = 0.9
+#: Normal 97.5% quantile.
+Z95 = float(stats.norm.ppf(0.975))
+#: Nearest neighbours (in other folds) whose residuals are averaged by :func:`shared_error_variance`.
+CALIBRATION_NEIGHBOURS = 10
+
+
+def shared_error_variance(x: np.ndarray, resid: np.ndarray, fold: np.ndarray, *, k: int = CALIBRATION_NEIGHBOURS) -> float:
+    """Estimate E[b(x)^2], the squared error of one member's fitted mean, from out-of-fold
+    residuals r_i = b_k(x_i) + noise_i.
+
+    The noise of two different patients is independent, so r_i times the mean residual of its k
+    nearest neighbours in the *same* fold (featurized space; predicted by the same member, which
+    trained on neither) has expectation ~E[b(x_i) b(x_j)] ≈ E[b^2] where b varies smoothly; the
+    noise cancels. (Neighbours from other folds would not do: their member trained on row i, and
+    its fit to i's noise makes the product negative.) It underestimates b^2 where b changes faster
+    than the neighbourhood (sharp thresholds).
+    """
+    n = len(resid)
+    if n < 2 * k + 2:
+        return 0.0
+    prods = np.empty(n)
+    for s in range(0, n, 512):
+        xi = x[s : s + 512]
+        dist = ((xi[:, None, :] - x[None]) ** 2).sum(-1)
+        dist[fold[s : s + 512, None] != fold[None]] = np.inf
+        dist[np.arange(len(xi)), np.arange(s, s + len(xi))] = np.inf
+        nn_idx = np.argpartition(dist, k, axis=1)[:, :k]
+        prods[s : s + 512] = resid[s : s + 512] * resid[nn_idx].mean(axis=1)
+    return float(np.mean(prods))
+
+
+def interval_calibration(model: TreatmentModel, prep: Prepared, *, x: np.ndarray, pool: np.ndarray, folds: list,
+                         pseudo: np.ndarray, weights: np.ndarray | None) -> dict[str, Any]:
+    """Scale factors for the ensemble spread, fitted on cross-fitted (out-of-fold) training rows.
+
+    Member spread alone misses the error the members share (all smooth over the same threshold),
+    which is why t·sd intervals covered the true expected outcome for only 71-92% of patients.
+    For per-arm outcomes the shared error variance b^2 is estimated from out-of-fold outcome
+    residuals (IPCW-weighted for survival), for effects from the out-of-fold residuals of the DR
+    pseudo-outcomes, by :func:`shared_error_variance`; the interval is then
+    mean ± t(0.975, K-1) · c · sd (t because sd comes from K members) with c^2 = (b^2 - (1 - 1/K) mean(sd^2)) / mean(sd^2) (the squared error of
+    the ensemble mean over the members' variance), never below 1.
+    """
+    fold = np.zeros(len(x), dtype=int)
+    for k, (_, va) in enumerate(folds):
+        fold[va] = k
+    d = model.draws(x[pool])
+    member = fold[pool]
+    pred_oof = d["pred"][member, np.arange(len(pool))]  # (P, A): each row by the member that never saw it
+    ref = prep.ref
+    y = restricted_outcome(prep)[pool]
+    arm = prep.arm[pool]
+    own = pred_oof[np.arange(len(pool)), arm]
+    w = np.ones(len(pool)) if weights is None else weights[pool]
+    keep = w > 0
+    xp = x[pool]
+    sd_arm = d["pred"].std(axis=0, ddof=1)
+    b2_arm = 0.0
+    for a in range(len(prep.arms)):
+        rows = np.flatnonzero((arm == a) & keep)
+        b2_arm += shared_error_variance(xp[rows], (w * (y - own))[rows], member[rows]) * len(rows)
+    b2_arm /= max(int(keep.sum()), 1)
+    diff = np.delete(d["pred"] - d["pred"][:, :, [ref]], ref, axis=2)
+    sd_eff = diff.std(axis=0, ddof=1)
+    tau_oof = np.delete(pred_oof - pred_oof[:, [ref]], ref, axis=1)
+    res_eff = pseudo[pool] - tau_oof
+    b2_eff = float(np.mean([shared_error_variance(xp, res_eff[:, c], member) for c in range(res_eff.shape[1])]))
+    v_arm, v_eff = float(np.mean(sd_arm ** 2)), float(np.mean(sd_eff ** 2))
+    shrink = 1.0 - 1.0 / len(folds)  # a member's own scatter around the ensemble mean averages out over K members
+    c_arm = float(np.sqrt(max(1.0, (b2_arm - shrink * v_arm) / max(v_arm, 1e-12))))
+    c_eff = float(np.sqrt(max(1.0, (b2_eff - shrink * v_eff) / max(v_eff, 1e-12))))
+    return {"arm": c_arm, "effect": c_eff, "z": t_multiplier(len(folds)), "shared_error_var_arm": b2_arm, "shared_error_var_effect": b2_eff,
+            "mean_member_var_arm": v_arm, "mean_member_var_effect": v_eff, "neighbours": CALIBRATION_NEIGHBOURS,
+            "method": "mean ± t(0.975, K-1)·c·sd over K members (t: sd is estimated from K members); c² = max(1, (b² - (1 - 1/K)·mean(sd²)) / mean(sd²)), b² = squared error "
+                      "of one member, estimated on out-of-fold training rows as the mean product of each row's residual with "
+                      "the residuals of its nearest neighbours in the same fold (outcome residuals per arm; DR pseudo-outcome "
+                      "residuals per effect)"}
+
+
+def interval_multipliers(info: dict[str, Any]) -> tuple[float, float]:
+    """Half-width per unit of member sd, (per-arm, per-effect); an uncalibrated bundle keeps t(0.975, K-1)."""
+    cal = info.get("interval_scale")
+    if not cal:
+        t = t_multiplier(int(info.get("n_members", 5)))
+        return t, t
+    return float(cal["z"]) * float(cal["arm"]), float(cal["z"]) * float(cal["effect"])
+
+
 def summarise(d: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and mean ± t·sd over members (axis 0)."""
     mean, sd = d.mean(axis=0), d.std(axis=0, ddof=1)
@@ -583,6 +675,7 @@ def fit_treatment(
         model = TreatmentModel(featurizer=featurizer, ensemble=ens, info=info)
     ens.eval()
     spec_dict = treatment_ensemble_spec(member_spec, effect_spec, spec.n_members)
+    info["interval_scale"] = interval_calibration(model, prep, x=x, pool=pool, folds=folds, pseudo=pseudo, weights=weights)
     oof = {"mu": mu_oof, "propensity": e_oof, "propensity_raw": prop_oof, "pseudo": pseudo, "plugin": plugin}
     return Fitted(model=model, spec_dicts=spec_dict, results=results, effect_results=effect_results, oof=oof, pool=pool, weights=weights)
 
@@ -599,23 +692,81 @@ def best_predicted(pred: np.ndarray, better: str) -> np.ndarray:
     return pred.argmax(axis=1) if better == "higher" else pred.argmin(axis=1)
 
 
-def recommend(pred_draws: np.ndarray, better: str, *, default_arm: int, t: float) -> np.ndarray:
-    """Recommended arm per row: the arm that did best on average in the training data, unless
-    another arm is *clearly* better for this patient (the 95% interval of its difference to the
-    default arm excludes zero, on the better side); then the best such arm.
+@dataclass
+class Ranking:
+    """Arms ranked per patient by expected outcome, with how sure the ensemble is of the order.
 
-    A noisy individual estimate therefore never moves a patient off the arm the trial favours.
+    ``order`` (N, A) arm indices best first; ``recommended`` (N,) the arm advised (the top arm,
+    or the default arm where ``min_confidence`` is not met); ``p_best`` (N, A) probability that
+    each arm is the best (rows sum to 1); ``p_vs_reference`` / ``p_vs_runner_up`` (N,) probability
+    that the top arm is truly better than the reference (NaN when the top arm is the reference) /
+    than the second-ranked arm; ``fallback`` (N,) where the conservative rule kept the default arm.
+    """
+
+    order: np.ndarray
+    recommended: np.ndarray
+    p_best: np.ndarray
+    p_vs_reference: np.ndarray
+    p_vs_runner_up: np.ndarray
+    p_vs_default: np.ndarray
+    fallback: np.ndarray
+
+
+def rank_arms(pred_draws: np.ndarray, better: str, *, ref: int, default_arm: int, effect_scale: float,
+              min_confidence: float | None = None, n_samples: int = 400, seed: int = 0) -> Ranking:
+    """Rank arms by the ensemble mean (in the direction of ``better``) and say how sure that is.
+
+    The calibrated posterior of a patient's A expected outcomes is taken as Gaussian with the
+    ensemble mean and the member covariance inflated by ``effect_scale`` (the effect-interval
+    factor c of :func:`interval_calibration`): P(best) by Monte Carlo, P(top better than an arm)
+    as Phi(mean difference / (c · sd of the member differences)).
 
     Args:
         pred_draws: (K, N, A) member predictions.
+        min_confidence: the conservative rule: keep ``default_arm`` (best on average in the trial)
+            unless P(top arm better than it) >= this; None recommends the top arm.
     """
+    k, n, a = pred_draws.shape
     sign = 1.0 if better == "higher" else -1.0
-    diff = sign * (pred_draws - pred_draws[:, :, [default_arm]])
-    mean, lo, _ = summarise(diff, t)
-    clear = lo > 0
-    score = np.where(clear, mean, -np.inf)
-    best = score.argmax(axis=1)
-    return np.where(clear.any(axis=1), best, default_arm)
+    s = sign * pred_draws
+    mean = s.mean(axis=0)
+    order = np.argsort(-mean, axis=1, kind="stable")
+    top, second = order[:, 0], order[:, 1]
+    rows = np.arange(n)
+
+    def p_better(other: np.ndarray) -> np.ndarray:
+        diff = s[:, rows, top] - s[:, rows, other]
+        sd = diff.std(axis=0, ddof=1) * effect_scale
+        m = diff.mean(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = stats.norm.cdf(m / sd)
+        return np.where(sd > 0, p, np.where(m > 0, 1.0, 0.5))
+
+    rng = np.random.default_rng(seed)
+    dev = (s - mean) * effect_scale / np.sqrt(max(k - 1, 1))
+    wins = np.zeros((n, a))
+    for c in range(0, n_samples, 100):
+        z = rng.normal(size=(min(100, n_samples - c), k)).astype(np.float32)
+        sample = mean[None] + np.einsum("sk,kna->sna", z, dev.astype(np.float32))
+        best = sample.argmax(axis=2)
+        wins += (best[..., None] == np.arange(a)).sum(axis=0)
+    p_best = wins / wins.sum(axis=1, keepdims=True)
+    p_ref = np.where(top == ref, np.nan, p_better(np.full(n, ref)))
+    p_default = np.where(top == default_arm, np.nan, p_better(np.full(n, default_arm)))
+    fallback = np.zeros(n, dtype=bool)
+    if min_confidence is not None:
+        fallback = (top != default_arm) & ~(np.nan_to_num(p_default, nan=0.0) >= min_confidence)
+    rec = np.where(fallback, default_arm, top)
+    return Ranking(order=order, recommended=rec, p_best=p_best, p_vs_reference=p_ref, p_vs_runner_up=p_better(second),
+                   p_vs_default=p_default, fallback=fallback)
+
+
+def recommend(pred_draws: np.ndarray, better: str, *, ref: int, default_arm: int, effect_scale: float,
+              min_confidence: float | None = None) -> np.ndarray:
+    """Recommended arm per row (N,): the top-ranked arm, or with ``min_confidence`` the
+    conservative rule of :func:`rank_arms`."""
+    return rank_arms(pred_draws, better, ref=ref, default_arm=default_arm, effect_scale=effect_scale,
+                     min_confidence=min_confidence, n_samples=100).recommended
 
 
 def harrell_c(risk_score: np.ndarray, times: np.ndarray, events: np.ndarray) -> float:
@@ -654,7 +805,7 @@ def evaluate_rows(model: TreatmentModel, prep: Prepared, rows: np.ndarray, *, x:
     """Outcome fit, effect calibration and policy values on held-out rows (unseen by every member)."""
     info = model.info
     d = model.draws(x[rows])
-    t = t_multiplier(d["pred"].shape[0])
+    m_eff = interval_multipliers(info)[1]
     pred = d["pred"].mean(axis=0)
     e = model.propensity(d["propensity"])
     arm, y = prep.arm[rows], restricted_outcome(prep)[rows]
@@ -685,9 +836,12 @@ def evaluate_rows(model: TreatmentModel, prep: Prepared, rows: np.ndarray, *, x:
             "blp": blp_calibration(tau[:, c], pseudo[:, c]),
             "groups": calibration_groups(tau[:, c], pseudo[:, c], n_groups=4, n_boot=min(n_boot, 200), seed=seed),
         }
-    rec = recommend(d["pred"], better, default_arm=int(info.get("default_arm", ref)), t=t)
-    rec_argmax = best_predicted(pred, better)
-    policies = {"model": rec, "model (best prediction)": rec_argmax, **{f"all {a}": np.full(len(rows), i) for i, a in enumerate(arms)}}
+    scale = float((info.get("interval_scale") or {}).get("effect", 1.0))
+    default_arm = int(info.get("default_arm", ref))
+    rec = recommend(d["pred"], better, ref=ref, default_arm=default_arm, effect_scale=scale)
+    rec_argmax = recommend(d["pred"], better, ref=ref, default_arm=default_arm, effect_scale=scale, min_confidence=CONSERVATIVE)
+    policies = {"model": rec, f"model (min confidence {CONSERVATIVE:g})": rec_argmax,
+                **{f"all {a}": np.full(len(rows), i) for i, a in enumerate(arms)}}
 
     def values(r: np.ndarray) -> np.ndarray:
         out = []
@@ -717,10 +871,10 @@ def evaluate_rows(model: TreatmentModel, prep: Prepared, rows: np.ndarray, *, x:
         gp, gl, gh = bootstrap(gain, len(rows), n_boot=n_boot, seed=seed)
         policy["gain_over_best_single_arm"] = {"best_single_arm": arms[b], "chosen_on": "training rows (DR, out-of-fold)",
                                                "ipw": interval(gp[0], gl[0], gh[0]), "dr": interval(gp[1], gl[1], gh[1])}
-        policy["gain_of_best_prediction_over_best_single_arm"] = {
+        policy["gain_of_conservative_rule_over_best_single_arm"] = {"min_confidence": CONSERVATIVE,
             "best_single_arm": arms[b], "ipw": interval(gp[2], gl[2], gh[2]), "dr": interval(gp[3], gl[3], gh[3])}
     share = {a: float(np.mean(rec == i)) for i, a in enumerate(arms)}
-    lo_b, hi_b = summarise(d["pred"] - d["pred"][:, :, [ref]], t)[1:]
+    lo_b, hi_b = summarise(d["pred"] - d["pred"][:, :, [ref]], m_eff)[1:]
     distinguishable = float(np.mean(np.any(np.delete((lo_b > 0) | (hi_b < 0), ref, axis=1), axis=1)))
     return {"n": int(len(rows)), "outcome_fit": fit, "effects": effects, "policy_value": policy, "recommended_share": share,
             "share_with_distinguishable_difference": distinguishable,
@@ -819,7 +973,10 @@ def train_treatment(
     info = {**model.info, "treatment": spec.treatment, "outcome": spec.outcome, "time": spec.time, "event": spec.event,
             "covariates": prep.covariates, "known_columns": [str(c) for c in frame.columns], "id_column": spec.id_column,
             "positive_class": prep.positive_class, "classes": prep.classes, "dr_correction": spec.dr_correction,
-            "n_members": spec.n_members, "interval": f"mean ± t(0.975, {spec.n_members - 1}) × sd over {spec.n_members} cross-fitted members"}
+            "n_members": spec.n_members,
+            "interval": (f"mean ± t(0.975, {spec.n_members - 1}) × c × sd over {spec.n_members} cross-fitted members, c = {model.info['interval_scale']['arm']:.2f} "
+                         f"(per-arm) and {model.info['interval_scale']['effect']:.2f} (effects), fitted on out-of-fold training rows "
+                         "so that the interval covers the patient's expected outcome (not a new patient's observed outcome)")}
     target = spec.time or spec.outcome
     schema = TaskSchema(input_schema=model.featurizer.input_schema(), output_schema={target: "treatment_effect"},
                         classes=prep.arms, positive_class=None, id_column=spec.id_column, extras={"treatment": info})
@@ -827,13 +984,15 @@ def train_treatment(
     texts = default_card_texts("treatment_effect", target)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     card = ModelCard(
-        name=f"multiarm-{spec.size} for {target} by {spec.treatment} ({source.name})", version="1", created=created,
+        name=model_title(subject=subject_of(source.data_dictionary(), target=str(target), fallback=f"{target} by {spec.treatment} ({source.name})"),
+                         family="multiarm", size=str(spec.size)), version="1", created=created,
         task="treatment_effect", target=str(target), classes=prep.arms, positive_class=None,
         intended_use=texts["intended_use"], out_of_scope=texts["out_of_scope"],
         data={"source": source.name, "provenance": source.provenance, "licence": source.licence, "n_rows": int(len(prep.data)),
               "n_train": int(len(pool)), "n_test": int(len(test)), "treatment": spec.treatment, "arms": prep.arms,
               "reference": prep.arms[prep.ref], "outcome_kind": prep.kind, "better": prep.better, "horizon": prep.horizon,
               "assignment": spec.assignment, "covariates": prep.covariates, "excluded": list(spec.exclude),
+              "inputs": input_descriptions(list(prep.covariates), source.data_dictionary()),
               "sha256": frame_fingerprint(frame), "split": f"stratified by arm{' and event' if prep.kind != 'continuous' else ''}, seed {spec.seed}"},
         model={"family": "multiarm (TARNet/DragonNet-style) + DR-learner correction", "size": spec.size, "n_parameters": n_params,
                "ensemble_members": spec.n_members, "hyperparameters": fitted.spec_dicts["params"]["member"]["params"]},
@@ -843,7 +1002,9 @@ def train_treatment(
         calibration={"interval": info["interval"], "overlap": overlap["summary"]},
         limitations=[
             "Effects are estimated from one trial or registry; patients unlike its population get a flag, not a reliable estimate.",
-            "Intervals reflect disagreement between ensemble members (model uncertainty), not every source of error.",
+            "Intervals widen the members' disagreement by a factor fitted on out-of-fold training rows (an estimate of the "
+            "error the members share); where the truth has sharp thresholds the factor can still be too small.",
+            "The recommended arm is the best-ranked one; 'p_best' and 'confidence' say how sure that ranking is.",
             *(["Assignment was not randomised: estimates assume no unmeasured confounding."] if spec.assignment == "observational" else []),
             *prep.notes,
         ],
@@ -851,10 +1012,12 @@ def train_treatment(
     )
     bundle = ModelBundle(
         model=model.ensemble, model_spec=fitted.spec_dicts, featurizer=model.featurizer, schema=schema,
-        calibration={"support": support, "t_multiplier": t_multiplier(spec.n_members), "propensity_clip": spec.propensity_clip},
+        calibration={"support": support, "t_multiplier": t_multiplier(spec.n_members), "propensity_clip": spec.propensity_clip,
+                     "interval_scale": model.info["interval_scale"]},
         metrics={"test": evaluation, "overlap": overlap}, model_card=card.to_dict(), model_card_markdown=card.to_markdown(),
         history=fitted.results[0].history, train_config={"outcome": spec.train.to_dict(), "effect": spec.effect_train.to_dict()},
         meta={"created": created, "data_source": source.name, "data_sha256": card.data["sha256"], "task": TASK},
+        dictionary=source.data_dictionary().to_dict() or None,
     )
     out = save_bundle(bundle, out_dir, overwrite=overwrite, attachments={
         "splits.json": json.dumps({"train": pool.tolist(), "test": test.tolist()}).encode(),

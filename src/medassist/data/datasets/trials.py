@@ -187,7 +187,7 @@ def synthetic_trial(*, n: int = 600, n_arms: int = 3, kind: str = "continuous", 
     return df, tau
 
 
-def semi_synthetic_outcomes(x, arm, *, surface: str, noise: float, seed: int):
+def semi_synthetic_outcomes(x, arm, *, surface: str, noise: float, seed: int, with_mu0: bool = False):
     """Outcomes with known effects on real covariates (the ACTG 175 benchmark's response surfaces).
 
     Args:
@@ -199,7 +199,8 @@ def semi_synthetic_outcomes(x, arm, *, surface: str, noise: float, seed: int):
         noise: standard deviation of the outcome noise.
 
     Returns:
-        (y (N,), tau (N, 3)): observed outcome and the true effect of arms 1-3 vs arm 0.
+        (y (N,), tau (N, 3)): observed outcome and the true effect of arms 1-3 vs arm 0; with
+        ``with_mu0`` also mu0 (N,), the true expected outcome under arm 0.
     """
     import numpy as np
 
@@ -225,4 +226,4 @@ def semi_synthetic_outcomes(x, arm, *, surface: str, noise: float, seed: int):
         raise ValueError(f"Unknown surface '{surface}'; expected constant, linear or nonlinear.")
     full = np.column_stack([np.zeros(len(x)), tau])
     y = mu0 + full[np.arange(len(x)), arm] + noise * rng.normal(size=len(x))
-    return y, tau
+    return (y, tau, mu0) if with_mu0 else (y, tau)
