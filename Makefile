@@ -22,12 +22,18 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# `make demo PORT=8001 HOST=127.0.0.1` serves elsewhere (default 127.0.0.1:8000); `make demo FULL=1`
+# trains the full demo set (about 35 minutes on two cores) instead of the quick one. PORT and HOST
+# count only when given on the make command line: tcsh exports HOST as the machine's name.
+DEMO_SERVE := $(if $(filter command line,$(origin PORT)),--port $(PORT)) $(if $(filter command line,$(origin HOST)),--host $(HOST))
+DEMO_TRAIN := $(if $(filter 1 yes true,$(FULL)),--full)
+
 demo: $(STAMP)
-	$(VENV)/bin/medassist demo
+	$(VENV)/bin/medassist demo $(DEMO_TRAIN)
 	@echo "== accounts for the web app (one-time passwords; each must be changed at first sign-in) =="
 	$(VENV)/bin/medassist users add admin --role admin --reset-existing
 	$(VENV)/bin/medassist users add clinician --role clinician --reset-existing
-	$(VENV)/bin/medassist serve
+	$(VENV)/bin/medassist serve $(DEMO_SERVE)
 
 bench: $(STAMP)
 	$(PY) benchmarks/diagnosis_tabular.py

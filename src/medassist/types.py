@@ -53,3 +53,13 @@ class TaskSchema:
     @classmethod
     def from_dict(cls, d: dict) -> TaskSchema:
         return cls(**d)
+
+
+#: Decimals kept for a probability or a score wherever one leaves the pipeline (prediction CSVs,
+#: hit lists, API answers).
+SCORE_DECIMALS = 6
+#: Two code paths that batch rows differently (one direct screen against a job's chunks, one
+#: request against a micro-batch) compute floats a few ULPs apart, and those can round to
+#: neighbouring values at SCORE_DECIMALS: numbers from two paths agree within one unit in the last
+#: place kept, so compare them within this tolerance, never within exactly 1e-6.
+SCORE_TOLERANCE = 1.5 * 10.0**-SCORE_DECIMALS

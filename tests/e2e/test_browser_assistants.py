@@ -74,7 +74,8 @@ def test_clinician_uses_imaging_treatment_and_screening(browser, server, assista
     page.click("#treatment-form button[type=submit]")
     page.wait_for_selector("#treatment-result #outcome-chart")
     arms = page.eval_on_selector_all("#outcome-chart g.arm", "els => els.map(e => e.dataset.arm)")
-    assert len(arms) == 3 and page.inner_text("#recommended") in arms
+    assert len(arms) == 3 and page.get_attribute("#recommended", "data-arm-code") in arms
+    assert page.inner_text("#recommended") not in arms  # the arm in words ("levamisole + fluorouracil"), not its code
     assert page.eval_on_selector_all("#outcome-chart g.recommended", "els => els.length") == 1
     assert "Evidence" in page.inner_text("#treatment-result") and DISCLAIMER in page.inner_text("#treatment-result")
     page.screenshot(path=str(shots / "02-treatment.png"), full_page=True)

@@ -62,11 +62,16 @@ def test_clinician_and_auditor_in_a_browser(browser, server, tiny_bundle, tmp_pa
     page.click(f"a[href='/diagnosis/{bundle_id}']")
     page.click("text=Fill in training medians")
     page.wait_for_url(f"**/diagnosis/{bundle_id}?example=1")
-    fields = {page.inner_text(f"#diagnosis-form label:nth-of-type({i + 1}) span"): i for i in range(14)}
+    fields = {page.get_attribute(f"#diagnosis-form label:nth-of-type({i + 1}) [data-column]", "data-column"): i for i in range(14)}
+    # Clinical words, not column codes: labels with units, yes/no fields as selects, the site marked.
+    form_text = page.inner_text("#diagnosis-form")
+    assert "Resting blood pressure (mm Hg)" in form_text and "trestbps" not in form_text
+    assert page.locator(f"select[name=c{fields['exang']}] option", has_text="yes (angina on exercise)").count() == 1
+    assert "site of care — not a clinical factor" in form_text
     page.fill(f"input[name=c{fields['age']}]", "sixty-seven")  # a typo: refused with a message, nothing recorded
     page.click("#diagnosis-form button[type=submit]")
     page.wait_for_selector("#result .alert.error")
-    assert "age: expected a number" in page.inner_text("#result")
+    assert "Age (years): expected a number" in page.inner_text("#result")
     page.fill(f"input[name=c{fields['age']}]", "67")
     page.select_option(f"select[name=c{fields['sex']}]", "Male")
     page.select_option(f"select[name=c{fields['cp']}]", "asymptomatic")

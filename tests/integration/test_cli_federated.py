@@ -39,7 +39,7 @@ def test_simulated_federation_of_two_hospitals_beats_chance_and_writes_a_usable_
     metrics = json.loads((out / "metrics.json").read_text())["test"]
     assert metrics["n"] > 60 and metrics["metrics"]["auc"]["value"] > 0.7  # pooled held-out, both sites
     assert all(site["auc"] > 0.6 for site in metrics["per_site"].values())
-    ev = cli("evaluate", out, "--data", "heart_disease", "--n-boot", "20")
+    ev = cli("evaluate", out, "--data", "heart_disease", "--n-boot", "20", "--json")
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["metrics"]["auc"]["value"] > 0.7
     # a data set without a site column needs --sites; the error says so on one line

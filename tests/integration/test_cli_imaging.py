@@ -72,7 +72,7 @@ def test_medmnist_file_trains_predicts_and_evaluates_on_its_test_split(data_dir,
     Image.fromarray(np.load(npz)["test_images"][0]).save(picture)
     png = data_dir / "xray_cam.png"
     _check_prediction(cli("predict", out, "--image", picture, "--explain", png), png, ["normal", "pneumonia"])
-    proc = cli("evaluate", out, "--data", npz, "--n-boot", "50", "--report", data_dir / "eval.html")
+    proc = cli("evaluate", out, "--data", npz, "--n-boot", "50", "--report", data_dir / "eval.html", "--json")
     assert proc.returncode == 0, proc.stderr
     ev = json.loads(proc.stdout)
     assert ev["split"] == "test (official)" and ev["n"] == 9

@@ -64,7 +64,7 @@ def test_train_writes_a_screening_bundle_with_domain_and_card(bundle):
 
 
 def test_evaluate_prints_regression_metrics_json(bundle, lab_csv, cli):
-    proc = cli("evaluate", bundle, "--data", lab_csv, "--n-boot", "100")
+    proc = cli("evaluate", bundle, "--data", lab_csv, "--n-boot", "100", "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     rmse = result["metrics"]["log BB"]["metrics"]["rmse"]

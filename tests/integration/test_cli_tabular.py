@@ -43,7 +43,7 @@ def test_grouped_split_keeps_repeat_visits_of_a_patient_together(bundle, messy_c
 
 
 def test_evaluate_prints_metrics_json_with_intervals(bundle, messy_csv, cli, tmp_path):
-    proc = cli("evaluate", bundle, "--data", messy_csv, "--report", tmp_path / "eval.html", "--n-boot", "200")
+    proc = cli("evaluate", bundle, "--data", messy_csv, "--report", tmp_path / "eval.html", "--n-boot", "200", "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     auc = result["metrics"]["auc"]

@@ -84,6 +84,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/screening/{bundle_id}/jobs"): frozenset({C}),
     ("GET", "/screening/jobs/{job_id}"): frozenset({C}),
     ("GET", "/screening/jobs/{job_id}/progress"): frozenset({C}),
+    ("GET", "/screening/jobs/{job_id}/results.csv"): frozenset({C}),
+    ("GET", "/api/v1/screening/jobs/{job_id}/results.csv"): frozenset({C}),
+    ("GET", "/screening/predictions/{prediction_id}.csv"): frozenset({C}),
+    ("GET", "/diagnosis/predictions/{prediction_id}.csv"): frozenset({C}),
     ("GET", "/api/v1/research"): frozenset({R}),
     ("POST", "/api/v1/research/train"): frozenset({R}),
     ("GET", "/api/v1/research/jobs/{job_id}"): frozenset({R}),
@@ -98,6 +102,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/research/evaluations/{evaluation_id}/report"): frozenset({A, C, R}),
     ("GET", "/api/v1/cases"): frozenset({C, R}),
     ("GET", "/api/v1/cases/search"): frozenset({C, R}),
+    ("GET", "/api/v1/cases/conditions"): frozenset({C, R}),
     ("GET", "/api/v1/cases/cohort"): frozenset({C, R}),
     ("GET", "/api/v1/cases/cohort/km.png"): frozenset({C, R}),
     ("POST", "/api/v1/cases/code"): frozenset({C, R}),
@@ -106,6 +111,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/cases/{case_ref}/risk"): frozenset({C, R}),
     ("GET", "/cases"): frozenset({C, R}),
     ("GET", "/cases/cohort"): frozenset({C, R}),
+    ("GET", "/cases/cohort/fields"): frozenset({C, R}),
+    ("GET", "/cases/conditions"): frozenset({C, R}),
     ("GET", "/cases/code"): frozenset({C, R}),
     ("POST", "/cases/code"): frozenset({C, R}),
     ("GET", "/cases/{case_ref}"): frozenset({C, R}),
@@ -172,7 +179,12 @@ def matrix_ctx(site, tiny_bundle, assistant_bundles):
     ctx = site.app.state.ctx
     store = CaseStore(db=ctx.db, cipher=ctx.cipher, hasher=IdentifierHasher.from_settings(site.settings))
     store.import_records(load_cases("veteran").cases, source="veteran", source_kind="table")
-    return {"case": store.list_cases(limit=1)[0]["case_id"], "victim": victim, "row": example_row(tiny_bundle), "csv": example_csv(tiny_bundle), "job": job_id,
+    # The clinician's own predictions, for the CSV downloads (someone else's id is 404).
+    predictions = {
+        "diagnosis": site.api(C).post(f"/api/v1/diagnosis/{site.bundle_id}/predict", json={"row": example_row(tiny_bundle)}).json()["prediction_id"],
+        "screening": site.api(C).post(f"/api/v1/screening/{site.bundle_ids['screening']}/predict", json={"smiles": ["CCO"]}).json()["prediction_id"],
+    }
+    return {"predictions": predictions, "case": store.list_cases(limit=1)[0]["case_id"], "victim": victim, "row": example_row(tiny_bundle), "csv": example_csv(tiny_bundle), "job": job_id,
             "research_job": research_job, "evaluation": r.json()["id"],
             "patient": example_patient(assistant_bundles["treatment"]), "png": example_png(), "library": example_library()}
 
@@ -189,6 +201,8 @@ def build_request(site, ctx, key, role):
     bundle_id = site.bundle_ids[PLUGIN_TASKS[plugin]] if plugin in PLUGIN_TASKS else site.bundle_id
     job = ctx["research_job"] if plugin == "research" else ctx["job"]
     url = (path.replace("{bundle_id}", bundle_id).replace("{job_id}", job).replace("{evaluation_id}", ctx["evaluation"]).replace("{user_id}", str(ctx["victim"])).replace("{action}", "unlock").replace("{case_ref}", ctx["case"]))
+    if "{prediction_id}" in url:
+        url = url.replace("{prediction_id}", str(ctx["predictions"][plugin]))
     if "{token_id}" in url:
         url = url.replace("{token_id}", str(_own_token_id(site, role) if role else 1))
     if key == ("GET", "/static"):
@@ -272,3 +286,30 @@ def test_matrix(site, matrix_ctx, key, role):
     else:
         assert r.status_code == 403, (r.status_code, r.text[:300])
         assert "may not" in (r.json()["detail"] if api else r.text)
+
+
+def test_researchers_get_model_answers_on_deidentified_cases_by_case_id_only(site, matrix_ctx):
+    """permissions.py: a researcher may ask for a stored case's risk curve and similar cases
+    (cases.deidentified), by case id only, and the answers name cases by case id only."""
+    import json
+    import re
+
+    case = matrix_ctx["case"]
+    source_id = site.api(C).get(f"/api/v1/cases/{case}", params={"identified": "true"}).json()["case"]["source_id"]
+    researcher = site.api(R)
+    answers = {}
+    for route in ("risk", "similar"):
+        r = researcher.get(f"/api/v1/cases/{case}/{route}")
+        assert r.status_code == 200, r.text[:300]
+        answers[route] = r.json()
+        text = json.dumps(answers[route])
+        assert '"source_id"' not in text and '"mrn"' not in text
+        # an identifier is not a way in for a researcher, though it is for a clinician
+        assert researcher.get(f"/api/v1/cases/veteran:{source_id}/{route}").status_code == 404
+        assert site.api(C).get(f"/api/v1/cases/veteran:{source_id}/{route}").status_code == 200
+    assert answers["risk"]["case_id"] == answers["similar"]["case_id"] == case
+    assert answers["similar"]["neighbours"] and all(re.fullmatch(r"c[0-9a-f]{16}", n["case_id"]) for n in answers["similar"]["neighbours"])
+    entries = site.api(U).get("/api/v1/audit", params={"limit": 50}).json()["entries"]
+    for action in ("cases.risk", "cases.similar"):
+        mine = [e for e in entries if e["action"] == action and e["role"] == R]
+        assert mine and mine[0]["username"] == R and mine[0]["detail"]["case_id"] == case

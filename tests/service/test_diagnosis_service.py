@@ -17,6 +17,7 @@ from medassist.service.auth import Principal, Require, Surface
 from medassist.service.permissions import Permission
 from medassist.service.plugins import PLUGIN_MODULES, TEMPLATES, AssistantPlugin, load_plugins
 from medassist.service.testing import csrf_of, example_csv, example_row, running_server
+from medassist.types import SCORE_TOLERANCE
 
 DISCLAIMER = "Decision support, not a medical device."
 
@@ -33,7 +34,7 @@ def test_api_predictions_are_the_assistants_own_calibrated_numbers(site, tiny_bu
         assert p["row"] == i + 1
         assert sum(p["probabilities"].values()) == pytest.approx(1, abs=1e-5)
         for cls, prob in p["probabilities"].items():
-            assert prob == pytest.approx(direct.loc[i, f"prob_{cls}"], abs=1e-6)
+            assert prob == pytest.approx(direct.loc[i, f"prob_{cls}"], abs=SCORE_TOLERANCE)
         assert p["prediction"] == direct.loc[i, "prediction"]
         assert len(p["factors"]) == 4 and all(f["column"] in rows[0] for f in p["factors"])
     assert body["predictions"][1]["n_imputed"] == 1 and body["predictions"][0]["n_imputed"] == 0
@@ -53,7 +54,7 @@ def test_csv_upload_predicts_every_row_in_order(site, tiny_bundle):
     assert [p["patient_ref"] for p in preds] == ["P000", "P001", "P002", "P003"]
     direct = DiagnosisAssistant.load(tiny_bundle).predict(pd.read_csv(io.BytesIO(data)), explain=False)
     assert np.allclose([p["confidence"] for p in preds],
-                       [direct.loc[i, f"prob_{direct.loc[i, 'prediction']}"] for i in range(4)], atol=1e-6)
+                       [direct.loc[i, f"prob_{direct.loc[i, 'prediction']}"] for i in range(4)], atol=SCORE_TOLERANCE)
 
 
 def test_models_and_schema_endpoints(site, tiny_bundle):

@@ -62,3 +62,16 @@ def test_undo_class_weighting_restores_the_base_rate():
         after = torch.softmax(model(torch.from_numpy(x)), 1)[:, 1].mean().item()
     assert before > 0.3  # weighted training pushes it towards 50%
     assert abs(after - y.mean()) < 0.05
+
+
+def test_check_trainable_refuses_a_leaking_column_before_any_training():
+    """The service's training queue calls this at submit time, so a leak is a 422, not a failed job."""
+    from medassist.data.catalog import rdata_csv
+    from medassist.exceptions import DataError
+    from medassist.pipeline.tabular import check_trainable
+
+    frame = rdata_csv("MASS", "birthwt")
+    with pytest.raises(DataError, match=r"'bwt'.*--exclude bwt.*--allow-leaky-column bwt"):
+        check_trainable(frame, spec=TabularSpec(target="low"), source="birthwt")
+    check_trainable(frame, spec=TabularSpec(target="low", exclude=("bwt",)), source="birthwt")
+    check_trainable(frame, spec=TabularSpec(target="low", allow_leaky=("bwt",)), source="birthwt")

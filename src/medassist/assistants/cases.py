@@ -22,6 +22,8 @@ Example:
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ import pandas as pd
 from rich.console import Console
 
 from medassist.assistants.case_query import filter_mask
+from medassist.data.dictionary import DataDictionary
 from medassist.evaluation.survival import (
     COX_PENALIZER, cox_design, cox_hazard_ratios, kaplan_meier, kaplan_meier_groups, plot_forest, plot_km, plot_risk_curve,
 )
@@ -48,6 +51,50 @@ from medassist.validation import check_number
 MAX_NUMERIC_LEVELS = 6
 #: Most groups a cohort is split into (rarer levels are merged into 'other').
 MAX_GROUPS = 8
+
+
+_DEATH = {"death", "died", "dead", "mortality", "os", "overall_survival", "all_cause_death"}
+
+
+def _words(text: str) -> str:
+    """Lower case for a phrase in a sentence, acronyms (MI, ICU) kept."""
+    return " ".join(w if len(w) > 1 and w.isupper() else w.lower() for w in str(text).replace("_", " ").split())
+
+
+def endpoint_words(name: str | None, *, description: str | None = None, dictionary: DataDictionary | None = None) -> dict[str, str]:
+    """An endpoint in words, for axes and headings: ``ttde`` ("Time to First Dermatologic Event")
+    → event "first dermatologic event", y axis "probability free of first dermatologic event".
+
+    Taken from, in order: a description "Time to X"; a name meaning death; a name that is a phrase
+    (``recurrence_or_death``); the data dictionary's event column (binary, role outcome); the
+    description; the name.
+
+    Example:
+        >>> endpoint_words("death")["ylabel"]
+        'survival probability (free of death)'
+    """
+    key = str(name or "").strip().lower().replace("-", "_")
+    desc = str(description or "").strip()
+    event = ""
+    m = re.match(r"(?i)^time (?:to|until) (.+)$", desc)
+    if m:
+        event = m.group(1)
+    elif key in _DEATH:
+        event = "death"
+    elif "_" in key or " " in key:
+        event = key
+    if not event and dictionary:
+        for e in dictionary.columns.values():
+            if e.role.value == "outcome" and e.type.value == "binary" and e.label:
+                event = re.sub(r"(?i)\s+(observed|occurred)$", "", e.label)
+                event = "death" if re.match(r"(?i)^(died|death|dead)\b", event) else event
+                break
+    event = _words(event or desc or key)
+    if not event:  # nothing says what the event is
+        return {"name": key, "event": "event", "ylabel": "event-free probability", "median": "median time to event"}
+    if event == "death":
+        return {"name": key, "event": event, "ylabel": "survival probability (free of death)", "median": "median survival"}
+    return {"name": key, "event": event, "ylabel": f"probability free of {event}", "median": f"median time to {event}"}
 
 
 def _clean(x: Any) -> Any:
@@ -203,7 +250,7 @@ class CaseAnalysis:
         oc = outcome_rows(sub, time=self.time, event=self.event, missing="drop")
         return oc.frame, oc.time, oc.event, oc.notes
 
-    def _groups(self, sub: pd.DataFrame, by: str) -> tuple[np.ndarray, list[str]]:
+    def _groups(self, sub: pd.DataFrame, by: str, *, label: str | None = None, unit: str = "") -> tuple[np.ndarray, list[str]]:
         if by not in self.frame.columns:
             from medassist.options import unknown_name_error
 
@@ -214,39 +261,75 @@ class CaseAnalysis:
             x = pd.to_numeric(s, errors="coerce")
             med = float(x.median())
             g = np.where(x.isna(), "missing", np.where(x <= med, f"{by} <= {med:g}", f"{by} > {med:g}"))
-            notes.append(f"'{by}' is numeric: split at its median {med:g}.")
+            notes.append(f"'{label or by}' is numeric: split at its median {med:g}{' ' + unit if unit else ''}.")
             return g.astype(object), notes
         text = s.map(lambda v: "missing" if pd.isna(v) else (str(int(v)) if isinstance(v, float) and float(v).is_integer() else str(v)))
         counts = text.value_counts()
         if len(counts) > MAX_GROUPS:
             keep = set(counts.index[: MAX_GROUPS - 1])
             text = text.where(text.isin(keep), "other")
-            notes.append(f"'{by}' has {len(counts)} levels; all but the {MAX_GROUPS - 1} most frequent are merged into 'other'.")
+            notes.append(f"'{label or by}' has {len(counts)} levels; all but the {MAX_GROUPS - 1} most frequent are merged into 'other'.")
         return text.to_numpy(dtype=object), notes
 
     def cohort(self, where: str | None = None, by: str | None = None, *, out_dir: Path | None = None,
-               time_unit: str = "days") -> dict[str, Any]:
-        """Kaplan-Meier per group with 95% intervals, median survival, log-rank p, Cox hazard ratios, plots."""
-        sub, t, d, notes = self._cohort_rows(where)
-        groups, gnotes = self._groups(sub, by) if by else (None, [])
+               time_unit: str = "days", dictionary: DataDictionary | None = None,
+               endpoint: dict[str, str] | None = None) -> dict[str, Any]:
+        """Kaplan-Meier per group with 95% intervals, median survival, log-rank p, Cox hazard ratios, plots.
+
+        ``dictionary`` (the data set's, keyed by the frame's columns) words the groups ("yes",
+        "Initial systolic blood pressure <= 141.5 mm Hg") in ``text`` keys and on the plot; a group's
+        ``label`` stays its value in the data. ``endpoint`` (:func:`endpoint_words`) names the y axis.
+        """
+        d = dictionary or DataDictionary()
+        entry = d.get(by) if by else None
+        by_label = entry.display_label if entry else by
+        sub, t, d_event, notes = self._cohort_rows(where)
+        groups, gnotes = self._groups(sub, by, label=by_label, unit=entry.unit if entry else "") if by else (None, [])
         notes += gnotes
-        km = kaplan_meier_groups(t, d, groups)
+        km = kaplan_meier_groups(t, d_event, groups)
+        texts = {c.label: self._group_text(c.label, by, by_label, entry) for c in km.curves} if by else {}
         hr = None
         if groups is not None and len(km.curves) > 1:
             design, dnotes = cox_design(pd.DataFrame({by: groups}), [by])
-            hr = cox_hazard_ratios(design, t, d)
+            hr = cox_hazard_ratios(design, t, d_event)
             notes += dnotes
+        words = endpoint or endpoint_words(None, dictionary=d)
         plots = {}
         if out_dir is not None:
             label = f"{where}" if where else "all cases"
-            plots["km"] = str(plot_km(km, Path(out_dir) / "km.png", title=f"{label}{' by ' + by if by else ''}", time_unit=time_unit))
+            # on the plot the legend's title names the column: "≤ 141.5 mm Hg", not the label again
+            shown = replace(km, curves=[replace(c, label=texts.get(c.label, c.label).removeprefix(f"{by_label} ")) for c in km.curves])
+            plots["km"] = str(plot_km(shown, Path(out_dir) / "km.png", title=f"{label}{' by ' + by_label if by else ''}",
+                                      time_unit=time_unit, ylabel=words["ylabel"], legend_title=by_label if by else ""))
             if hr is not None:
-                plots["forest"] = str(plot_forest(hr, Path(out_dir) / "cohort_hazard_ratios.png", title=f"Hazard ratios by {by}"))
+                plots["forest"] = str(plot_forest(hr.rename(index=lambda k: self._hr_text(str(k), by, texts)),
+                                                  Path(out_dir) / "cohort_hazard_ratios.png", title=f"Hazard ratios by {by_label}"))
+        if by:  # "'chf': reference level '0'" → "Congestive heart complications: the reference group is 'no'"
+            ref = re.compile(rf"^'{re.escape(by)}': reference level '(.*)'\.$")
+            notes = [f"{by_label}: hazard ratios are against the group '{texts.get(m.group(1), m.group(1))}'."
+                     if (m := ref.match(n)) else n for n in notes]
+        hr_rows = _hr_records(hr)
+        for h in hr_rows or []:
+            h["label"] = self._hr_text(h["covariate"], by, texts)
         return {
-            "where": where, "by": by, "n": int(len(t)), "events": int(d.sum()),
-            "groups": [c.to_dict() for c in km.curves], "logrank": km.logrank,
-            "hazard_ratios": _hr_records(hr), "cox_penalizer": COX_PENALIZER, "plots": plots, "notes": notes,
+            "where": where, "by": by, "by_label": by_label, "endpoint": words, "n": int(len(t)), "events": int(d_event.sum()),
+            "groups": [{**c.to_dict(), "text": texts.get(c.label, c.label)} for c in km.curves], "logrank": km.logrank,
+            "hazard_ratios": hr_rows, "cox_penalizer": COX_PENALIZER, "plots": plots, "notes": notes,
         }
+
+    @staticmethod
+    def _group_text(level: str, by: str, by_label: str, entry: Any) -> str:
+        m = re.fullmatch(rf"{re.escape(by)} (<=|>) (.+)", str(level))
+        if m:  # a numeric column split at its median
+            unit = f" {entry.unit}" if entry is not None and entry.unit else ""
+            return f"{by_label} {'≤' if m.group(1) == '<=' else '>'} {m.group(2)}{unit}"
+        meaning = entry.meaning(level) if entry is not None else None
+        return meaning if meaning and meaning != level else str(level)
+
+    @staticmethod
+    def _hr_text(covariate: str, by: str, texts: dict[str, str]) -> str:
+        level = covariate.split("=", 1)[1] if covariate.startswith(f"{by}=") else covariate
+        return texts.get(level, level)
 
     # ------------------------------------------------------------------ key factors
     def factors(self, where: str | None = None, *, top: int = 10, out_dir: Path | None = None, n_steps: int = 32,
@@ -291,8 +374,10 @@ class CaseAnalysis:
         attr = integrated_gradients(module, x, np.zeros(len(x), dtype=np.int64), n_steps=n_steps)
         return group_attributions(attr, model.encoder.input_columns)
 
-    def patient_risk(self, case_id: str, *, top: int = 5, out_dir: Path | None = None, n_points: int = 60) -> dict[str, Any]:
-        """One patient's predicted survival curve, restricted mean survival, and the factors that move it."""
+    def patient_risk(self, case_id: str, *, top: int = 5, out_dir: Path | None = None, n_points: int = 60,
+                     endpoint: dict[str, str] | None = None) -> dict[str, Any]:
+        """One patient's predicted survival curve, restricted mean survival, and the factors that move it
+        (``endpoint``: :func:`endpoint_words`, for the plot's y axis)."""
         model = self._need_model("A patient's risk curve")
         i = self._row(case_id)
         row = self.frame.iloc[[i]]
@@ -315,7 +400,8 @@ class CaseAnalysis:
         plots = {}
         if out_dir is not None:
             plots["risk"] = str(plot_risk_curve(times, s, Path(out_dir) / f"risk_{_safe_name(case_id)}.png", reference=cohort_km,
-                                                title=f"Predicted survival of case {case_id}"))
+                                                title=f"Predicted survival of case {case_id}",
+                                                ylabel=(endpoint or endpoint_words(None))["ylabel"]))
         marks = [float(q) for q in np.quantile(t, [0.25, 0.5, 0.75])]
         return {
             "case_id": str(self.frame.index[i]), "outcome": self._outcome(i),

@@ -3,6 +3,7 @@ we, and why?" Train a model on a table, then predict, explain and evaluate with 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +12,54 @@ from rich.console import Console
 
 from medassist.data.sources import DataSource, resolve_table
 from medassist.exceptions import ConfigError
+from medassist.featurizers.tabular import parse_missing_values
+from medassist.options import ModelSize, look_up_option
 from medassist.pipeline import TabularSpec, TrainOutcome, evaluate_table, predict_table, train_tabular
+from medassist.pipeline.tabular import bundle_warnings
 from medassist.privacy.ledger import PrivacyLedger
 from medassist.registry.bundle import ModelBundle, load_bundle
 from medassist.settings import Settings
 from medassist.training import Monitor, TrainConfig
+from medassist.training.privacy import privacy_config
 
 
 #: Members of the cross-fitted ensemble when the user does not say (``--ensemble 0``): the MLP
 #: is cheap enough to ensemble by default; the FT-Transformer trains one model unless asked.
 DEFAULT_ENSEMBLE = {"mlp": 5, "ft": 1}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiagnosisTrainOptions:
+    """What ``medassist train --task diagnosis`` accepts; any other train option is refused by name.
+
+    ``dp_epsilon`` is honoured: DP-SGD through the Trainer (one model, no ensemble), ε spent
+    written to the model card and the privacy ledger.
+    """
+
+    target: str | None = None
+    model: str | None = None
+    size: ModelSize = ModelSize.SMALL
+    seed: int = 0
+    id_column: str | None = None
+    positive_class: str | None = None
+    exclude: tuple[str, ...] = ()
+    epochs: int | None = None
+    ensemble: int = 0
+    class_weight: str = "none"
+    drop_missing_target: bool = False
+    dp_epsilon: float | None = None
+    dp_delta: float = 1e-5
+    dp_max_grad_norm: float = 1.0
+    # leakage override and declared categorical columns (``--allow-leaky-column``, ``--categorical``)
+    allow_leaky_column: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    dictionary: Path | None = None
+    missing_values: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", look_up_option(self.size, ModelSize, name="model size"))
+        privacy_config(self.dp_epsilon, delta=self.dp_delta, max_grad_norm=self.dp_max_grad_norm)  # checks the DP values
 
 
 def default_train_config(model: str, *, seed: int = 0, epochs: int | None = None) -> TrainConfig:
@@ -36,7 +75,7 @@ def train_diagnosis(
     out: Path,
     target: str | None = None,
     model: str = "mlp",
-    size: str = "small",
+    size: ModelSize | str = ModelSize.SMALL,
     seed: int = 0,
     id_column: str | None = None,
     positive_class: str | None = None,
@@ -48,21 +87,34 @@ def train_diagnosis(
     dp_delta: float = 1e-5,
     dp_max_grad_norm: float = 1.0,
     drop_missing_target: bool = False,
+    categorical: tuple[str, ...] = (),
+    numeric: tuple[str, ...] = (),
+    allow_leaky_column: tuple[str, ...] = (),
+    dictionary: str | Path | None = None,
+    missing_values: tuple[str, ...] | dict[str, list[Any]] = (),
     overwrite: bool = False,
     progress: bool = True,
     console: Console | None = None,
 ) -> TrainOutcome:
     """Train a tabular diagnosis model on a CSV file or a bundled data set and write a bundle.
 
-    A bundled data set brings its default target, ID column and site column.
+    A bundled data set brings its default target, ID column and site column. A column that
+    leaks the target stops training (``DataError``) unless named in ``allow_leaky_column``;
+    ``categorical``/``numeric`` override how input columns are encoded. ``missing_values``
+    (``"insulin=0"``, ``"bmi=0,-99"``, or a dict) declares values that mean missing.
+    ``model="auto"`` trains the MLP and a logistic regression and deploys the one with the higher
+    validation AUC (recorded in the model card).
     """
-    frame, source = resolve_table(data)
+    frame, source = resolve_table(data, dictionary=dictionary)
     if source.dataset is not None:
         target = target or source.dataset.target
         id_column = id_column or source.dataset.id_column
         positive_class = positive_class or (source.dataset.positive_class if target == source.dataset.target else None)
     if not target:
         raise ConfigError(f"{source.name}: which column is the outcome? Pass --target COLUMN.")
+    select_model = model == "auto"
+    model = "mlp" if select_model else model
+    declared = dict(missing_values) if isinstance(missing_values, dict) else parse_missing_values(tuple(missing_values))
     cfg = default_train_config(model, seed=seed, epochs=epochs)
     ledger = None
     if dp_epsilon is not None:
@@ -77,7 +129,8 @@ def train_diagnosis(
     spec = TabularSpec(
         target=target, model=model, size=size, seed=seed, id_column=id_column, positive_class=positive_class,
         exclude=tuple(exclude), missing_target="drop" if drop_missing_target else "error", train=cfg,
-        n_members=ensemble, class_weight=class_weight,
+        n_members=ensemble, class_weight=class_weight, categorical=tuple(categorical), numeric=tuple(numeric),
+        allow_leaky=tuple(allow_leaky_column), missing_values=declared, select_model=select_model,
     )
     return train_tabular(frame, spec=spec, source=source, out_dir=Path(out), overwrite=overwrite, progress=progress,
                          console=console, ledger=ledger)
@@ -102,9 +155,17 @@ class DiagnosisAssistant:
         return predict_table(self.bundle, frame, source=source, explain=explain, top_k=top_k)
 
     def evaluate(
-        self, frame: pd.DataFrame, *, source: str = "input", n_boot: int = 1000, report: Path | None = None
+        self, frame: pd.DataFrame, *, source: str = "input", n_boot: int = 1000, report: Path | None = None,
+        include_training_rows: bool = False,
     ) -> dict[str, Any]:
-        return evaluate_table(self.bundle, frame, source=source, n_boot=n_boot, report=report)
+        """Metrics on the rows the model never saw (all rows, labelled, with ``include_training_rows``)."""
+        return evaluate_table(self.bundle, frame, source=source, n_boot=n_boot, report=report,
+                              include_training_rows=include_training_rows)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Warnings every answer of this model carries (e.g. poor calibration on its test set)."""
+        return bundle_warnings(self.bundle)
 
     @property
     def model_card(self) -> dict[str, Any]:

@@ -8,17 +8,52 @@ and otherwise a clearly labelled synthetic set: synthetic demo data, not for cli
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.console import Console
 
 from medassist.data.io.images import ImageSet, load_image_data
 from medassist.data.synthetic_images import SYNTHETIC_NOTICE, synthetic_images
 from medassist.exceptions import ConfigError
+from medassist.options import ModelSize, look_up_option
 from medassist.pipeline.imaging import IMAGE_MODELS, TASK, ImageSpec, ImageTrainOutcome, evaluate_images, predict_image, train_images
+from medassist.privacy.ledger import PrivacyLedger
 from medassist.registry.bundle import ModelBundle, load_bundle
+from medassist.settings import Settings
 from medassist.training import Monitor, TrainConfig
+from medassist.training.privacy import privacy_config
+
+_LABELS_FROM_DATA = "does not apply to images: labels come from class folders, the CSV's label column or the .npz file."
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageTrainOptions:
+    """What ``medassist train --task image`` accepts; any other train option is refused by name.
+
+    ``dp_epsilon`` is honoured: DP-SGD through the Trainer, BatchNorm converted to GroupNorm,
+    a fixed input normalisation, ε spent written to the model card and the privacy ledger.
+    """
+
+    model: str | None = None
+    size: ModelSize = ModelSize.SMALL
+    seed: int = 0
+    epochs: int | None = None
+    window: str | None = None
+    class_weight: str = "none"
+    dp_epsilon: float | None = None
+    dp_delta: float = 1e-5
+    dp_max_grad_norm: float = 1.0
+
+    REFUSED: ClassVar[dict[str, str]] = {
+        "target": f"--target {_LABELS_FROM_DATA}", "id_column": f"--id-column {_LABELS_FROM_DATA}",
+        "smiles_column": f"--smiles-column {_LABELS_FROM_DATA}", "treatment_column": f"--treatment-column {_LABELS_FROM_DATA}",
+    }
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", look_up_option(self.size, ModelSize, name="model size"))
+        privacy_config(self.dp_epsilon, delta=self.dp_delta, max_grad_norm=self.dp_max_grad_norm)  # checks the DP values
 
 
 def default_image_config(*, seed: int = 0, epochs: int | None = None, batch_size: int = 128) -> TrainConfig:
@@ -28,19 +63,32 @@ def default_image_config(*, seed: int = 0, epochs: int | None = None, batch_size
 
 
 def train_image_diagnosis(
-    data: str | Path | ImageSet, *, out: Path, model: str = "resnet18", size: str = "small", seed: int = 0,
+    data: str | Path | ImageSet, *, out: Path, model: str = "resnet18", size: ModelSize | str = ModelSize.SMALL, seed: int = 0,
     epochs: int | None = None, window: str | None = None, class_weight: str = "balanced", augment: bool = True,
-    image_size: int | None = None, overwrite: bool = False, progress: bool = True, console: Console | None = None,
+    image_size: int | None = None, dp_epsilon: float | None = None, dp_delta: float = 1e-5, dp_max_grad_norm: float = 1.0,
+    overwrite: bool = False, progress: bool = True, console: Console | None = None,
 ) -> ImageTrainOutcome:
-    """Train an image classifier and write a bundle (task ``diagnosis-image``)."""
+    """Train an image classifier and write a bundle (task ``diagnosis-image``).
+
+    With ``dp_epsilon`` the network trains with DP-SGD to that ε (``class_weight`` must then be
+    ``"none"``); the run is checked against and recorded in the privacy ledger.
+    """
     if model not in IMAGE_MODELS:
         from medassist.options import unknown_name_error
 
         raise unknown_name_error(model, list(IMAGE_MODELS), kind="image model")
-    dataset = data if isinstance(data, ImageSet) else load_image_data(data, window=window)
+    cfg = default_image_config(seed=seed, epochs=epochs)
+    privacy = privacy_config(dp_epsilon, delta=dp_delta, max_grad_norm=dp_max_grad_norm)
+    ledger = None
+    if privacy is not None:
+        cfg = TrainConfig.from_dict({**cfg.to_dict(), "privacy": privacy.to_dict()})
+        settings = Settings()
+        ledger = PrivacyLedger(path=settings.privacy_ledger_path, total_epsilon=settings.privacy_budget_epsilon)
     spec = ImageSpec(model=model, size=size, seed=seed, window=window, class_weight=class_weight, augment=augment,
-                     image_size=image_size, train=default_image_config(seed=seed, epochs=epochs))
-    return train_images(dataset, spec=spec, out_dir=Path(out), overwrite=overwrite, progress=progress, console=console)
+                     image_size=image_size, train=cfg)  # checks the options before the images are read
+    dataset = data if isinstance(data, ImageSet) else load_image_data(data, window=window)
+    return train_images(dataset, spec=spec, out_dir=Path(out), overwrite=overwrite, progress=progress, console=console,
+                        ledger=ledger)
 
 
 def synthetic_image_set(*, n: int = 240, size: int = 28, seed: int = 0) -> ImageSet:

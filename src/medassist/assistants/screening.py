@@ -10,8 +10,9 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 from rich.console import Console
@@ -20,6 +21,7 @@ from medassist.data.catalog import get_dataset, is_dataset_name, list_datasets
 from medassist.data.io.molecules import Skipped, file_kind, read_molecule_file
 from medassist.data.sources import DataSource
 from medassist.exceptions import ConfigError, DataFileNotFoundError
+from medassist.options import ModelSize, look_up_option
 from medassist.pipeline.molecules import ScreeningOutcome, ScreeningSpec, evaluate_frame, predict_frame, train_screening
 from medassist.registry.bundle import ModelBundle, load_bundle
 from medassist.training import Monitor, TrainConfig
@@ -33,6 +35,41 @@ DEFAULT_MODEL = "dmpnn"
 #: Ensemble members when the user does not say (``--ensemble 0``): three, so that every
 #: prediction has an uncertainty (``--ensemble 1`` trains one model, three times faster).
 DEFAULT_ENSEMBLE = 3
+
+
+#: Why ``--dp-epsilon`` is refused. The networks could train with DP-SGD, but a screening bundle
+#: ships its applicability domain: the Morgan fingerprint of every training molecule, verbatim,
+#: together with the target scaling (training mean/std) and the descriptor featurizer's training
+#: medians, means and spreads. An ε on the card would not cover any of that.
+DP_REFUSAL = (
+    "--dp-epsilon is not supported for task 'screening': the bundle keeps every training molecule's fingerprint for its "
+    "applicability domain, and the target and descriptor scaling, without privacy noise, so no ε would cover it; train "
+    "without it (measured molecules are rarely patient data), or use --task diagnosis --dp-epsilon on tabular data."
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScreeningTrainOptions:
+    """What ``medassist train --task screening`` accepts; any other train option is refused by name
+    (``--dp-epsilon`` and ``--class-weight`` with their reasons)."""
+
+    target: str | None = None
+    smiles_column: str | None = None
+    model: str | None = None
+    size: ModelSize = ModelSize.SMALL
+    seed: int = 0
+    epochs: int | None = None
+    ensemble: int = 0
+    id_column: str | None = None
+    positive_class: str | None = None
+
+    REFUSED: ClassVar[dict[str, str]] = {
+        "dp_epsilon": DP_REFUSAL,
+        "class_weight": "--class-weight is not used by screening models (the loss masks missing labels; classes are not reweighted).",
+    }
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", look_up_option(self.size, ModelSize, name="model size"))
 
 
 def default_train_config(model: str, *, seed: int = 0, epochs: int | None = None, classification: bool = False) -> TrainConfig:
@@ -74,7 +111,7 @@ def load_molecules(data: str | Path, *, smiles_column: str | None = None) -> tup
 
 def train_screening_model(
     data: str | Path, *, out: Path, target: str | None = None, smiles_column: str | None = None, model: str | None = None,
-    size: str = "small", seed: int = 0, epochs: int | None = None, ensemble: int = 0, split: str = "random",
+    size: ModelSize | str = ModelSize.SMALL, seed: int = 0, epochs: int | None = None, ensemble: int = 0, split: str = "random",
     id_column: str | None = None, positive_class: str | None = None, overwrite: bool = False, progress: bool = True,
     console: Console | None = None, n_boot: int = 1000,
 ) -> ScreeningOutcome:

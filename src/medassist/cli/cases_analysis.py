@@ -20,6 +20,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from medassist.options import ModelSize
+
 out = Console()
 err = Console(stderr=True)
 
@@ -75,7 +77,7 @@ def _emit_json(result: dict[str, Any]) -> None:
 def train_survival(
     dataset: str = typer.Option(None, "--dataset", help="Data set in the case store (default: every case)."),
     out_dir: Path = typer.Option(None, "--out", help="Bundle directory (default: MEDASSIST_HOME/bundles/cases-survival-DATASET)."),
-    preset: str = typer.Option("small", "--preset", help="Model size: small, or large (over a million parameters)."),
+    preset: ModelSize = typer.Option(ModelSize.SMALL, "--preset", case_sensitive=False, help="Model size; large has over a million parameters."),
     epochs: int = typer.Option(None, "--epochs", help="Most training epochs (default 150, early stopping)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and the training."),
     members: int = typer.Option(5, "--members", help="Cross-fitted hazard networks averaged into the curves (1-20)."),
@@ -83,14 +85,12 @@ def train_survival(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Train the neural survival model and patient embedding on stored cases; write a bundle."""
-    from medassist.options import ModelSize, look_up_option
     from medassist.pipeline.survival import SurvivalSpec, default_encoder_config, default_survival_config, train_survival_bundle
 
-    size = look_up_option(preset, ModelSize, name="preset").value
     settings = _settings()
     frame = _frame(_store(settings), dataset)
     target = out_dir or default_bundle(settings, dataset)
-    spec = SurvivalSpec(size=size, seed=seed, missing_outcome="drop", n_members=members, train=default_survival_config(seed=seed, epochs=epochs),
+    spec = SurvivalSpec(size=preset, seed=seed, missing_outcome="drop", n_members=members, train=default_survival_config(seed=seed, epochs=epochs),
                         encoder_train=default_encoder_config(seed=seed, epochs=epochs))
     res = train_survival_bundle(frame, spec=spec, source_name=f"case store ({dataset or 'all data sets'})", out_dir=target,
                                 overwrite=overwrite, progress=progress, console=err)
@@ -151,10 +151,17 @@ def cohort(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Kaplan-Meier curves with 95% intervals, median survival, log-rank test and Cox hazard ratios."""
-    from medassist.assistants.cases import CaseAnalysis
+    from medassist.assistants.case_words import case_dictionary, endpoint_of
+    from medassist.assistants.cases import CaseAnalysis, endpoint_words
 
-    frame = _frame(_store(_settings()), dataset)
-    res = CaseAnalysis(frame=frame).cohort(where, by, out_dir=out_dir)
+    store = _store(_settings())
+    frame = _frame(store, dataset)
+    if dataset:  # the data set's own words for groups and the endpoint, as on the cohort page
+        dictionary = case_dictionary(store.db, dataset, [str(c) for c in frame.columns])
+        endpoint = endpoint_of(store.db, dataset, dictionary)
+    else:
+        dictionary, endpoint = None, endpoint_words(None)
+    res = CaseAnalysis(frame=frame).cohort(where, by, out_dir=out_dir, dictionary=dictionary, endpoint=endpoint)
     if as_json:
         _emit_json(res)
         return

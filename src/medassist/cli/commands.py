@@ -8,13 +8,16 @@ handlers to the tables below (import strings, so nothing heavy loads for ``--hel
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import inspect
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from medassist.exceptions import ConfigError
+from medassist.options import ModelSize
 
 out = Console()
 err = Console(stderr=True)
@@ -43,26 +46,31 @@ PREDICT_HANDLERS: dict[str, str] = {
 
 @dataclass(frozen=True, kw_only=True)
 class TrainRequest:
-    """Everything ``medassist train`` was told; each handler reads what its task needs."""
+    """Everything ``medassist train`` was told. Each handler turns it into its task's options
+    class (``train_options``), which refuses by name what the task does not accept."""
 
     data: str
     out: Path
     task: str
-    target: str | None
-    model: str | None
-    size: str
-    seed: int
-    id_column: str | None
-    positive_class: str | None
-    exclude: tuple[str, ...]
-    epochs: int | None
-    ensemble: int
-    class_weight: str
-    drop_missing_target: bool
-    smiles_column: str | None
-    treatment_column: str | None
-    overwrite: bool
-    progress: bool
+    # The defaults are the CLI's: an option whose value differs from its default counts as
+    # set by the user, and a task that does not accept it refuses it (``train_options``).
+    # A new option: add it here with the CLI's default and to the options class of every task
+    # that honours it (``assistants/*.py``); every other task then refuses it by name.
+    target: str | None = None
+    model: str | None = None
+    size: ModelSize = ModelSize.SMALL
+    seed: int = 0
+    id_column: str | None = None
+    positive_class: str | None = None
+    exclude: tuple[str, ...] = ()
+    epochs: int | None = None
+    ensemble: int = 0
+    class_weight: str = "none"
+    drop_missing_target: bool = False
+    smiles_column: str | None = None
+    treatment_column: str | None = None
+    overwrite: bool = False
+    progress: bool = True
     # differential privacy (DP-SGD through Opacus; recorded in the privacy ledger)
     dp_epsilon: float | None = None
     dp_delta: float = 1e-5
@@ -76,6 +84,12 @@ class TrainRequest:
     assignment: str | None = None
     # images (DICOM/NIfTI CT window preset)
     window: str | None = None
+    # diagnosis: how inputs are encoded, and leaking columns kept knowingly
+    categorical: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    allow_leaky_column: tuple[str, ...] = ()
+    dictionary: Path | None = None
+    missing_values: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +98,9 @@ class EvaluateRequest:
     data: str
     report: Path | None
     n_boot: int
+    include_training_rows: bool = False
+    json_output: bool = False
+    out: Path | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +119,53 @@ def _resolve(table: dict[str, str], key: str, *, what: str):
         raise ConfigError(f"No {what} handler for '{key}'. Known: {', '.join(sorted(table))}.")
     module, _, func = table[key].partition(":")
     return getattr(importlib.import_module(module), func)
+
+
+#: TrainRequest fields every task takes: where the data and the bundle are, not how to train.
+COMMON_TRAIN_FIELDS = frozenset({"data", "out", "task", "overwrite", "progress"})
+O = TypeVar("O")
+
+
+def train_flag(field_name: str) -> str:
+    """The ``medassist train`` option a TrainRequest field comes from (``time_column`` → ``--time``)."""
+    param = inspect.signature(train).parameters.get(field_name)
+    decls = getattr(param.default, "param_decls", None) if param is not None else None
+    return decls[0] if decls else "--" + field_name.replace("_", "-")
+
+
+def set_fields(req: TrainRequest) -> list[str]:
+    """The options the user set: those whose value differs from the CLI's default."""
+    names = []
+    for f in fields(req):
+        if f.name in COMMON_TRAIN_FIELDS or f.default is MISSING:
+            continue
+        value = getattr(req, f.name)
+        if isinstance(value, (list, tuple)) and isinstance(f.default, (list, tuple)):
+            value = tuple(value) if tuple(value) != tuple(f.default) else f.default  # [] from Typer is ()
+        if value != f.default:
+            names.append(f.name)
+    return names
+
+
+def train_options(req: TrainRequest, options: type[O]) -> O:
+    """``req`` as the task's options class (a frozen dataclass its assistant owns).
+
+    An option the user set is refused when the class lists it in ``REFUSED`` (with the reason
+    given there) or does not declare it: "train --task screening does not accept --time,
+    --event (accepted: ...)". Nothing set is ever silently dropped.
+    """
+    accepted = [f.name for f in fields(options)]  # type: ignore[arg-type]
+    given = set_fields(req)
+    refused_with_reason: dict[str, str] = getattr(options, "REFUSED", {})
+    for name in given:
+        if name in refused_with_reason:
+            raise ConfigError(refused_with_reason[name])
+    refused = [name for name in given if name not in accepted]
+    if refused:
+        raise ConfigError(f"train --task {req.task} does not accept {', '.join(train_flag(n) for n in refused)} "
+                          f"(accepted: {', '.join(train_flag(n) for n in accepted)}).")
+    values: dict[str, Any] = {name: getattr(req, name) for name in accepted if hasattr(req, name)}
+    return options(**values)
 
 
 def infer_task(data: str) -> str:
@@ -123,8 +187,8 @@ def train(
     out_dir: Path = typer.Option(..., "--out", help="Directory to write the model bundle to."),
     task: str = typer.Option("auto", "--task", help="auto | " + " | ".join(TRAIN_HANDLERS)),
     target: str = typer.Option(None, "--target", "--outcome", help="Outcome column (bundled data sets have a default)."),
-    model: str = typer.Option(None, "--model", help="Model family (diagnosis: mlp | ft)."),
-    size: str = typer.Option("small", "--size", help="small | large (over a million parameters)."),
+    model: str = typer.Option(None, "--model", help="Model family (diagnosis: mlp | ft | auto: the deep model or a logistic regression, whichever has the higher validation AUC)."),
+    size: ModelSize = typer.Option(ModelSize.SMALL, "--size", case_sensitive=False, help="Model size; large has over a million parameters."),
     seed: int = typer.Option(0, "--seed", help="Seed for splits, initialisation and data order."),
     id_column: str = typer.Option(None, "--id-column", help="Patient ID column: splits keep a patient's rows together."),
     positive_class: str = typer.Option(None, "--positive-class", help="Positive class of a binary outcome."),
@@ -142,6 +206,11 @@ def train(
     better: str = typer.Option(None, "--better", help="Treatment: higher | lower outcome is better."),
     assignment: str = typer.Option(None, "--assignment", help="Treatment: randomised | observational (default observational for a CSV)."),
     window: str = typer.Option(None, "--window", help="Images: CT window preset for DICOM/NIfTI (lung | mediastinum | brain | bone | abdomen)."),
+    categorical: list[str] = typer.Option([], "--categorical", help="Diagnosis: encode this column as categories (repeatable); few-valued integer codes are by default."),
+    numeric: list[str] = typer.Option([], "--numeric", help="Diagnosis: encode this column as a number, not as categories (repeatable)."),
+    dictionary: Path = typer.Option(None, "--dictionary", help="Diagnosis: data dictionary (REDCap CSV, CSV, YAML or JSON): labels, units, codes, column types."),
+    allow_leaky_column: list[str] = typer.Option([], "--allow-leaky-column", help="Diagnosis: keep a column flagged as leaking the target (repeatable; recorded in the model card)."),
+    missing_values: list[str] = typer.Option([], "--missing-values", help="Diagnosis: values that mean missing in a column, e.g. \"insulin=0\" or \"bmi=0,-99\" (repeatable; counted, printed, kept with the model)."),
     dp_epsilon: float = typer.Option(None, "--dp-epsilon", help="Train with DP-SGD to this ε (spends privacy budget)."),
     dp_delta: float = typer.Option(1e-5, "--dp-delta", help="DP-SGD δ."),
     dp_max_grad_norm: float = typer.Option(1.0, "--dp-max-grad-norm", help="DP-SGD per-sample gradient clipping norm."),
@@ -158,6 +227,8 @@ def train(
         dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_max_grad_norm=dp_max_grad_norm,
         time_column=time_column, event_column=event_column, horizon=horizon, reference_arm=reference_arm,
         better=better, assignment=assignment, window=window,
+        categorical=tuple(categorical), numeric=tuple(numeric), allow_leaky_column=tuple(allow_leaky_column), dictionary=dictionary,
+        missing_values=tuple(missing_values),
     )
     _resolve(TRAIN_HANDLERS, task, what="training")(request)
 
@@ -167,12 +238,62 @@ def evaluate(
     data: str = typer.Option(..., "--data", help="Labelled data (CSV file or bundled data set name)."),
     report: Path = typer.Option(None, "--report", help="Also write an HTML report here."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for the 95% intervals."),
+    include_training_rows: bool = typer.Option(False, "--include-training-rows", help="Tabular: also evaluate rows the model was trained on (counted and labelled)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the full results as JSON instead of a summary."),
+    out_path: Path = typer.Option(None, "--out", help="Also write the full results as JSON to this file."),
 ) -> None:
-    """Metrics (with bootstrap 95% intervals) of a bundle on labelled data, as JSON."""
+    """Metrics (with bootstrap 95% intervals) of a bundle on labelled data: a summary, or JSON."""
     from medassist.registry.bundle import read_bundle_task
 
-    request = EvaluateRequest(bundle=bundle, data=data, report=report, n_boot=n_boot)
-    _resolve(EVALUATE_HANDLERS, read_bundle_task(bundle), what="evaluation")(request)
+    task = read_bundle_task(bundle)
+    if include_training_rows and task != "diagnosis-tabular":
+        raise ConfigError(f"--include-training-rows is for tabular diagnosis bundles; this bundle is a '{task}' model.")
+    request = EvaluateRequest(bundle=bundle, data=data, report=report, n_boot=n_boot, include_training_rows=include_training_rows,
+                              json_output=json_output, out=out_path)
+    _resolve(EVALUATE_HANDLERS, task, what="evaluation")(request)
+
+
+def format_interval(m: dict[str, Any]) -> str:
+    v, lo, hi = m.get("value"), m.get("ci_low"), m.get("ci_high")
+    if not isinstance(v, (int, float)):
+        return "n/a"
+    return f"{v:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else "")
+
+
+def emit_evaluation(req: EvaluateRequest, result: dict[str, Any], *, lines: list[str] | None = None) -> None:
+    """Show an evaluation: JSON to ``--out`` (written whole, then renamed) and to stdout with
+    ``--json``; otherwise a short summary (``lines``, or every metric with its interval)."""
+    import json
+    import os
+
+    text = json.dumps(result, indent=1, default=float)
+    if req.out is not None:
+        target = Path(req.out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text + "\n")
+        os.replace(tmp, target)
+    if req.json_output:
+        typer.echo(text)
+        return
+    if lines is None:
+        lines = []
+        metrics = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
+        shown = [f"{k} {format_interval(m)}" for k, m in metrics.items() if isinstance(m, dict) and "value" in m]
+        if "n" in result:
+            lines.append(f"{result['n']} rows evaluated")
+        if shown:
+            lines.append("  ".join(shown))
+        for w in result.get("warnings", []) or []:
+            lines.append(f"warning: {w}")
+    for line in lines:
+        out.print(line, highlight=False, soft_wrap=True)
+    if req.out is not None:
+        out.print(f"metrics (JSON): {req.out}", highlight=False)
+    if result.get("report"):
+        out.print(f"report: {result['report']}", highlight=False)
+    if req.out is None:
+        out.print("(full results: --json, or --out FILE.json)", highlight=False)
 
 
 def predict(

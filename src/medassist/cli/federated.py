@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from medassist.cli.commands import err, out
+from medassist.options import ModelSize
 
 app = typer.Typer(help="Federated learning (Flower): train across sites without moving rows.", no_args_is_help=True)
 
@@ -55,7 +56,7 @@ def simulate(
     rounds: int = typer.Option(20, "--rounds"),
     local_epochs: int = typer.Option(2, "--local-epochs"),
     model: str = typer.Option("mlp", "--model"),
-    size: str = typer.Option("small", "--size"),
+    size: ModelSize = typer.Option(ModelSize.SMALL, "--size", case_sensitive=False, help="Model size; large has over a million parameters."),
     seed: int = typer.Option(0, "--seed"),
     dp_noise: float = typer.Option(None, "--dp-noise", help="Noise multiplier σ of site-level DP on the updates (off when not given)."),
     dp_clip: float = typer.Option(1.0, "--dp-clip", help="L2 bound of one site's update under DP."),
@@ -97,7 +98,7 @@ def server(
     target: str = typer.Option(None, "--target", help="Outcome the sites must report (default: whatever they agree on)."),
     positive_class: str = typer.Option(None, "--positive-class"),
     model: str = typer.Option("mlp", "--model"),
-    size: str = typer.Option("small", "--size"),
+    size: ModelSize = typer.Option(ModelSize.SMALL, "--size", case_sensitive=False, help="Model size; large has over a million parameters."),
     seed: int = typer.Option(0, "--seed"),
     dp_noise: float = typer.Option(None, "--dp-noise", help="Noise multiplier σ of site-level DP on the updates."),
     dp_clip: float = typer.Option(1.0, "--dp-clip"),

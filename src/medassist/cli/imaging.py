@@ -11,23 +11,25 @@ import json
 
 import typer
 
-from medassist.cli.commands import EvaluateRequest, PredictRequest, TrainRequest, err, out
+from medassist.cli.commands import EvaluateRequest, emit_evaluation, PredictRequest, TrainRequest, err, out, train_options
 from medassist.exceptions import ConfigError
 
 
 def train_images(req: TrainRequest) -> None:
-    from medassist.assistants.imaging import train_image_diagnosis
+    from medassist.assistants.imaging import ImageTrainOptions, train_image_diagnosis
 
-    for name, value in (("--target", req.target), ("--id-column", req.id_column), ("--smiles-column", req.smiles_column),
-                        ("--treatment-column", req.treatment_column)):
-        if value:
-            raise ConfigError(f"{name} does not apply to images: labels come from class folders, the CSV's label column or the .npz file.")
+    opts = train_options(req, ImageTrainOptions)
     outcome = train_image_diagnosis(
-        req.data, out=req.out, model=req.model or "resnet18", size=req.size, seed=req.seed, epochs=req.epochs,
-        window=req.window, class_weight=req.class_weight, overwrite=req.overwrite, progress=req.progress, console=err,
+        req.data, out=req.out, model=opts.model or "resnet18", size=opts.size, seed=opts.seed, epochs=opts.epochs,
+        window=opts.window, class_weight=opts.class_weight, dp_epsilon=opts.dp_epsilon, dp_delta=opts.dp_delta,
+        dp_max_grad_norm=opts.dp_max_grad_norm, overwrite=req.overwrite, progress=req.progress, console=err,
     )
     for note in outcome.notes[:10]:
         err.print(f"note: {note}", highlight=False)
+    if outcome.privacy:
+        p = outcome.privacy
+        err.print(f"differential privacy: spent ε = {p['epsilon']:.3g}, δ = {p['delta']:g} "
+                  f"(ledger total for this image set: ε = {p['ledger_spent']:.3g} of {p['ledger_budget']:g})", highlight=False)
     m = outcome.metrics["metrics"]
 
     def fmt(v: dict) -> str:
@@ -49,7 +51,7 @@ def evaluate_images(req: EvaluateRequest) -> None:
     from medassist.assistants.imaging import ImagingAssistant
 
     result = ImagingAssistant.load(req.bundle).evaluate(req.data, n_boot=req.n_boot, report=req.report)
-    typer.echo(json.dumps(result, indent=1, default=float))
+    emit_evaluation(req, result)
 
 
 def predict_image(req: PredictRequest) -> None:
@@ -61,4 +63,6 @@ def predict_image(req: PredictRequest) -> None:
         raise ConfigError("--data/--out are for table models; an image model takes --image FILE and prints JSON.")
     explain_path = req.explain_path if req.explain else None
     result = ImagingAssistant.load(req.bundle).predict(req.image, explain_path=explain_path)
+    for w in result.get("warnings", []):
+        err.print(f"warning: {w}", highlight=False)
     typer.echo(json.dumps(result, indent=1))

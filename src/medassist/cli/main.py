@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -64,10 +66,25 @@ def _register() -> None:
     app.add_typer(federated.app, name="federated")
 
 
+_PACKAGE = str(Path(__file__).resolve().parents[1])
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 (warnings' signature)
+    """A warning medassist's own code raises is a message for the user (a temperature clamped on
+    perfectly separated validation rows, a metric undefined on one class): one line, no source
+    path and code line. A library's warning keeps Python's format, which names the library."""
+    if str(filename).startswith(_PACKAGE):
+        err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    else:
+        (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def run(argv: list[str] | None = None) -> None:
     """Entry point of the ``medassist`` script and ``python -m medassist``."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("MEDASSIST_DEBUG") == "1"
+    if not debug:  # --debug: where each warning comes from, as Python prints it
+        warnings.showwarning = _show_warning
     _register()
     try:
         app(args=args, prog_name="medassist")  # usage errors and --help exit here

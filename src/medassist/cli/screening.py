@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from medassist.cli.commands import EvaluateRequest, PredictRequest, TrainRequest, err, out
+from medassist.cli.commands import EvaluateRequest, emit_evaluation, PredictRequest, TrainRequest, err, out, train_options
 from medassist.exceptions import ConfigError
 
 
@@ -19,13 +19,12 @@ def _fmt(v: dict) -> str:
 
 
 def train_molecules(req: TrainRequest) -> None:
-    from medassist.assistants.screening import train_screening_model
+    from medassist.assistants.screening import ScreeningTrainOptions, train_screening_model
 
-    if req.class_weight != "none":
-        raise ConfigError("--class-weight is not used by screening models (the loss masks missing labels; classes are not reweighted).")
+    opts = train_options(req, ScreeningTrainOptions)
     outcome = train_screening_model(
-        req.data, out=req.out, target=req.target, smiles_column=req.smiles_column, model=req.model, size=req.size, seed=req.seed,
-        epochs=req.epochs, ensemble=req.ensemble, id_column=req.id_column, positive_class=req.positive_class,
+        req.data, out=req.out, target=opts.target, smiles_column=opts.smiles_column, model=opts.model, size=opts.size,
+        seed=opts.seed, epochs=opts.epochs, ensemble=opts.ensemble, id_column=opts.id_column, positive_class=opts.positive_class,
         overwrite=req.overwrite, progress=req.progress, console=err,
     )
     for note in outcome.notes:
@@ -49,7 +48,7 @@ def evaluate_molecules(req: EvaluateRequest) -> None:
     result = ScreeningAssistant.load(req.bundle).evaluate(req.data, n_boot=req.n_boot)
     for line in result["skipped"]:
         err.print(f"note: skipped {line}", highlight=False, soft_wrap=True)
-    typer.echo(json.dumps(result, indent=1))
+    emit_evaluation(req, result)
 
 
 #: Atom attributions cost ~32 forward passes per molecule; above this many rows predict skips

@@ -367,11 +367,20 @@ def _classify(name: str, raw: pd.Series, *, declared_id: bool, is_target: bool) 
     return col
 
 
+def is_coded_category(values: pd.Series) -> bool:
+    """True for a numeric column of a few integer codes (3 to 10 levels, each level backed by at
+    least 20 rows on average), such as ``race`` = 1/2/3 or ``ca`` = 0..3: a category, not a
+    quantity. The one rule for both ``data check`` and what ``train`` one-hot encodes."""
+    present = pd.to_numeric(values, errors="coerce").dropna().astype(float)
+    n_unique = int(present.nunique())
+    integer = bool(np.all(np.mod(present.to_numpy(), 1) == 0))
+    return integer and 2 < n_unique <= 10 and len(present) >= 20 * n_unique
+
+
 def _numeric_kind(values: pd.Series, n_unique: int) -> ColumnKind:
     if n_unique == 2:
         return ColumnKind.BINARY
-    integer = bool(np.all(np.mod(values.to_numpy(), 1) == 0))
-    if integer and 2 < n_unique <= 10 and len(values) >= 20 * n_unique:
+    if is_coded_category(values):
         return ColumnKind.CATEGORICAL  # small integer codes such as ca = 0..3
     return ColumnKind.NUMERIC
 

@@ -205,3 +205,20 @@ def reliability_curve(
         mean_predicted = np.bincount(idx, weights=conf, minlength=bins) / counts
         fraction_positive = np.bincount(idx, weights=target, minlength=bins) / counts
     return mean_predicted, fraction_positive, counts
+
+
+#: Above this expected calibration error on its own test set, a model's probabilities are not
+#: to be read as probabilities: every answer it gives carries :func:`calibration_warning`.
+POOR_CALIBRATION_ECE = 0.1
+
+
+def calibration_warning(test_ece: float | None) -> str | None:
+    """The warning every prediction of a poorly calibrated model carries, or None.
+
+    Example:
+        >>> calibration_warning(0.349)
+        'model calibration is poor on its test set (ECE 0.349): treat probabilities as rankings'
+    """
+    if test_ece is None or not math.isfinite(float(test_ece)) or float(test_ece) <= POOR_CALIBRATION_ECE:
+        return None
+    return f"model calibration is poor on its test set (ECE {float(test_ece):.3f}): treat probabilities as rankings"

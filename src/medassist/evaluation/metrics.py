@@ -505,6 +505,46 @@ def _percentile_ci(values: np.ndarray, alpha: float) -> tuple[float, float, int]
     return float(low), float(high), int(finite.size)
 
 
+#: How the ECE interval is built (recorded in the evaluation JSON next to the percentile method).
+ECE_INTERVAL_METHOD = "basic+percentile bootstrap hull, lower bound 0 when consistent with perfect calibration"
+
+
+def _ece_interval(
+    p: np.ndarray, y: np.ndarray, pos: int, n_bins: int, point: float, boot: np.ndarray, alpha: float, seed: int
+) -> tuple[float, float, int]:
+    """Interval for the true expected calibration error that contains the point estimate.
+
+    The binned ECE is biased upwards (bins' outcome rates carry sampling noise, and |noise| > 0),
+    so the plain percentile bootstrap sits above the estimate: "0.095 [0.095, 0.198]", and for a
+    perfectly calibrated model it never covers the true ECE of 0. Here:
+
+    * upper bound: the larger of the percentile and the basic (reflected) bootstrap bounds;
+    * lower bound: 0 when the observed ECE is no larger than the ECE a perfectly calibrated model
+      with these very probabilities would show in ``1 - alpha/2`` of samples (consistency
+      resampling, Bröcker & Smith 2007: outcomes redrawn as Bernoulli(confidence)); otherwise
+      the smaller of the percentile and basic bounds (the basic one corrects the upward bias);
+    * the estimate is always inside. Seeded simulations (tests/unit/evaluation/test_metrics.py)
+      give about 95% coverage or more, for calibrated and miscalibrated models alike.
+    """
+    finite = boot[np.isfinite(boot)]
+    if finite.size == 0 or not math.isfinite(point):
+        return math.nan, math.nan, 0
+    q_lo, q_hi = np.quantile(finite, [alpha / 2, 1 - alpha / 2])
+    conf, _ = _calibration_target(p, y, pos)
+    idx = _bin_index(conf, n_bins)
+    rng = np.random.default_rng(seed + 1)  # a stream apart from the resamples of the other metrics
+    null = np.empty(finite.size)
+    chunk = max(1, _CHUNK_ELEMS // len(conf))
+    for start in range(0, finite.size, chunk):
+        b = min(chunk, finite.size - start)
+        drawn = (rng.random((b, len(conf))) < conf).astype(np.float64)
+        null[start : start + b] = np.abs(_group_sum(conf[None, :] - drawn, idx, n_bins)).sum(axis=1) / len(conf)
+    consistent = point <= float(np.quantile(null, 1 - alpha / 2))
+    low = 0.0 if consistent else max(0.0, min(float(q_lo), 2 * point - float(q_hi)))
+    high = min(1.0, max(float(q_hi), 2 * point - float(q_lo)))
+    return min(low, point), max(high, point), int(finite.size)
+
+
 def _check_boot(n_boot: Any, alpha: Any, seed: Any, *, owner: str, min_boot: int = 1) -> None:
     check_number(n_boot, name="n_boot", owner=owner, low=min_boot, integer=True)
     check_number(alpha, name="alpha", owner=owner, low=0, high=1, low_open=True, high_open=True)
@@ -555,6 +595,69 @@ def bootstrap_ci(
             values[b] = metric_fn(p[idx], y[idx])
     low, high, _ = _percentile_ci(values, alpha)
     return point, low, high
+
+
+def paired_auc_difference(
+    y_prob_a: Any,
+    y_prob_b: Any,
+    y_true: Any,
+    *,
+    positive_index: int = 1,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """AUC of model A minus AUC of model B on the same rows, with a paired bootstrap interval.
+
+    Both models are scored on the *same* resamples (the stream :func:`evaluate_classification`
+    draws with the same ``seed``), so the interval reflects the difference, not two independent
+    uncertainties. An interval that contains 0 means the data cannot tell the two apart.
+
+    Args:
+        y_prob_a: probabilities (N, C) of model A (the model under review).
+        y_prob_b: probabilities (N, C) of model B (the comparator, e.g. a baseline).
+        y_true: class indices (N,).
+        positive_index: column of the positive class (binary only).
+        n_boot: resamples; 0 gives no interval (bounds None).
+        alpha: 1 - confidence level.
+        seed: seed of the resampling generator.
+
+    Returns:
+        ``{"auc_a", "auc_b", "difference", "ci_low", "ci_high", "n_boot", "n_boot_valid",
+        "alpha", "seed", "method"}``; undefined values are None.
+
+    Example:
+        >>> paired_auc_difference(p_mlp, p_logistic, y, n_boot=500)["difference"]
+        -0.012
+    """
+    owner = "paired_auc_difference"
+    pa, y = _check_inputs(y_prob_a, y_true, positive_index=positive_index, owner=owner)
+    pb, _ = _check_inputs(y_prob_b, y_true, positive_index=positive_index, owner=owner)
+    if pa.shape != pb.shape:
+        raise DataError(f"{owner}: both models need probabilities of the same shape. Got {pa.shape} and {pb.shape}.")
+    _check_boot(n_boot, alpha, seed, owner=owner, min_boot=0)
+    pos = _pos(positive_index, pa.shape[1])
+    n = len(y)
+    one = np.ones((1, n))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        auc_a = float(_metric_matrix(pa, y, pos, 0.5, 15, one, ("auc",))["auc"][0])
+        auc_b = float(_metric_matrix(pb, y, pos, 0.5, 15, one, ("auc",))["auc"][0])
+    diffs = np.full(n_boot, math.nan)
+    stream = _resamples(n, n_boot, seed)
+    chunk = max(1, _CHUNK_ELEMS // max(n, 1))
+    for start in range(0, n_boot, chunk):
+        idx = np.stack([next(stream) for _ in range(min(chunk, n_boot - start))])  # (b, N)
+        b = len(idx)
+        W = np.bincount((np.arange(b)[:, None] * n + idx).ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+        diffs[start : start + b] = (_metric_matrix(pa, y, pos, 0.5, 15, W, ("auc",))["auc"]
+                                    - _metric_matrix(pb, y, pos, 0.5, 15, W, ("auc",))["auc"])
+    low, high, n_valid = _percentile_ci(diffs, alpha) if n_boot else (math.nan, math.nan, 0)
+    return {
+        "auc_a": _json_float(auc_a), "auc_b": _json_float(auc_b), "difference": _json_float(auc_a - auc_b),
+        "ci_low": _json_float(low), "ci_high": _json_float(high), "n_boot": int(n_boot), "n_boot_valid": n_valid,
+        "alpha": float(alpha), "seed": int(seed), "method": "paired percentile bootstrap (same resamples for both models)",
+    }
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -622,7 +725,12 @@ def evaluate_classification(
 
     metrics: dict[str, dict[str, Any]] = {}
     for j, name in enumerate(METRIC_NAMES):
-        low, high, n_valid = _percentile_ci(boot[:, j], alpha) if n_boot else (None, None, 0)
+        if not n_boot:
+            low, high, n_valid = None, None, 0
+        elif name == "ece":
+            low, high, n_valid = _ece_interval(p, y, pos, bins, point[name], boot[:, j], alpha, seed)
+        else:
+            low, high, n_valid = _percentile_ci(boot[:, j], alpha)
         metrics[name] = {
             "value": _json_float(point[name]),
             "ci_low": _json_float(low),
@@ -641,7 +749,7 @@ def evaluate_classification(
         "metrics": metrics,
         "confusion_matrix": _confusion(y, _predict(p, pos, thr), n_classes).tolist(),
         "bootstrap": {"n_boot": int(n_boot), "alpha": float(alpha), "seed": int(seed),
-                      "method": "percentile"},
+                      "method": "percentile", "ece_method": ECE_INTERVAL_METHOD},
         "ece_bins": bins,
     }
 

@@ -101,6 +101,9 @@ class ModelCard:
         model: family, size, n_parameters, hyperparameters, ...
         training: optimiser, epochs, early stopping, seed, ...
         metrics: ``evaluate_classification`` output on the test split.
+        baselines: the simple models fitted on the same split and scored on the same test rows
+            (``{"comparators": [medassist.evaluation.comparison.compare(...), ...], "not_fitted",
+            "evaluate"}``), each with the paired AUC difference and a verdict in words.
         calibration: e.g. ``TemperatureScaler.to_dict()``.
         limitations: known limitations.
         ethical_considerations: risks and mitigations.
@@ -120,6 +123,7 @@ class ModelCard:
     model: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    baselines: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)
     limitations: list[str] = field(default_factory=list)
     ethical_considerations: list[str] = field(default_factory=list)
@@ -159,7 +163,7 @@ class ModelCard:
                 f"The 'positive_class' field of ModelCard must be one of {self.classes} or None. "
                 f"Got {self.positive_class!r} instead."
             )
-        for name in ("data", "model", "training", "metrics", "calibration", "privacy"):
+        for name in ("data", "model", "training", "metrics", "baselines", "calibration", "privacy"):
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(f"The '{name}' field of ModelCard must be a dict.")
         for name in ("limitations", "ethical_considerations"):
@@ -219,14 +223,19 @@ class ModelCard:
         lines += ["## Intended use", "", self.intended_use or "_Not stated._", ""]
         lines += ["## Out of scope", "", self.out_of_scope or "_Not stated._", ""]
         for title, section in (
-            ("Data", self.data), ("Model", self.model), ("Training", self.training),
+            ("Data", {k: v for k, v in self.data.items() if k != "inputs"}), ("Model", self.model), ("Training", self.training),
             ("Calibration", self.calibration), ("Privacy", self.privacy),
         ):
             lines += [f"## {title}", ""]
             lines += [f"- **{k}:** {_md_value(v)}" for k, v in section.items()] or ["_Not stated._"]
             lines.append("")
+            if title == "Data" and self.data.get("inputs"):
+                lines += _inputs_markdown(self.data["inputs"])
         lines += ["## Performance on the test split", ""]
         lines += _metrics_markdown(self.metrics)
+        if self.baselines:
+            lines += ["## Compared with simple baselines (same split, same test rows)", ""]
+            lines += _baselines_markdown(self.baselines)
         for title, items in (
             ("Limitations", self.limitations),
             ("Ethical considerations", self.ethical_considerations),
@@ -235,6 +244,38 @@ class ModelCard:
             lines += [f"- {item}" for item in items] or ["_None stated._"]
             lines.append("")
         return "\n".join(lines).rstrip() + "\n"
+
+
+def input_descriptions(features: list[str], dictionary: Any) -> list[dict[str, Any]]:
+    """The model's inputs in clinical words (``DataDictionary`` entries), for the card."""
+    out = []
+    for c in features:
+        e = dictionary.get(c) if dictionary else None
+        row: dict[str, Any] = {"column": c, "label": e.display_label if e else c, "unit": e.unit if e else ""}
+        if e is not None:
+            if e.codes:
+                row["codes"] = dict(e.codes)
+            if e.min is not None or e.max is not None:
+                row["plausible"] = [e.min, e.max]
+            if e.role.note:
+                row["note"] = e.role.note
+        out.append(row)
+    return out
+
+
+def _inputs_markdown(inputs: list[dict[str, Any]]) -> list[str]:
+    lines = ["### Inputs", "", "| Input | Column | Unit | Codes or plausible range |", "|---|---|---|---|"]
+    for i in inputs:
+        if i.get("codes"):
+            extra = "; ".join(f"{k} = {v}" for k, v in i["codes"].items())
+        elif i.get("plausible"):
+            lo, hi = i["plausible"]
+            extra = f"{'…' if lo is None else f'{lo:g}'} to {'…' if hi is None else f'{hi:g}'}"
+        else:
+            extra = ""
+        note = f" ({i['note']})" if i.get("note") else ""
+        lines.append(f"| {i.get('label', i['column'])}{note} | `{i['column']}` | {i.get('unit', '')} | {extra} |")
+    return lines + [""]
 
 
 def _md_value(value: Any) -> str:
@@ -262,4 +303,29 @@ def _metrics_markdown(metrics: dict[str, Any]) -> list[str]:
     for name, m in values.items():
         ci = "n/a" if m.get("ci_low") is None else f"{_fmt(m['ci_low'])} to {_fmt(m['ci_high'])}"
         lines.append(f"| {name} | {_fmt(m.get('value'))} | {ci} |")
+    return lines + [""]
+
+
+def _baselines_markdown(baselines: dict[str, Any]) -> list[str]:
+    rows = baselines.get("comparators") or []
+    lines: list[str] = []
+    if rows:
+        lines += ["| Model | AUC (95% CI) | Accuracy | Brier | AUC difference, this model − it (95% paired CI) |",
+                  "|---|---|---|---|---|"]
+        for r in rows:
+            m, d = r.get("metrics", {}), r.get("auc_difference", {})
+            auc = m.get("auc", {})
+            ci = "" if auc.get("ci_low") is None else f" ({_fmt(auc['ci_low'])} to {_fmt(auc['ci_high'])})"
+            diff = "n/a" if d.get("difference") is None else f"{d['difference']:+.3f}" + (
+                "" if d.get("ci_low") is None else f" ({d['ci_low']:+.3f} to {d['ci_high']:+.3f})")
+            lines.append(f"| {r.get('label', r.get('name'))} | {_fmt(auc.get('value'))}{ci} | "
+                         f"{_fmt(m.get('accuracy', {}).get('value'))} | {_fmt(m.get('brier', {}).get('value'))} | {diff} |")
+        lines.append("")
+        lines += [f"- {r['verdict']}" for r in rows if r.get("verdict")]
+    for name, why in (baselines.get("not_fitted") or {}).items():
+        lines.append(f"- {name}: not fitted ({why})")
+    if baselines.get("evaluate"):
+        lines.append(f"- On new data (`medassist evaluate`): {baselines['evaluate']}")
+    if baselines.get("selection"):
+        lines.append(f"- Model selection: {baselines['selection'].get('why', '')}")
     return lines + [""]

@@ -213,26 +213,60 @@ def _plot_confusion(cm: np.ndarray, classes: list[str]) -> str:
     return _to_data_uri(fig)
 
 
-def _plot_history(history: list[dict[str, Any]]) -> str | None:
+def _history_words(card: ModelCard) -> dict[str, Any]:
+    """The validation metric's name and the best epoch, from the card's training section."""
+    training = card.training or {}
+    name = training.get("val_metric_name") or ("validation AUC" if card.task in ("binary", "multiclass", "multilabel")
+                                               else "validation metric")
+    best = training.get("best_epoch")
+    return {"metric_name": str(name), "best_epoch": int(best) if isinstance(best, int | float) and best > 0 else None}
+
+
+#: Per-epoch bookkeeping that is not a curve to judge training by (cumulative wall time).
+_NOT_PLOTTED = {"epoch", "seconds"}
+
+
+def _plot_history(history: list[dict[str, Any]], *, metric_name: str = "validation metric",
+                  best_epoch: int | None = None) -> str | None:
+    """Training curves: losses together; the validation metric alone on its own axis, named, with
+    the best epoch marked; the learning rate in a small panel of its own. Never wall time: on a
+    shared axis, cumulative seconds or the learning rate flatten the metric into a line."""
     def numeric(v: Any) -> bool:
         return isinstance(v, int | float) and not isinstance(v, bool)
 
-    keys = sorted({k for row in history for k, v in row.items() if numeric(v)} - {"epoch"})
+    keys = sorted({k for row in history for k, v in row.items() if numeric(v)} - _NOT_PLOTTED)
     if not keys:
         return None
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
+
+    def series(k: str) -> list[float]:
+        return [row[k] if numeric(row.get(k)) else math.nan for row in history]
+
     loss_keys = [k for k in keys if "loss" in k]
-    other_keys = [k for k in keys if "loss" not in k]
-    panels = [(loss_keys, "Loss (lower is better)"), (other_keys, "Validation metric")]
-    panels = [(ks, label) for ks, label in panels if ks]
-    fig = _new_figure(5.2 * len(panels), 3.8)
-    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    metric_keys = [k for k in keys if "loss" not in k and k != "lr"]
+    panels = [(ks, label) for ks, label in [(loss_keys, "Loss (lower is better)"), (metric_keys, metric_name)] if ks]
+    has_lr = "lr" in keys
+    if not panels and not has_lr:
+        return None
+    fig = _new_figure(4.6 * max(len(panels), 1) + (2.6 if has_lr else 0), 3.8)
+    widths = [1.0] * len(panels) + ([0.55] if has_lr else [])
+    axes = np.atleast_1d(fig.subplots(1, len(widths), gridspec_kw={"width_ratios": widths}))
     for ax, (ks, label) in zip(axes, panels):
         for i, k in enumerate(ks):
-            values = [row[k] if numeric(row.get(k)) else math.nan for row in history]
-            ax.plot(epochs, values, marker="o", ms=3, color=_PALETTE[i % 10], label=k)
-        ax.set(xlabel="Epoch", ylabel=label)
+            name = {"train_loss": "training loss", "val_loss": "validation loss", "val_metric": metric_name}.get(k, k)
+            ax.plot(epochs, series(k), marker="o", ms=3, color=_PALETTE[i % 10], label=name)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label=f"best epoch ({best_epoch})")
+        ax.set(xlabel="Epoch", ylabel=label, title=label)
         ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    if has_lr:
+        ax = axes[-1]
+        ax.plot(epochs, series("lr"), color="grey")
+        ax.set_title("Learning rate", fontsize=9)
+        ax.set_xlabel("Epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         ax.grid(alpha=0.3)
     return _to_data_uri(fig)
 
@@ -299,6 +333,39 @@ def _subgroup_rows(subgroups: list[dict[str, Any]]) -> list[dict[str, str]]:
     return rows
 
 
+def _comparison_context(comparison: dict[str, Any] | None, evaluation: dict[str, Any]) -> dict[str, Any] | None:
+    """Rows for the "compared with simple baselines" table: the model first, then each baseline."""
+    if not comparison or not (comparison.get("comparators") or comparison.get("notes")):
+        return None
+
+    def auc_cells(m: dict[str, Any]) -> tuple[str, str]:
+        a = m.get("auc", {})
+        low, high = a.get("ci_low"), a.get("ci_high")
+        return _fmt(a.get("value")), ("not available" if low is None or high is None else f"{_fmt(low)} to {_fmt(high)}")
+
+    own = evaluation["metrics"]
+    auc, ci = auc_cells(own)
+    rows = [{"label": comparison.get("model_label", "This model"), "auc": auc, "auc_ci": ci,
+             "accuracy": _fmt(own.get("accuracy", {}).get("value")), "brier": _fmt(own.get("brier", {}).get("value")),
+             "diff": "", "diff_ci": ""}]
+    for r in comparison.get("comparators") or []:
+        auc, ci = auc_cells(r["metrics"])
+        d = r.get("auc_difference", {})
+        rows.append({
+            "label": r.get("label", r.get("name", "baseline")), "auc": auc, "auc_ci": ci,
+            "accuracy": _fmt(r["metrics"].get("accuracy", {}).get("value")),
+            "brier": _fmt(r["metrics"].get("brier", {}).get("value")),
+            "diff": "not defined" if d.get("difference") is None else f"{d['difference']:+.3f}",
+            "diff_ci": "not available" if d.get("ci_low") is None else f"{d['ci_low']:+.3f} to {d['ci_high']:+.3f}",
+        })
+    comparators = comparison.get("comparators") or []
+    return {
+        "rows": rows, "verdicts": [r["verdict"] for r in comparators if r.get("verdict")],
+        "not_better": [r["verdict"] for r in comparators if not r.get("model_better")],
+        "notes": list(comparison.get("notes") or []),
+    }
+
+
 def _card_sections(card: ModelCard) -> list[dict[str, Any]]:
     sections = []
     for title, d in (("Data", card.data), ("Model", card.model), ("Training", card.training),
@@ -347,6 +414,9 @@ def write_report(
     model_card: ModelCard,
     history: list[dict[str, Any]] | None = None,
     subgroups: list[dict[str, Any]] | None = None,
+    rows_note: str | None = None,
+    warnings: Sequence[str] = (),
+    comparison: dict[str, Any] | None = None,
 ) -> Path:
     """Write one self-contained HTML report and return its path.
 
@@ -361,6 +431,14 @@ def write_report(
         model_card: card shown at the end of the report.
         history: per-epoch dicts (``epoch``, ``train_loss``, ``val_loss``, ``val_metric``, ...).
         subgroups: ``subgroup_metrics`` output.
+        rows_note: which rows were evaluated, shown in place of "N patients in the test set"
+            (e.g. "150 patients evaluated, never seen in training; 39 seen in training were
+            excluded").
+        warnings: lines shown prominently above the summary (poor calibration, rows seen in
+            training included, ...).
+        comparison: the simple baselines scored on the same rows: ``{"model_label",
+            "comparators": [medassist.evaluation.comparison.compare(...)], "notes": [...]}``;
+            shown beside the model, and said at the top when the model is not better.
 
     Returns:
         The path written.
@@ -389,7 +467,7 @@ def write_report(
         "pr": _plot_pr(p, y, names, pos),
         "calibration": _plot_calibration(p, y, names, pos),
         "confusion": _plot_confusion(cm, names),
-        "history": _plot_history(history) if history else None,
+        "history": _plot_history(history, **_history_words(model_card)) if history else None,
     }
     card = model_card
     context = {
@@ -398,6 +476,8 @@ def write_report(
         "disclaimer": DISCLAIMER,
         "binary": binary,
         "n": len(y),
+        "rows_note": rows_note,
+        "warnings": list(warnings),
         "classes": names,
         "class_counts": [(c, int(k)) for c, k in zip(names, np.bincount(y, minlength=len(names)))],
         "positive_class": names[pos] if binary else None,
@@ -408,6 +488,7 @@ def write_report(
         "figures": figures,
         "confusion_rows": _confusion_table(cm, names),
         "subgroup_rows": _subgroup_rows(subgroups) if subgroups else None,
+        "comparison": _comparison_context(comparison, evaluation),
         "card": {
             "name": card.name, "version": card.version, "created": card.created,
             "task": card.task, "target": card.target, "classes": ", ".join(card.classes),

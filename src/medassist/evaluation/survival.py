@@ -291,34 +291,84 @@ def save_png(fig: Any, path: Path) -> Path:
     return path
 
 
-def plot_km(km: KMResult, path: Path, *, title: str = "Kaplan-Meier", time_unit: str = "days", n_ticks: int = 6) -> Path:
-    """KM curves with 95% bands, and the numbers at risk under the axis."""
-    fig = _figure(7.5, 5.2 + 0.22 * len(km.curves))
+#: Follow-up longer than this many days is drawn in months; longer than ``_YEARS_AFTER`` in years.
+_MONTHS_AFTER, _YEARS_AFTER = 540.0, 1460.0
+_DAYS_PER = {"days": 1.0, "months": 365.25 / 12, "years": 365.25}
+
+
+def time_axis(t_max: float, time_unit: str = "days", *, n_ticks: int = 6) -> tuple[str, float, np.ndarray]:
+    """How to draw a time axis up to ``t_max``: (unit shown, divisor from ``time_unit``, tick
+    positions in ``time_unit``). Ticks are round numbers in the unit shown (0, 50, 100 days;
+    0, 2, 4, 6 years), never 0, 40, 79, 119; days become months or years when follow-up is long.
+
+    Example:
+        >>> time_axis(198.0)[0], time_axis(198.0)[2].tolist()
+        ('days', [0.0, 50.0, 100.0, 150.0])
+        >>> time_axis(2358.0)[0], (time_axis(2358.0)[2] / 365.25).tolist()
+        ('years', [0.0, 2.0, 4.0, 6.0])
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    unit, div = time_unit, 1.0
+    if time_unit == "days" and t_max > _YEARS_AFTER:
+        unit, div = "years", _DAYS_PER["years"]
+    elif time_unit == "days" and t_max > _MONTHS_AFTER:
+        unit, div = "months", _DAYS_PER["months"]
+    steps = [1, 1.2, 2, 3, 6, 10] if unit == "months" else [1, 2, 2.5, 5, 10]
+    top = max(float(t_max) / div, 1e-9)
+    ticks = MaxNLocator(nbins=n_ticks, steps=steps, integer=top >= 3).tick_values(0.0, top)
+    ticks = ticks[(ticks >= 0) & (ticks <= top * 1.0001)]
+    return unit, div, ticks * div
+
+
+def _time_ticks(ax: Any, ticks: np.ndarray, div: float) -> None:
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{x / div:g}" for x in ticks])
+
+
+def plot_km(km: KMResult, path: Path, *, title: str = "Kaplan-Meier", time_unit: str = "days", n_ticks: int = 6,
+            ylabel: str = "survival probability", legend_title: str = "") -> Path:
+    """KM curves with 95% bands, the legend beside the axes (never over the curves), and the
+    numbers at risk under the axis at round times.
+
+    Args:
+        ylabel: what the curve is a probability of, in the endpoint's words
+            ("probability free of first dermatologic event"; "survival probability" for death).
+        legend_title: what the groups are ("Treatment arm"); long group labels are wrapped.
+    """
+    import textwrap
+
+    def short(label: str) -> str:
+        return textwrap.fill(str(label), width=26, max_lines=2, placeholder="…")
+
+    fig = _figure(9.0, 5.2 + 0.22 * len(km.curves))
     gs = fig.add_gridspec(2, 1, height_ratios=[4, 0.35 + 0.3 * len(km.curves)])
     ax, table = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
     t_max = max(float(c.timeline.max()) for c in km.curves)
-    ticks = np.linspace(0, t_max, n_ticks)
+    unit, div, ticks = time_axis(t_max, time_unit, n_ticks=n_ticks)
     colors = [f"C{i}" for i in range(10)]
     for i, c in enumerate(km.curves):
         col = colors[i % 10]
-        ax.step(c.timeline, c.survival, where="post", color=col, label=f"{c.label} (n={c.n}, events={c.events})")
+        ax.step(c.timeline, c.survival, where="post", color=col, label=f"{short(c.label)}\n(n={c.n}, events={c.events})")
         ax.fill_between(c.timeline, c.lower, c.upper, step="post", color=col, alpha=0.15, linewidth=0)
-    pad = 0.05 * t_max
+    pad = 0.03 * max(t_max, float(ticks[-1]))
+    right = max(t_max, float(ticks[-1])) + pad
     ax.set_ylim(0, 1.02)
-    ax.set_xlim(-pad, t_max + pad)
-    ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{x:.0f}" for x in ticks])
-    ax.set_xlabel(f"time ({time_unit})")
-    ax.set_ylabel("survival probability")
+    ax.set_xlim(-pad, right)
+    _time_ticks(ax, ticks, div)
+    ax.set_xlabel(f"time ({unit})")
+    ax.set_ylabel(ylabel)
     sub = f"log-rank p = {km.logrank['p_value']:.3g}" if km.logrank else ""
-    ax.set_title(f"{title}{'  (' + sub + ')' if sub else ''}")
+    ax.set_title(f"{title}{'  (' + sub + ')' if sub else ''}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
-    table.set_xlim(-pad, t_max + pad)
+    # beside the axes: a legend inside covers the tails of the curves, where the numbers are fewest
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8, frameon=False,
+              title=textwrap.fill(legend_title, width=26) if legend_title else None, title_fontsize=8, alignment="left")
+    table.set_xlim(-pad, right)
     table.set_ylim(-0.5, len(km.curves) - 0.5)
     table.set_xticks([])
     table.set_yticks(range(len(km.curves)))
-    table.set_yticklabels([c.label for c in reversed(km.curves)], fontsize=8)
+    table.set_yticklabels([short(c.label) for c in reversed(km.curves)], fontsize=8)
     table.set_title("numbers at risk", fontsize=8, loc="left")
     for spine in table.spines.values():
         spine.set_visible(False)
@@ -355,19 +405,22 @@ def plot_forest(hr: pd.DataFrame, path: Path, *, title: str = "Cox hazard ratios
 
 def plot_risk_curve(
     times: np.ndarray, survival: np.ndarray, path: Path, *, reference: KMCurve | None = None, title: str = "Predicted survival",
-    time_unit: str = "days",
+    time_unit: str = "days", ylabel: str = "survival probability",
 ) -> Path:
-    """A patient's predicted S(t) beside the cohort's Kaplan-Meier curve."""
-    fig = _figure(7.0, 4.5)
+    """A patient's predicted S(t) beside the cohort's Kaplan-Meier curve (legend below the axes)."""
+    fig = _figure(7.0, 4.8)
     ax = fig.add_subplot()
     ax.plot(times, survival, color="C3", label="this patient (model)")
     if reference is not None:
         ax.step(reference.timeline, reference.survival, where="post", color="grey", label=f"cohort Kaplan-Meier (n={reference.n})")
         ax.fill_between(reference.timeline, reference.lower, reference.upper, step="post", color="grey", alpha=0.15, linewidth=0)
+    t_max = max(float(np.max(times)), float(reference.timeline.max()) if reference is not None else 0.0)
+    unit, div, ticks = time_axis(t_max, time_unit)
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel(f"time ({time_unit})")
-    ax.set_ylabel("survival probability")
-    ax.set_title(title)
+    _time_ticks(ax, ticks, div)
+    ax.set_xlabel(f"time ({unit})")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
     return save_png(fig, path)

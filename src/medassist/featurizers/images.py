@@ -42,9 +42,13 @@ class ImageFeaturizer:
     size: side of the square model input; None: the training images' median side (≤ 224).
     channels: 1 or 3; None: as the training images (RGB if any training image is RGB).
     window: the DICOM/NIfTI window preset the images were read with (kept for prediction).
+    standardize: learn per-channel mean/std from the training images; False keeps 0 and 1 (the
+        inputs stay in their read range), as differentially private training needs: the
+        training pixels' mean and spread would otherwise leave with the bundle without noise.
     """
 
-    def __init__(self, *, size: int | None = None, channels: int | None = None, window: str | None = None) -> None:
+    def __init__(self, *, size: int | None = None, channels: int | None = None, window: str | None = None,
+                 standardize: bool = True) -> None:
         if size is not None:
             check_number(size, name="size", owner="ImageFeaturizer", low=8, high=1024, integer=True)
         if channels is not None and channels not in (1, 3):
@@ -52,6 +56,7 @@ class ImageFeaturizer:
         self.size = size
         self.channels = channels
         self.window = window
+        self.standardize = standardize
 
     # ------------------------------------------------------------------ fitting
     def fit(self, images: Any, *, modalities: list[str] | None = None, batch_size: int = 512) -> ImageFeaturizer:
@@ -67,6 +72,8 @@ class ImageFeaturizer:
         self.modalities_ = sorted({m for m in (modalities or []) if m})
         self.mean_ = [0.0] * self.channels_
         self.std_ = [1.0] * self.channels_
+        if not self.standardize:
+            return self
         s1 = np.zeros(self.channels_)
         s2 = np.zeros(self.channels_)
         count = 0
@@ -152,7 +159,8 @@ class ImageFeaturizer:
     def to_dict(self) -> dict[str, Any]:
         self._check_fitted()
         return {
-            "name": "image", "params": {"size": self.size, "channels": self.channels, "window": self.window},
+            "name": "image", "params": {"size": self.size, "channels": self.channels, "window": self.window,
+                                      "standardize": self.standardize},
             "state": {"size_": self.size_, "channels_": self.channels_, "mean_": self.mean_, "std_": self.std_,
                       "aspect_": self.aspect_, "modalities_": self.modalities_},
         }

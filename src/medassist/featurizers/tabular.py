@@ -7,28 +7,57 @@ matrix, and every imputed cell is counted so predictions can say how many values
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from medassist.exceptions import DataError, NotFittedError, SchemaError
+from medassist.exceptions import ConfigError, DataError, NotFittedError, SchemaError
 from medassist.featurizers.registry import FEATURIZERS
 
 MISSING = "__missing__"
 OTHER = "__other__"
 #: A column whose values parse as numbers at least this often is numeric; the rest is junk.
 NUMERIC_SHARE = 0.9
+#: A value further than this many training standard deviations from the training mean is refused:
+#: no measurement is that far out, and such a value (1e308, say) overflows the model to NaN.
+MAX_ABS_Z = 1e6
+
+
+#: A numeric value further than this share of the training range outside [min, max] of the
+#: training split is flagged as out of range (the model never saw anything like it).
+RANGE_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
 class FeatureMatrix:
-    """Output of ``transform``: features (N, F) float32 and per-row count of imputed cells."""
+    """Output of ``transform``: features (N, F) float32 and per-row flags.
+
+    ``n_imputed``/``n_unknown`` (N,) count imputed cells and categories never seen in training;
+    ``unknown_categories`` and ``out_of_range`` list, per row, the ``column=value`` of each
+    unseen category and the numeric columns whose value lies outside the training range.
+    """
 
     values: np.ndarray
     n_imputed: np.ndarray
     n_unknown: np.ndarray
+    unknown_categories: list[list[str]] = field(default_factory=list)
+    out_of_range: list[list[str]] = field(default_factory=list)
+
+    @property
+    def n_out_of_range(self) -> np.ndarray:
+        return np.array([len(r) for r in self.out_of_range], dtype=np.int64)
+
+
+def category_key(value: Any) -> str:
+    """The level a category value is stored under: integral floats lose their '.0', so a code
+    column read as floats (because it has a gap) still matches the integers seen in training."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, np.integer):
+        return str(int(value))
+    return str(value)
 
 
 def parse_numeric(series: pd.Series, *, column: str, source: str = "table") -> pd.Series:
@@ -66,6 +95,54 @@ def infer_column_kind(series: pd.Series) -> str:
     return "numeric" if share >= NUMERIC_SHARE else "categorical"
 
 
+def parse_missing_values(specs: tuple[str, ...] | list[str]) -> dict[str, list[Any]]:
+    """``--missing-values "insulin=0"`` (repeatable; ``"col=0,-99"``) → ``{"insulin": [0]}``.
+
+    A value that reads as a number is kept as a number (it matches 0, 0.0 and "0" in the
+    column); anything else is matched as text.
+
+    Raises:
+        ConfigError: a spec without ``=``, without a column or without values, or a column
+            given twice.
+    """
+    out: dict[str, list[Any]] = {}
+    for spec in specs:
+        col, sep, rest = str(spec).partition("=")
+        col = col.strip()
+        values = [v.strip() for v in rest.split(",") if v.strip()]
+        if not sep or not col or not values:
+            raise ConfigError(f"--missing-values expects COLUMN=VALUE[,VALUE...] (e.g. \"insulin=0\" or \"bmi=0,-99\"). Got {spec!r} instead.")
+        if col in out:
+            raise ConfigError(f"--missing-values names column '{col}' twice; give all its values once: \"{col}=0,-99\".")
+        parsed: list[Any] = []
+        for v in values:
+            try:
+                f = float(v)
+            except ValueError:
+                parsed.append(v)
+                continue
+            parsed.append(int(f) if f.is_integer() else f)
+        out[col] = parsed
+    return out
+
+
+def declared_missing_mask(series: pd.Series, values: list[Any]) -> np.ndarray:
+    """(N,) True where a cell holds one of the values the user declared to mean "missing"."""
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    keys = {category_key(v) for v in values} | {str(v) for v in values}
+    mask = np.zeros(len(series), dtype=bool)
+    if numbers:
+        parsed = pd.to_numeric(series, errors="coerce") if not pd.api.types.is_bool_dtype(series) else series.astype(float)
+        mask |= parsed.isin(numbers).to_numpy()
+    mask |= series.map(lambda v: not pd.isna(v) and (category_key(v) in keys or str(v).strip() in keys)).to_numpy(dtype=bool)
+    return mask
+
+
+def count_declared_missing(df: pd.DataFrame, missing_values: dict[str, list[Any]]) -> dict[str, int]:
+    """Cells per column that hold a declared missing value (they are read as missing)."""
+    return {c: int(declared_missing_mask(df[c], v).sum()) for c, v in missing_values.items() if c in df.columns}
+
+
 @FEATURIZERS.register("tabular")
 class TabularFeaturizer:
     """Numeric: median-impute + missingness indicator + standardise. Categorical: one-hot.
@@ -75,6 +152,9 @@ class TabularFeaturizer:
         categorical: categorical input columns.
         max_categories: most frequent levels kept per categorical column; rarer ones share
             one ``__other__`` level.
+        missing_values: per column, values that mean "missing" (``{"insulin": [0]}``, from
+            ``--missing-values``): read as missing, so imputed with an indicator, in ``fit``
+            and in every ``transform``; the caller's table is not changed.
 
     Example:
         >>> f = TabularFeaturizer().fit(train_df[features])
@@ -88,10 +168,20 @@ class TabularFeaturizer:
         numeric: list[str] | None = None,
         categorical: list[str] | None = None,
         max_categories: int = 30,
+        missing_values: dict[str, list[Any]] | None = None,
     ) -> None:
         self.numeric = numeric
         self.categorical = categorical
         self.max_categories = max_categories
+        self.missing_values = missing_values
+
+    def _declared(self, series: pd.Series, column: str) -> pd.Series:
+        """The column with the user's declared missing values read as missing (a copy)."""
+        values = (self.missing_values or {}).get(column)
+        if not values:
+            return series
+        mask = declared_missing_mask(series, values)
+        return series.mask(mask) if mask.any() else series
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, df: pd.DataFrame, *, source: str = "training data") -> TabularFeaturizer:
@@ -110,12 +200,14 @@ class TabularFeaturizer:
         self.scale_: dict[str, float] = {}
         self.indicator_: list[str] = []
         self.missing_rate_: dict[str, float] = {}
+        self.range_: dict[str, list[float]] = {}
         for col in self.numeric_:
-            x = parse_numeric(df[col], column=col, source=source)
+            x = parse_numeric(self._declared(df[col], col), column=col, source=source)
             self.missing_rate_[col] = float(x.isna().mean())
             if x.notna().sum() == 0:
                 raise DataError(f"{source}: numeric column '{col}' has no values at all; drop it or fill it.")
             med = float(x.median())
+            self.range_[col] = [float(x.min()), float(x.max())]
             filled = x.fillna(med)
             self.median_[col], self.mean_[col] = med, float(filled.mean())
             std = float(filled.std(ddof=0))
@@ -124,15 +216,19 @@ class TabularFeaturizer:
                 self.indicator_.append(col)
         self.categories_: dict[str, list[str]] = {}
         for col in self.categorical_:
-            s = df[col]
+            s = self._declared(df[col], col)
             self.missing_rate_[col] = float(s.isna().mean())
-            counts = s.dropna().astype(str).value_counts()
+            counts = s.dropna().map(category_key).value_counts()
             levels = sorted(counts.index[: self.max_categories].tolist())
             if len(counts) > self.max_categories:
                 levels.append(OTHER)
             if s.isna().any():
                 levels.append(MISSING)
             self.categories_[col] = levels
+            codes = pd.to_numeric(s.dropna(), errors="coerce")
+            if len(codes) and codes.notna().all() and not pd.api.types.is_bool_dtype(s):
+                # integer codes (race = 1/2/3, ftv = 0..6): a code beyond them is out of range too
+                self.range_[col] = [float(codes.min()), float(codes.max())]
         names, groups = [], []
         for col in self.numeric_:
             names.append(col), groups.append(col)
@@ -149,6 +245,23 @@ class TabularFeaturizer:
             raise NotFittedError("This TabularFeaturizer is not fitted yet; call fit() on the training split first.")
 
     # -- transforming --------------------------------------------------------------------
+    def check_plausible(self, column: str, values: np.ndarray, *, source: str = "input data") -> None:
+        """Refuse a non-finite value of a numeric column, or one at least ``MAX_ABS_Z`` training
+        standard deviations from the training mean; NaN (missing, imputed) passes.
+
+        Raises:
+            DataError: naming the first such row (1-based), the column and the value.
+        """
+        self._check_fitted()
+        x = np.asarray(values, dtype=float)
+        mean, scale = self.mean_[column], self.scale_[column]
+        with np.errstate(all="ignore"):
+            bad = ~np.isnan(x) & ~(np.abs((x - mean) / scale) < MAX_ABS_Z)
+        if bad.any():
+            i = int(bad.argmax())
+            raise DataError(f"{source}: row {i + 1}, column '{column}': expected a finite number within {MAX_ABS_Z:.0e} "
+                            f"training standard deviations of the training mean ({mean:.4g} ± {scale:.4g}), got {x[i]:g}.")
+
     def transform(self, df: pd.DataFrame, *, source: str = "input data") -> FeatureMatrix:
         """Encode ``df`` (which must hold every fitted input column) into a float32 matrix."""
         self._check_fitted()
@@ -162,46 +275,66 @@ class TabularFeaturizer:
         blocks: list[np.ndarray] = []
         n_imputed = np.zeros(n, dtype=np.int64)
         n_unknown = np.zeros(n, dtype=np.int64)
+        unknown: list[list[str]] = [[] for _ in range(n)]
+        outside: list[list[str]] = [[] for _ in range(n)]
+        ranges = getattr(self, "range_", {})  # bundles written before ranges were stored have none
         nums = np.zeros((n, len(self.numeric_)), dtype=np.float32)
         inds = np.zeros((n, len(self.indicator_)), dtype=np.float32)
         for j, col in enumerate(self.numeric_):
-            x = parse_numeric(df[col], column=col, source=source).to_numpy()
+            x = parse_numeric(self._declared(df[col], col), column=col, source=source).to_numpy()
+            self.check_plausible(col, x, source=source)
             miss = np.isnan(x)
             n_imputed += miss
+            if col in ranges:
+                lo, hi = ranges[col]
+                margin = RANGE_MARGIN * (hi - lo)
+                with np.errstate(invalid="ignore"):
+                    for i in np.flatnonzero((x < lo - margin) | (x > hi + margin)):
+                        outside[i].append(col)
             x = np.where(miss, self.median_[col], x)
             nums[:, j] = (x - self.mean_[col]) / self.scale_[col]
             if col in self.indicator_:
                 inds[:, self.indicator_.index(col)] = miss
         blocks += [nums, inds]
         for col in self.categorical_:
+            s = self._declared(df[col], col)
+            if col in ranges:
+                lo, hi = ranges[col]
+                margin = RANGE_MARGIN * (hi - lo)
+                codes = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+                with np.errstate(invalid="ignore"):
+                    for i in np.flatnonzero((codes < lo - margin) | (codes > hi + margin)):
+                        outside[i].append(col)
             levels = self.categories_[col]
             onehot = np.zeros((n, len(levels)), dtype=np.float32)
             lookup = {lev: i for i, lev in enumerate(levels)}
-            for i, v in enumerate(df[col].to_numpy()):
+            for i, v in enumerate(s.to_numpy()):
                 if pd.isna(v):
                     key = MISSING
                     n_imputed[i] += MISSING not in lookup
                 else:
-                    key = str(v)
+                    key = category_key(v)
                     if key not in lookup:
                         key = OTHER
                 if key in lookup:
                     onehot[i, lookup[key]] = 1.0
                 elif not pd.isna(v):
                     n_unknown[i] += 1  # a level never seen in training: encoded as all zeros
+                    unknown[i].append(f"{col}={category_key(v)}")
             blocks.append(onehot)
-        return FeatureMatrix(np.concatenate(blocks, axis=1), n_imputed, n_unknown)
+        return FeatureMatrix(np.concatenate(blocks, axis=1), n_imputed, n_unknown, unknown, outside)
 
     # -- persistence ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         self._check_fitted()
         return {
             "name": "tabular",
-            "params": {"numeric": self.numeric, "categorical": self.categorical, "max_categories": self.max_categories},
+            "params": {"numeric": self.numeric, "categorical": self.categorical, "max_categories": self.max_categories,
+                       "missing_values": self.missing_values},
             "state": {
                 "columns_": self.columns_, "numeric_": self.numeric_, "categorical_": self.categorical_,
                 "median_": self.median_, "mean_": self.mean_, "scale_": self.scale_,
-                "indicator_": self.indicator_, "missing_rate_": self.missing_rate_,
+                "indicator_": self.indicator_, "missing_rate_": self.missing_rate_, "range_": getattr(self, "range_", {}),
                 "categories_": self.categories_, "feature_names_": self.feature_names_,
                 "feature_groups_": self.feature_groups_,
             },

@@ -32,6 +32,7 @@ from medassist.evaluation.model_card import ModelCard, default_card_texts
 from medassist.exceptions import ConfigError, DataError, TrainingError
 from medassist.featurizers.tabular import TabularFeaturizer
 from medassist.models import build_model, count_parameters, model_from_spec
+from medassist.options import ModelSize, look_up_option
 from medassist.pipeline.tabular import POSITIVE_NAMES
 from medassist.registry.bundle import ModelBundle, check_out_dir, save_bundle
 from medassist.training.config import Schedule, TrainConfig
@@ -79,7 +80,7 @@ class FederatedSpec:
     positive_class: str | None = None
     id_column: str | None = None
     model: str = "mlp"
-    size: str = "small"
+    size: ModelSize = ModelSize.SMALL
     local_epochs: int = 2
     batch_size: int = 32
     lr: float = 1e-3
@@ -87,6 +88,7 @@ class FederatedSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "size", look_up_option(self.size, ModelSize, name="model size"))
         owner = "FederatedSpec"
         check_number(self.local_epochs, name="local_epochs", owner=owner, low=1, integer=True)
         check_number(self.batch_size, name="batch_size", owner=owner, low=1, integer=True)

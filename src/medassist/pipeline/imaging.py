@@ -9,11 +9,17 @@
   afterwards, so probabilities are unweighted again. Then temperature scaling on validation.
 - Evaluation: the existing classification metrics with bootstrap CIs, plus the MedMNIST AUC/ACC;
   per-label AUC for multi-label. Grad-CAM overlays of test images go into the report.
+- Differential privacy (``spec.train.privacy``): DP-SGD through the Trainer (BatchNorm becomes
+  GroupNorm, recorded in the model spec), checked against and recorded in the privacy ledger.
+  Nothing else learnt from the training images may escape the guarantee, so the featurizer
+  keeps a fixed normalisation (no per-channel mean/std of the training pixels) and class
+  weights (counts of training labels) are refused.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import math
@@ -33,7 +39,7 @@ from torch import nn
 from medassist.data.io.images import ImageSet, read_image
 from medassist.data.splits import split_indices
 from medassist.data.synthetic_images import SYNTHETIC_NOTICE
-from medassist.evaluation.calibration import TemperatureScaler
+from medassist.evaluation.calibration import TemperatureScaler, calibration_warning
 from medassist.evaluation.metrics import compute_ece, evaluate_classification
 from medassist.evaluation.model_card import DISCLAIMER, ModelCard, default_card_texts
 from medassist.evaluation.multilabel import evaluate_multilabel, medmnist_acc, medmnist_auc
@@ -42,8 +48,11 @@ from medassist.exceptions import ConfigError, DataError
 from medassist.explain.gradcam import grad_cam, overlay_png, save_overlay
 from medassist.featurizers.images import ImageFeaturizer
 from medassist.models import build_model, count_parameters
+from medassist.options import ModelSize, look_up_option
+from medassist.privacy.ledger import PrivacyLedger
 from medassist.registry.bundle import ModelBundle, check_out_dir, save_bundle
 from medassist.training import Monitor, TrainConfig, Trainer, TrainResult, class_weights
+from medassist.training.privacy import private_model_spec
 from medassist.types import Batch, TaskSchema
 
 IMAGE_MODELS = ("resnet18", "resnet50", "densenet121")
@@ -55,7 +64,7 @@ class ImageSpec:
     """How an image model is built and trained."""
 
     model: str = "resnet18"
-    size: str = "small"
+    size: ModelSize = ModelSize.SMALL
     seed: int = 0
     image_size: int | None = None
     window: str | None = None
@@ -67,12 +76,16 @@ class ImageSpec:
                                                                    patience=8, monitor=Monitor.VAL_METRIC))
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "size", look_up_option(self.size, ModelSize, name="model size"))
         if self.model not in IMAGE_MODELS:
             from medassist.options import unknown_name_error
 
             raise unknown_name_error(self.model, list(IMAGE_MODELS), kind="image model")
         if self.class_weight not in ("none", "balanced"):
             raise ConfigError(f"The 'class_weight' parameter of ImageSpec must be 'none' or 'balanced'. Got {self.class_weight!r} instead.")
+        if self.train.privacy is not None and self.class_weight == "balanced":
+            raise ConfigError("--class-weight balanced cannot be combined with --dp-epsilon: the weights are counts of the training "
+                              "labels, which DP-SGD does not cover; use --class-weight none.")
 
 
 class ImageTensorDataset(torch.utils.data.Dataset):
@@ -88,7 +101,11 @@ class ImageTensorDataset(torch.utils.data.Dataset):
         return len(self.targets)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.images[i], self.targets[i]
+        # Only a DataLoader reads rows one by one (DP-SGD's Poisson sampling): augment them too.
+        x = self.images[i]
+        if self.augment is not None:
+            x = torch.as_tensor(self.augment(x)).as_subclass(torch.Tensor)
+        return x, self.targets[i]
 
     def get_batch(self, indices: torch.Tensor) -> Batch:
         x = self.images[indices]
@@ -179,7 +196,8 @@ def fit_images(data: ImageSet, splits: dict[str, np.ndarray], *, spec: ImageSpec
                console: Console | None = None, checkpoint_dir: Path | None = None) -> FittedImages:
     """Fit featurizer (training split), network (Trainer) and temperature (validation split)."""
     tr, va = splits["train"], splits["val"]
-    fz = ImageFeaturizer(size=spec.image_size, window=spec.window).fit(
+    # Under DP the per-channel mean/std of the training pixels would be released without noise.
+    fz = ImageFeaturizer(size=spec.image_size, window=spec.window, standardize=spec.train.privacy is None).fit(
         _subset(data.images, tr), modalities=[data.modalities[i] for i in tr])
     x_tr, x_va = fz.transform(_subset(data.images, tr)), fz.transform(_subset(data.images, va))
     ttype = torch.float32 if data.task == "multilabel" else torch.int64
@@ -193,6 +211,8 @@ def fit_images(data: ImageSet, splits: dict[str, np.ndarray], *, spec: ImageSpec
     trainer = Trainer(config=spec.train, checkpoint_dir=checkpoint_dir, progress=progress, console=console)
     result = trainer.fit(model, train_data=train_ds, val_data=val_ds, loss_fn=loss, metric_fn=_metric_fn(data.task))
     _undo_weighting(model, weights)
+    if result.privacy is not None:
+        model_spec = private_model_spec(model_spec, result.privacy.get("model_conversions", []))
     val_logits, _ = trainer.predict_logits(model, val_ds)
     if data.task == "multilabel":
         return FittedImages(fz, model, model_spec, _fit_sigmoid_temperature(val_logits, data.targets[va]), None, result)
@@ -270,13 +290,36 @@ class ImageTrainOutcome:
     n_parameters: int
     result: TrainResult
     task: str
+    #: DP-SGD runs: the (ε, δ) spent, with the ledger's total for this image set and its budget.
+    privacy: dict[str, Any] | None = None
+
+
+def image_set_fingerprint(data: ImageSet) -> str:
+    """SHA-256 of the images and labels: the privacy ledger's key for this image set."""
+    h = hashlib.sha256()
+    for i in range(len(data)):
+        img = np.ascontiguousarray(data.images[i])
+        h.update(str((img.dtype.str, img.shape)).encode())
+        h.update(img.tobytes())
+    h.update(np.ascontiguousarray(data.targets).tobytes())
+    return h.hexdigest()
 
 
 def train_images(data: ImageSet, *, spec: ImageSpec, out_dir: Path, overwrite: bool = False, progress: bool = True,
-                 console: Console | None = None) -> ImageTrainOutcome:
-    """Preprocess → build → train → evaluate → bundle, for a labelled image set."""
+                 console: Console | None = None, ledger: PrivacyLedger | None = None) -> ImageTrainOutcome:
+    """Preprocess → build → train → evaluate → bundle, for a labelled image set.
+
+    With ``spec.train.privacy`` set, training is DP-SGD and ``ledger`` must be given: the run is
+    refused when it would exceed the image set's budget, and recorded once the bundle is written.
+    """
     console = console or Console(stderr=True)
     check_out_dir(Path(out_dir), overwrite=overwrite)
+    dataset_id = None
+    if spec.train.privacy is not None:
+        if ledger is None:
+            raise ConfigError("Differentially private training needs a privacy ledger to record the budget it spends.")
+        dataset_id = image_set_fingerprint(data)
+        ledger.check(dataset_id, spec.train.privacy.target_epsilon, source=data.source)
     splits = _splits(data, spec.seed)
     for s in ("train", "val", "test"):
         if len(splits[s]) == 0:
@@ -309,6 +352,9 @@ def train_images(data: ImageSet, *, spec: ImageSpec, out_dir: Path, overwrite: b
                    *data.notes[:10]]
     if data.synthetic:
         limitations.insert(0, f"Trained on {SYNTHETIC_NOTICE}: its figures say nothing about any real disease.")
+    if fitted.result.privacy is not None:
+        limitations.append("Trained with DP-SGD; the input size and channel count come from the training images' shapes, and the "
+                           "calibration temperature (one number) and the reported test metrics use held-out images without privacy noise.")
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     card = ModelCard(
         name=f"{spec.model}-{spec.size} image diagnosis ({data.source})" + (f" [{SYNTHETIC_NOTICE}]" if data.synthetic else ""),
@@ -326,7 +372,7 @@ def train_images(data: ImageSet, *, spec: ImageSpec, out_dir: Path, overwrite: b
                   "class_weight": spec.class_weight, "best_epoch": fitted.result.best_epoch, "epochs_run": len(fitted.result.history),
                   "stopped_early": fitted.result.stopped_early, "seconds": round(fitted.result.seconds, 2)},
         metrics=ev, calibration={k: v for k, v in calibration.items() if k != "scaler"}, limitations=limitations,
-        ethical_considerations=texts["ethical_considerations"], privacy={},
+        ethical_considerations=texts["ethical_considerations"], privacy=fitted.result.privacy or {},
     )
     section, pngs = _gradcam_section(fitted, x_te, p, y, task=kind, classes=data.classes, pos=pos, n=spec.n_gradcam)
     title = f"medassist image diagnosis model ({data.source})" + (f" - {SYNTHETIC_NOTICE}" if data.synthetic else "")
@@ -343,13 +389,20 @@ def train_images(data: ImageSet, *, spec: ImageSpec, out_dir: Path, overwrite: b
     bundle = ModelBundle(
         model=fitted.model, model_spec=fitted.model_spec, featurizer=fitted.featurizer, schema=schema, calibration=calibration,
         metrics={"test": ev}, model_card=card.to_dict(), model_card_markdown=card.to_markdown(), history=fitted.result.history,
-        train_config=spec.train.to_dict(), meta={"created": created, "data_source": data.source, "task": TASK, "synthetic": data.synthetic},
+        train_config=spec.train.to_dict(), meta={"created": created, "data_source": data.source, "task": TASK, "synthetic": data.synthetic,
+                                                 "training_inputs": {"formats": list(data.formats),
+                                                                     "modalities": sorted({m for m in data.modalities if m})}},
     )
     attachments = {"report.html": report_html.encode(), "splits.json": json.dumps({k: v.tolist() for k, v in splits.items()}).encode()}
     attachments.update({f"gradcam_{i}.png": png for i, png in enumerate(pngs)})
     out = save_bundle(bundle, Path(out_dir), overwrite=overwrite, attachments=attachments)
+    privacy = None
+    if fitted.result.privacy is not None and ledger is not None and dataset_id is not None:
+        p = fitted.result.privacy
+        ledger.record(dataset_id, epsilon=p["epsilon"], delta=p["delta"], source=data.source, bundle=str(out))
+        privacy = {**p, "ledger_spent": ledger.spent(dataset_id), "ledger_budget": ledger.total_epsilon}
     return ImageTrainOutcome(bundle_dir=out, metrics=ev, report=out / "report.html", notes=list(data.notes), n_parameters=n_params,
-                             result=fitted.result, task=kind)
+                             result=fitted.result, task=kind, privacy=privacy)
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,6 +430,30 @@ def model_lock(model: nn.Module) -> threading.Lock:
         if lock is None:
             lock = _LOCKS[model] = threading.Lock()
         return lock
+
+
+#: Image file kinds that hold the same sort of pixels (8-bit display pictures).
+_SAME_PIXELS = {"npz": "picture", "picture": "picture", "dicom": "dicom", "nifti": "nifti"}
+
+
+def image_warnings(bundle: ModelBundle, *, kind: str | None = None, modality: str = "") -> list[str]:
+    """Warnings an answer of this image bundle carries: poor calibration on its test set, and an
+    input unlike the training images (a DICOM CT scored by a model trained on PNG pictures)."""
+    found = []
+    ece = ((bundle.metrics.get("test") or {}).get("metrics") or {}).get("ece", {})
+    w = calibration_warning(ece.get("value") if isinstance(ece, dict) else None)
+    if w:
+        found.append(w)
+    seen = bundle.meta.get("training_inputs")
+    if kind is not None and seen and seen.get("formats"):
+        trained = {_SAME_PIXELS.get(f, f) for f in seen["formats"]}
+        this = "a DICOM image" + (f" (modality {modality})" if modality else "") if kind == "dicom" else f"a {kind} image"
+        was = ", ".join(seen["formats"]) + (f" (modality {', '.join(seen['modalities'])})" if seen.get("modalities") else "")
+        if _SAME_PIXELS.get(kind, kind) not in trained:
+            found.append(f"this is {this}, but the model was trained on {was} images: its answer may not apply")
+        elif modality and seen.get("modalities") == [] and kind == "dicom":
+            found.append(f"this DICOM image has modality {modality}; the training images recorded none: check they match")
+    return found
 
 
 def predict_image(bundle: ModelBundle, path: str | Path, *, explain_path: Path | None = None) -> dict[str, Any]:
@@ -417,6 +494,7 @@ def predict_image(bundle: ModelBundle, path: str | Path, *, explain_path: Path |
         save_overlay(fz.to_display(x[k]), cam, explain_path, title=title)
         out["explanation"] = {"method": "Grad-CAM (Captum LayerGradCam)", "class": classes[target], "slice": k, "png": str(explain_path)}
     out["intensity"] = img.intensity
+    out["warnings"] = image_warnings(bundle, kind=img.kind, modality=img.modality)
     out["notes"] = notes
     if bundle.meta.get("synthetic"):
         out["warning"] = f"This model was trained on {SYNTHETIC_NOTICE}."

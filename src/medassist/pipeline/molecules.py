@@ -37,7 +37,7 @@ from medassist.exceptions import BundleError, ConfigError, DataError
 from medassist.featurizers.molecules import MoleculeFeatures, MoleculeFeaturizer, morgan_bits, tanimoto_max
 from medassist.models import build_model, count_parameters
 from medassist.models.molecules import MoleculeEnsemble, make_batch, mol_ensemble_spec
-from medassist.options import look_up_option
+from medassist.options import ModelSize, look_up_option
 from medassist.registry.bundle import ModelBundle, check_out_dir, save_bundle
 from medassist.training import TrainConfig, Trainer, TrainResult
 from medassist.types import Batch, TaskSchema
@@ -247,7 +247,7 @@ class ScreeningSpec:
     smiles_column: str
     model: str = "dmpnn"
     descriptors: str | None = "fast"
-    size: str = "small"
+    size: ModelSize = ModelSize.SMALL
     seed: int = 0
     split: str = "random"
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
@@ -259,6 +259,7 @@ class ScreeningSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "size", look_up_option(self.size, ModelSize, name="model size"))
         owner = "ScreeningSpec"
         if self.model not in ("dmpnn", "fpmlp"):
             raise ConfigError(f"The 'model' parameter of {owner} must be 'dmpnn' or 'fpmlp'. Got {self.model!r} instead.")

@@ -36,6 +36,7 @@ from medassist.exceptions import ConfigError, DataError, EmptyDataError
 from medassist.featurizers.molecules import featurize_chunk, init_worker
 from medassist.pipeline.molecules import ApplicabilityDomain, bundle_predict_features, score_columns
 from medassist.registry.bundle import ModelBundle
+from medassist.types import SCORE_DECIMALS
 from medassist.validation import check_number
 
 FILTERS = ("lipinski", "veber", "pains", "brenk")
@@ -352,8 +353,8 @@ def _hits_table(bundle: ModelBundle, items: list, cols: list[tuple[str, str]], t
         lib = {(f"library_{c}" if c in ours else c): v for c, v in r["columns"].items()}
         row: dict[str, Any] = {"rank": k + 1, **lib, "smiles_canonical": r["smiles"]}
         for t, (sc, unc) in enumerate(cols):
-            row[sc] = round(float(r["pred"][t]), 6)
-            row[unc] = None if r["spread"] is None or not np.isfinite(r["spread"][t]) else round(float(r["spread"][t]), 6)
+            row[sc] = round(float(r["pred"][t]), SCORE_DECIMALS)
+            row[unc] = None if r["spread"] is None or not np.isfinite(r["spread"][t]) else round(float(r["spread"][t]), SCORE_DECIMALS)
         row["ad_similarity"] = round(float(sim[k]), 4)
         row["in_domain"] = "yes" if sim[k] >= ad.threshold else "no"
         row["qed"] = round(float(QED.qed(m)), 4)

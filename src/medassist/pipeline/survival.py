@@ -40,6 +40,7 @@ from medassist.models.survival import (
     CaseModels, baseline_hazard_logits, case_models_spec, discrete_time_nll, discretise, interpolate_survival, mean_restricted_mean,
     reconstruction_loss, time_grid,
 )
+from medassist.options import ModelSize, look_up_option
 from medassist.pipeline.treatment import FloatTargetDataset
 from medassist.registry.bundle import ModelBundle, check_out_dir, load_bundle, save_bundle
 from medassist.training import Monitor, TrainConfig, Trainer, TrainResult, seed_everything
@@ -81,7 +82,7 @@ class SurvivalSpec:
     event: str = "event"
     covariates: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
-    size: str = "small"
+    size: ModelSize = ModelSize.SMALL
     seed: int = 0
     n_bins: int = 24
     n_members: int = 5
@@ -94,6 +95,7 @@ class SurvivalSpec:
     encoder_train: TrainConfig = field(default_factory=default_encoder_config)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "size", look_up_option(self.size, ModelSize, name="model size"))
         owner = "SurvivalSpec"
         check_number(self.n_bins, name="n_bins", owner=owner, low=2, high=200, integer=True)
         check_number(self.n_members, name="n_members", owner=owner, low=1, high=20, integer=True)

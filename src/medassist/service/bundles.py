@@ -43,6 +43,24 @@ class BundleInfo:
                 "data_source": self.data_source, "metrics": self.headline, "has_report": self.has_report}
 
 
+def _title(path: Path, meta: dict[str, Any], card: dict[str, Any]) -> str:
+    """The model's name in clinical words ("Breast biopsy malignancy — FT-Transformer (small)")
+    from its data dictionary; the card's name when there is none."""
+    from medassist.data.dictionary import bundle_dictionary, model_title
+    from medassist.exceptions import DataError
+
+    name = str(card.get("name") or path.name)
+    try:
+        title = bundle_dictionary(path).title
+    except DataError:
+        return name
+    if not title or title in name:
+        return name
+    model = card.get("model") or {}
+    family = str(model.get("family") or "").split(" ")[0]
+    return model_title(subject=title, family=family, size=str(model.get("size") or "")) if family else name
+
+
 def _read_info(path: Path) -> BundleInfo | None:
     try:
         meta_path = path / "bundle.json"
@@ -54,7 +72,7 @@ def _read_info(path: Path) -> BundleInfo | None:
             bundle_id = hashlib.sha256(meta_path.read_bytes()).hexdigest()[:16]
         return BundleInfo(
             bundle_id=bundle_id, path=path, task=str(meta.get("task", "diagnosis-tabular")),
-            name=str(card.get("name") or path.name), created=str(meta.get("created", "")),
+            name=_title(path, meta, card), created=str(meta.get("created", "")),
             data_source=str(meta.get("data_source", "")), model_card=card if isinstance(card, dict) else {},
             has_report=(path / "report.html").is_file(), mtime_ns=meta_path.stat().st_mtime_ns,
         )

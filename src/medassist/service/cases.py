@@ -6,6 +6,8 @@ API (``/api/v1/cases``, bearer token, role with ``cases.deidentified``: clinicia
     GET  /search?dataset=&q=&limit=&offset=  case summaries; ``q`` is a case id (clinicians: any
                                             identifier, see ``CaseStore.resolve``) or a condition
                                             code prefix / text
+    GET  /conditions?dataset=&limit=        condition codes stored for a data set (all when none given),
+                                            with how many cases have each
     GET  /cohort?dataset=&where=&by=        Kaplan-Meier per group: n, events, median survival with
                                             95% CI, log-rank test, Cox hazard ratios
     GET  /cohort/km.png?dataset=&where=&by= the Kaplan-Meier plot (PNG)
@@ -14,8 +16,10 @@ API (``/api/v1/cases``, bearer token, role with ``cases.deidentified``: clinicia
                                             suggestions (nothing stored; audited by hash)
     GET  /{case_ref}?identified=false       one case; ``identified=true`` needs ``cases.identified``
     GET  /{case_ref}/similar?k=10&outcome_aware=false   the k most similar cases, with the reasons
-Pages (``/cases``): search with a data set picker, a case page (similar cases load by htmx), a
-cohort page with the Kaplan-Meier plot inline, and a note-coding form.
+Pages (``/cases``): search with a data set picker (the condition codes it suggests are the chosen
+data set's), a case page (similar cases load by htmx), a cohort page with the Kaplan-Meier plot
+inline (the picker swaps in the chosen data set's columns, in the words of its data dictionary:
+``service/cases_words.py``), and a note-coding form.
 
 Privacy: the de-identified view (researchers; clinicians by default) has case ids, capped ages
 and day offsets only. Researchers look cases up by case id alone: answering an MRN or a source id
@@ -58,7 +62,9 @@ from medassist.pipeline.survival import TASK as SURVIVAL_TASK
 from medassist.privacy.crypto import IdentifierHasher
 from medassist.service.auth import PageDenied, Principal, Require, Surface
 from medassist.service.bundles import BundleInfo
+from medassist.assistants.case_words import case_dictionary, column_options, condition_counts, endpoint_of, filter_examples
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
+from medassist.service.errors import error_responses
 from medassist.service.permissions import Permission
 from medassist.service.plugin_common import data_uri, scratch_dir
 from medassist.service.plugins import TEMPLATES, AssistantPlugin
@@ -109,7 +115,10 @@ class SearchQuery(_Query):
 class CohortQuery(_Query):
     """A data set, a filter (``age > 60 and sex == "female"``) and the column to compare groups by."""
 
-    dataset: DatasetName | None = None
+    # One cohort is one data set (time units and columns differ between them): optional only
+    # while the store holds one data set; with several, leaving it out is a 422 naming them.
+    dataset: DatasetName | None = Field(None, description="The data set to analyse (GET /api/v1/cases lists them). Required when the "
+                                                          "case store holds more than one; may be left out when it holds one.")
     where: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] = ""
     by: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] = ""
 
@@ -176,6 +185,7 @@ class CasesState:
         self._frames: dict[str, tuple[tuple[int, int], pd.DataFrame]] = {}
         self._fits: dict[str, _Fit] = {}
         self._cohorts: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+        self._words: dict[str, tuple[tuple[int, int], Any, dict[str, str]]] = {}
         self._pool: ThreadPoolExecutor | None = None
 
     def revision(self, dataset: str) -> tuple[int, int]:
@@ -249,6 +259,15 @@ class CasesState:
         _warm(analysis)
         return Fitted(analysis=analysis, bundle=None, seconds=time.monotonic() - t0, notes=notes + analysis.notes)
 
+    def words(self, dataset: str) -> tuple[Any, dict[str, str]]:
+        """The data set's dictionary (keyed by its frame's columns) and its endpoint in words."""
+        rev, frame = self.frame(dataset)
+        cached = self._words.get(dataset)
+        if cached is None or cached[0] != rev:
+            dictionary = case_dictionary(self.ctx.db, dataset, [str(c) for c in frame.columns])
+            cached = self._words[dataset] = (rev, dictionary, endpoint_of(self.ctx.db, dataset, dictionary))
+        return cached[1], cached[2]
+
     def cohort(self, dataset: str, where: str, by: str) -> dict[str, Any]:
         """Kaplan-Meier summary and plots (PNG bytes), the last few kept (the plot route reuses them)."""
         rev, frame = self.frame(dataset)
@@ -258,7 +277,8 @@ class CasesState:
                 self._cohorts.move_to_end(key)
                 return self._cohorts[key]
         with scratch_dir(self.ctx, "cohort-") as tmp:
-            res = CaseAnalysis(frame=frame).cohort(where or None, by or None, out_dir=tmp)
+            dictionary, endpoint = self.words(dataset)
+            res = CaseAnalysis(frame=frame).cohort(where or None, by or None, out_dir=tmp, dictionary=dictionary, endpoint=endpoint)
             pngs = {name: FsPath(path).read_bytes() for name, path in res["plots"].items()}
         out = {**res, "dataset": dataset, "plots": pngs}
         with self._lock:
@@ -426,7 +446,7 @@ def risk_curve(ctx: ServiceContext, principal: Principal, ref: str, *, wait: flo
     if fitted is None:
         return {"pending": True, "dataset": dataset, "seconds": state.fitting_since(dataset)}
     with scratch_dir(ctx, "risk-") as tmp:
-        res = fitted.analysis.patient_risk(case_id, out_dir=tmp if plot else None)
+        res = fitted.analysis.patient_risk(case_id, out_dir=tmp if plot else None, endpoint=state.words(dataset)[1])
         png = FsPath(res["plots"]["risk"]).read_bytes() if plot else None
     res.pop("plots", None)
     bundle_id = fitted.bundle.bundle_id if fitted.bundle else None
@@ -476,18 +496,30 @@ def api_datasets(request: Request, principal: Principal = Depends(READ_API)) -> 
     return {"disclaimer": DISCLAIMER, "datasets": [{"name": k, "n_cases": v} for k, v in sets.items()], "total": sum(sets.values())}
 
 
-@api.get("/search", summary="Find cases by case id (clinicians: any identifier) or condition code/text (audited)")
+@api.get("/search", summary="Find cases by case id (clinicians: any identifier) or condition code/text (audited)",
+         responses=error_responses(404))
 def api_search(request: Request, query: Annotated[SearchQuery, Query()], principal: Principal = Depends(READ_API)) -> dict[str, Any]:
     return search(get_ctx(request), principal, query)
 
 
-@api.get("/cohort", summary="Kaplan-Meier per group, median survival [95% CI], log-rank test, Cox hazard ratios (audited)")
+@api.get("/conditions", summary="Condition codes stored for a data set (all data sets when none is given), with case counts",
+         responses=error_responses(404))
+def api_conditions(request: Request, dataset: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")] = None,
+                   limit: Annotated[int, Query(ge=1, le=500)] = 50, principal: Principal = Depends(READ_API)) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    if dataset:
+        cases_state(ctx).dataset(dataset)  # 404 naming the stored data sets
+    return {"dataset": dataset, "conditions": condition_counts(ctx.db, dataset, limit=limit)}
+
+
+@api.get("/cohort", summary="Kaplan-Meier per group, median survival [95% CI], log-rank test, Cox hazard ratios (audited)",
+         responses=error_responses(404))
 def api_cohort(request: Request, query: Annotated[CohortQuery, Query()], principal: Principal = Depends(READ_API)) -> dict[str, Any]:
     return cohort_json(cohort(get_ctx(request), principal, query), query)
 
 
 @api.get("/cohort/km.png", summary="The cohort's Kaplan-Meier plot with 95% bands and numbers at risk (PNG; audited)",
-         response_class=Response, responses={200: {"content": {"image/png": {}}}})
+         response_class=Response, responses={200: {"content": {"image/png": {}}}, **error_responses(404)})
 def api_cohort_plot(request: Request, query: Annotated[CohortQuery, Query()], principal: Principal = Depends(READ_API)) -> Response:
     res = cohort(get_ctx(request), principal, query, action="cases.cohort-plot")
     return Response(res["plots"]["km"], media_type="image/png")
@@ -498,19 +530,22 @@ def api_code(request: Request, body: CodeBody, principal: Principal = Depends(RE
     return code_note(get_ctx(request), principal, body)
 
 
-@api.get("/{case_ref}", summary="One case: demographics, conditions, labs, medications, outcome (audited)")
+@api.get("/{case_ref}", summary="One case: demographics, conditions, labs, medications, outcome (audited)",
+         responses=error_responses(409))
 def api_case(request: Request, query: Annotated[CaseQuery, Query()], case_ref: str = CASE_REF,
              principal: Principal = Depends(READ_API)) -> dict[str, Any]:
     return case_view(get_ctx(request), principal, case_ref, identified=query.identified)
 
 
-@api.get("/{case_ref}/similar", summary="The k most similar cases with their outcomes and the reasons (audited)")
+@api.get("/{case_ref}/similar", summary="The k most similar cases with their outcomes and the reasons (audited)",
+         responses=error_responses(409, 503))
 def api_similar(request: Request, query: Annotated[SimilarQuery, Query()], case_ref: str = CASE_REF,
                 principal: Principal = Depends(READ_API)) -> dict[str, Any]:
     return similar_cases(get_ctx(request), principal, case_ref, query)
 
 
-@api.get("/{case_ref}/risk", summary="This patient's predicted survival curve against the cohort, and its top factors (audited)")
+@api.get("/{case_ref}/risk", summary="This patient's predicted survival curve against the cohort, and its top factors (audited)",
+         responses=error_responses(409, 503))
 def api_risk(request: Request, case_ref: str = CASE_REF, principal: Principal = Depends(READ_API)) -> dict[str, Any]:
     result = risk_curve(get_ctx(request), principal, case_ref)
     if result.get("pending"):
@@ -543,8 +578,30 @@ def page_index(request: Request, query: Annotated[SearchQuery, Query()], princip
     datasets = cases_state(ctx).store.datasets()
     result = search(ctx, principal, query) if datasets else None
     template = "cases/results.html" if is_htmx(request) else "cases/index.html"
-    return render(request, template, datasets=datasets, query=query, result=result,
+    conditions = condition_counts(ctx.db, query.dataset if query.dataset in datasets else None) if datasets else []
+    return render(request, template, datasets=datasets, query=query, result=result, conditions=conditions,
                   can_identify=principal.can(Permission.CASES_IDENTIFIED))
+
+
+@pages.get("/conditions")
+def page_conditions(request: Request, query: Annotated[SearchQuery, Query()], principal: Principal = Depends(READ_PAGE)) -> Response:
+    """The condition codes of the chosen data set (a partial: the search form reloads it when the data set changes)."""
+    ctx = get_ctx(request)
+    datasets = cases_state(ctx).store.datasets()
+    if query.dataset and query.dataset not in datasets:
+        raise HTTPException(404, str(unknown_name_error(query.dataset, sorted(datasets), kind="data set")))
+    return render(request, "cases/conditions.html", query=query, conditions=condition_counts(ctx.db, query.dataset),
+                  can_identify=principal.can(Permission.CASES_IDENTIFIED))
+
+
+def _cohort_fields(state: CasesState, dataset: str) -> dict[str, Any]:
+    """What the cohort form offers for ``dataset``: its columns in words, filter examples, condition codes."""
+    frame = state.frame(dataset)[1]
+    dictionary, endpoint = state.words(dataset)
+    columns = [str(c) for c in frame.columns if c not in ("time", "event")]
+    conditions = condition_counts(state.ctx.db, dataset, limit=8, icd10_only=True)
+    return {"columns": columns, "options": column_options(columns, dictionary), "endpoint": endpoint,
+            "examples": filter_examples(frame, dictionary, conditions), "conditions": conditions}
 
 
 @pages.get("/cohort")
@@ -552,12 +609,12 @@ def page_cohort(request: Request, query: Annotated[CohortQuery, Query()], princi
     ctx = get_ctx(request)
     state = cases_state(ctx)
     datasets = state.store.datasets()
-    result, columns, error = None, [], ""
+    result, fields, error = None, {"columns": [], "options": [], "examples": [], "conditions": [], "endpoint": None}, ""
     if datasets:
         dataset = query.dataset or sorted(datasets)[0]
         if dataset not in datasets:
             raise HTTPException(404, str(unknown_name_error(dataset, sorted(datasets), kind="data set")))
-        columns = [c for c in state.frame(dataset)[1].columns if c not in ("time", "event")]
+        fields = _cohort_fields(state, dataset)
         if {"where", "by"} & set(request.query_params):  # the form was sent (a data set link only shows it)
             try:
                 result = cohort(ctx, principal, query.model_copy(update={"dataset": dataset}))
@@ -570,7 +627,17 @@ def page_cohort(request: Request, query: Annotated[CohortQuery, Query()], princi
             return render(request, "partials/error.html", status_code=422, status=422, message=error)
         return render(request, "cases/cohort_result.html", result=result, images=images)
     return render(request, "cases/cohort.html", status_code=422 if error else 200, datasets=datasets, query=query,
-                  columns=columns, result=result, images=images, error=error)
+                  result=result, images=images, error=error, **fields)
+
+
+@pages.get("/cohort/fields")
+def page_cohort_fields(request: Request, query: Annotated[CohortQuery, Query()], principal: Principal = Depends(READ_PAGE)) -> Response:
+    """The cohort form's data-set-dependent part (a partial: the data set picker swaps it in, so the
+    columns offered are always the chosen data set's)."""
+    state = cases_state(get_ctx(request))
+    dataset = state.dataset(query.dataset)
+    return render(request, "cases/cohort_fields.html", query=query.model_copy(update={"dataset": dataset, "by": "", "where": ""}),
+                  oob=True, **_cohort_fields(state, dataset))
 
 
 @pages.get("/code")

@@ -12,7 +12,6 @@ swapped in by htmx (or rendered as a whole page without JavaScript).
 
 from __future__ import annotations
 
-import io
 import math
 from typing import Any
 
@@ -24,11 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from starlette.concurrency import run_in_threadpool
 
 from medassist.assistants.diagnosis import DiagnosisAssistant
-from medassist.data.io.tables import MISSING_TOKENS
+from medassist.data.io.tables import read_table
 from medassist.exceptions import DataError
+from medassist.featurizers.tabular import parse_numeric
 from medassist.service.auth import Principal, Require, Surface
 from medassist.service.batching import Batcher
 from medassist.service.bundles import BundleInfo
+from medassist.service.downloads import prediction_csv_response
+from medassist.service.clinical import clinical_fields, clinical_title, dictionary_of, factor_rows, json_value, missing_words
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
 from medassist.service.permissions import Permission
 from medassist.service.plugin_common import bundle_ref, check_category, example_values, input_fields, parse_form_row
@@ -75,6 +77,7 @@ class PredictBody(BaseModel):
 class Factor(BaseModel):
     column: str
     weight: float = Field(description="Integrated-gradients attribution to the predicted class (logit units)")
+    value: float | str | None = Field(None, description="The patient's value of this input (null: missing, imputed)")
 
 
 class RowResult(BaseModel):
@@ -84,8 +87,11 @@ class RowResult(BaseModel):
     confidence: float = Field(description="Calibrated probability of the predicted class")
     member_sd: float | None = Field(None, description="Ensemble disagreement (SD of members' probability for the prediction)")
     n_imputed: int
+    missing: list[str] = Field(default_factory=list, description="Input columns that were missing (imputed)")
     n_unknown_categories: int
-    out_of_range: list[str]
+    unknown_categories: list[str] = Field(default_factory=list, description="column=value of each category never seen in training")
+    n_out_of_range: int = 0
+    out_of_range: list[str] = Field(description="Input columns whose value lies outside the range seen in training")
     factors: list[Factor]
     patient_ref: str | None = None
 
@@ -102,6 +108,7 @@ class PredictResponse(BaseModel):
     disclaimer: str
     bundle: BundleRef
     calibration: dict[str, Any]
+    warnings: list[str] = Field(default_factory=list, description="Warnings every answer of this model carries (e.g. poor calibration)")
     predictions: list[RowResult]
     audit_id: int
     prediction_id: int
@@ -157,29 +164,16 @@ def rows_to_frame(rows: list[dict[str, Any]], assistant: DiagnosisAssistant, *, 
                 raise DataError(f"{source}: row {i}, column '{schema.id_column}': longer than 64 characters.")
             ids.append(ref)
     columns_data = {c: np.asarray(v, dtype=float if c in numeric else object) for c, v in data.items()}
+    for c in fz.numeric_:  # 1e308 is finite JSON but overflows the model: refused here, naming the column
+        fz.check_plausible(c, columns_data[c], source=source)
     if schema.id_column:
         columns_data[schema.id_column] = np.asarray(ids, dtype=object)
     return pd.DataFrame(columns_data, copy=False)  # from arrays: several times faster than from Series
 
 
 def csv_to_frame(data: bytes, *, filename: str, assistant: DiagnosisAssistant, max_rows: int) -> pd.DataFrame:
-    """Parse an uploaded CSV the way ``medassist predict`` reads a file, with messages naming it."""
-    try:
-        frame = pd.read_csv(io.BytesIO(data), sep=None, engine="python", na_values=MISSING_TOKENS, keep_default_na=False,
-                            encoding="utf-8-sig", skipinitialspace=True, nrows=max_rows + 1)
-    except UnicodeDecodeError as e:
-        raise DataError(f"{filename}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 CSV.") from e
-    except pd.errors.EmptyDataError as e:
-        raise DataError(f"{filename}: no columns found (expected a CSV file with a header row).") from e
-    except (pd.errors.ParserError, ValueError, TypeError) as e:
-        raise DataError(f"{filename}: not a well-formed CSV table ({str(e).strip()[:200]}).") from e
-    if frame.empty:
-        raise DataError(f"{filename}: the header is there but there are no data rows.")
-    if len(frame) > max_rows:
-        raise DataError(f"{filename}: more than {max_rows} rows; at most {max_rows} are accepted per upload.")
-    frame.columns = [str(c).strip() for c in frame.columns]
-    if len(set(frame.columns)) != len(frame.columns):
-        raise DataError(f"{filename}: duplicate column names; every column needs a unique name.")
+    """Parse an uploaded CSV with the reader ``medassist predict`` uses, with messages naming it."""
+    frame = read_table(data, name=filename, max_rows=max_rows)
     fz = assistant.bundle.featurizer
     missing = [c for c in fz.columns_ if c not in frame.columns]
     if missing:
@@ -188,6 +182,8 @@ def csv_to_frame(data: bytes, *, filename: str, assistant: DiagnosisAssistant, m
     for c in fz.categorical_:
         for i, v in enumerate(frame[c].tolist(), start=1):
             check_category(fz, c, v, where=f"{filename}: row {i}")
+    for c in fz.numeric_:
+        fz.check_plausible(c, parse_numeric(frame[c], column=c, source=filename).to_numpy(), source=filename)
     return frame
 
 
@@ -200,16 +196,19 @@ def predict_frame(assistant: DiagnosisAssistant, frame: pd.DataFrame, *, explain
     bad = ~np.isfinite(probs).all(axis=1)
     if bad.any():
         raise DataError(f"{source}: row {int(bad.argmax()) + 1} gives no finite probability; check its values are in a plausible range.")
-    # Numeric values far outside the training data (vectorised: this runs for every batch).
+    # Values outside the training range: the featurizer's flags; bundles from before it stored
+    # training ranges fall back to "far from the training mean" (vectorised: runs every batch).
     numeric = list(fz.numeric_)
     flags_matrix = np.zeros((len(frame), 0), dtype=bool)
-    if numeric:
+    if numeric and not getattr(fz, "range_", None):
         values = frame[numeric].to_numpy(dtype=float)
         mean = np.array([fz.mean_[c] for c in numeric])
         scale = np.array([fz.scale_[c] for c in numeric])
         with np.errstate(invalid="ignore"):
             flags_matrix = np.abs(values - mean) > OUT_OF_RANGE_SD * scale  # NaN compares False
     refs = frame[schema.id_column].tolist() if schema.id_column and schema.id_column in frame.columns else [None] * len(frame)
+    inputs = frame[list(fz.columns_)]
+    absent = inputs.isna().to_numpy()
     records = out.to_dict("records")
     results = []
     for i, r in enumerate(records):
@@ -219,16 +218,26 @@ def predict_frame(assistant: DiagnosisAssistant, frame: pd.DataFrame, *, explain
             for k in range(1, top_k + 1):
                 name, weight = r.get(f"factor_{k}", ""), r.get(f"factor_{k}_weight", np.nan)
                 if name and not pd.isna(weight):
-                    factors.append({"column": str(name), "weight": float(weight)})
+                    value = inputs.iat[i, inputs.columns.get_loc(str(name))] if str(name) in inputs.columns else None
+                    factors.append({"column": str(name), "weight": float(weight), "value": json_value(value)})
         ref = refs[i]
         results.append({
             "row": i + 1, "prediction": str(r["prediction"]), "probabilities": row_probs, "confidence": row_probs[str(r["prediction"])],
             "member_sd": float(r["member_sd"]) if "member_sd" in r else None,
-            "n_imputed": int(r["n_imputed"]), "n_unknown_categories": int(r["n_unknown_categories"]),
-            "out_of_range": [c for c, f in zip(numeric, flags_matrix[i]) if f] if numeric else [],
+            "n_imputed": int(r["n_imputed"]), "missing": [c for c, a in zip(inputs.columns, absent[i]) if a],
+            "n_unknown_categories": int(r["n_unknown_categories"]),
+            "unknown_categories": _split_flags(r.get("unknown_categories")),
+            "out_of_range": (_split_flags(r.get("out_of_range")) if getattr(fz, "range_", None)
+                             else [c for c, f in zip(numeric, flags_matrix[i]) if f] if numeric else []),
             "factors": factors, "patient_ref": None if ref is None or pd.isna(ref) else str(ref),
         })
+    for r in results:
+        r["n_out_of_range"] = len(r["out_of_range"])
     return results
+
+
+def _split_flags(cell: Any) -> list[str]:
+    return [] if cell is None or (isinstance(cell, float) and np.isnan(cell)) or cell == "" else str(cell).split("; ")
 
 
 def _calibration(assistant: DiagnosisAssistant) -> dict[str, Any]:
@@ -267,7 +276,7 @@ def run_and_record(
     rec = record_prediction(ctx, principal, assistant=NAME, bundle_id=info.bundle_id, task=info.task, input_value=input_value,
                             input_sha256=input_sha256, output=results, n_rows=len(results), via=via)
     return {"disclaimer": DISCLAIMER, "bundle": bundle_ref(info), "calibration": _calibration(assistant),
-            "predictions": results, "audit_id": rec.audit_id, "prediction_id": rec.prediction_id}
+            "warnings": assistant.warnings, "predictions": results, "audit_id": rec.audit_id, "prediction_id": rec.prediction_id}
 
 
 # --------------------------------------------------------------------------------------------
@@ -335,12 +344,31 @@ def page_index(request: Request, principal: Principal = Depends(USE_PAGE)) -> Re
     return render(request, "diagnosis/index.html", bundles=ctx.catalog.list(tasks=TASKS))
 
 
+def _words(ctx: ServiceContext, info: BundleInfo, assistant: DiagnosisAssistant, result: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the templates need to speak in clinical words: the dictionary, the title, and each
+    answer's factors and missing values in words."""
+    dd = dictionary_of(ctx, info)
+    schema = assistant.bundle.schema
+    target = dd.get(schema.target)
+    class_words = {c: (target.meaning(c) if target and target.meaning(c) else c) for c in schema.classes}
+    if result is not None:
+        for p in result["predictions"]:
+            p["factor_rows"] = factor_rows(p.get("factors", []), dd, prediction=p["prediction"], classes=list(schema.classes),
+                                           positive_class=schema.positive_class, class_words=class_words)
+            p["missing_text"] = missing_words(p.get("missing", []), dd)
+            p["out_of_range_labels"] = [dd.label_with_unit(c) for c in p.get("out_of_range", [])]
+    return {"dd": dd, "title": clinical_title(info, dd), "class_words": class_words,
+            "target_label": dd.label(schema.target) if target else schema.target}
+
+
 def _form_page(request: Request, info: BundleInfo, assistant: DiagnosisAssistant, *, values: dict[int, str] | None = None,
                errors: dict[int, str] | None = None, result: dict[str, Any] | None = None, error: str = "",
                status_code: int = 200) -> Response:
-    return render(request, "diagnosis/form.html", status_code=status_code, info=info, fields=_input_fields(assistant),
-                  schema=assistant.bundle.schema, values=values or {}, errors=errors or {}, result=result, error=error,
-                  card=info.model_card)
+    ctx = get_ctx(request)
+    words = _words(ctx, info, assistant, result)
+    return render(request, "diagnosis/form.html", status_code=status_code, info=info,
+                  fields=clinical_fields(_input_fields(assistant), words["dd"]), schema=assistant.bundle.schema,
+                  values=values or {}, errors=errors or {}, result=result, error=error, card=info.model_card, **words)
 
 
 @pages.get("/{bundle_id}")
@@ -365,7 +393,8 @@ def _page_predict(request: Request, ctx: ServiceContext, principal: Principal, b
     fields = _input_fields(assistant)
     row, values, errors = parse_form_row(form, fields)
     if errors:
-        message = "Some values could not be used: " + "; ".join(f"{fields[i]['column']}: {m}" for i, m in errors.items())
+        dd = dictionary_of(ctx, info)
+        message = "Some values could not be used: " + "; ".join(f"{dd.label_with_unit(fields[i]['column'])}: {m}" for i, m in errors.items())
         if is_htmx(request):
             return render(request, "partials/error.html", status_code=422, status=422, message=message)
         return _form_page(request, info, assistant, values=values, errors=errors, error=message, status_code=422)
@@ -373,7 +402,8 @@ def _page_predict(request: Request, ctx: ServiceContext, principal: Principal, b
     result = run_and_record(ctx, principal, info, assistant, frame, explain=explain, top_k=5, input_value=[row],
                             input_sha256=sha256_json([row]), via="web", source="form")
     if is_htmx(request):
-        return render(request, "diagnosis/result.html", result=result, info=info, card=info.model_card)
+        return render(request, "diagnosis/result.html", result=result, info=info, card=info.model_card,
+                      **_words(ctx, info, assistant, result))
     return _form_page(request, info, assistant, values=values, result=result)
 
 
@@ -384,9 +414,39 @@ async def page_predict_file(request: Request, bundle_id: str = BUNDLE_ID, file: 
     upload = await read_upload(file, expected={FileKind.CSV}, max_bytes=ctx.settings.max_upload_bytes)
     result = await run_in_threadpool(_predict_upload, ctx, principal, bundle_id, upload, True, 3, "web-file")
     info = _info(ctx, bundle_id)
+    words = _words(ctx, info, _assistant(ctx, info), result)
     if is_htmx(request):
-        return render(request, "diagnosis/table.html", result=result, info=info, card=info.model_card)
-    return render(request, "diagnosis/table_page.html", result=result, info=info, card=info.model_card)
+        return render(request, "diagnosis/table.html", result=result, info=info, card=info.model_card, **words)
+    return render(request, "diagnosis/table_page.html", result=result, info=info, card=info.model_card, **words)
+
+
+@pages.get("/predictions/{prediction_id}.csv")
+def page_download(request: Request, prediction_id: int = Path(ge=1, le=2**62), principal: Principal = Depends(USE_PAGE)) -> Response:
+    """The results of one of your diagnosis predictions as CSV (formula cells neutralised; audited)."""
+    ctx = get_ctx(request)
+    return prediction_csv_response(ctx, principal, prediction_id, assistant=NAME, rows=_download_rows)
+
+
+def _download_rows(ctx: ServiceContext, bundle_id: str, output: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    info = ctx.catalog.get(bundle_id)
+    dd = dictionary_of(ctx, info) if info is not None else None
+    rows = []
+    for p in output:
+        row: dict[str, Any] = {"row": p.get("row"), "patient": p.get("patient_ref") or "", "prediction": p.get("prediction")}
+        for c, prob in (p.get("probabilities") or {}).items():
+            row[f"probability {c}"] = round(float(prob), 4)
+        row["ensemble disagreement (SD)"] = "" if p.get("member_sd") is None else round(float(p["member_sd"]), 4)
+        missing = p.get("missing") or []
+        row["missing (imputed)"] = "; ".join(dd.label(c) if dd else c for c in missing) if missing else (
+            f"{p.get('n_imputed')} value(s)" if p.get("n_imputed") else "")
+        row["outside the training data"] = "; ".join(dd.label(c) if dd else c for c in p.get("out_of_range") or [])
+        for k, f in enumerate(p.get("factors") or [], start=1):
+            col = f.get("column", "")
+            row[f"factor {k}"] = (dd.label_with_unit(col) if dd else col)
+            row[f"factor {k} value"] = (dd.describe(col, f.get("value")) if dd else f.get("value"))
+            row[f"factor {k} weight"] = round(float(f.get("weight", 0.0)), 4)
+        rows.append(row)
+    return rows
 
 
 PLUGIN = AssistantPlugin(

@@ -135,6 +135,7 @@ def predict_upload(ctx: ServiceContext, principal: Principal, bundle_id: str, up
         "confidence": probs.get(label) if label is not None else None,
         "per_slice": raw.get("per_slice"), "aggregation": raw.get("aggregation"), "intensity": raw.get("intensity"),
         "notes": [scrub_path(n, path, upload.filename) for n in raw.get("notes", [])], "warning": raw.get("warning"),
+        "warnings": [scrub_path(w, path, upload.filename) for w in raw.get("warnings", [])],
         "explanation": ({k: v for k, v in raw["explanation"].items() if k != "png"} if raw.get("explanation") else None),
     }
     rec = record_prediction(

@@ -209,7 +209,15 @@ def _info_or_404(request: Request, bundle_id: str):
 def model_card(request: Request, bundle_id: str = BUNDLE_ID, principal: Principal = Depends(MODELS)) -> Response:
     info = _info_or_404(request, bundle_id)
     plugin = get_ctx(request).plugin_for_task(info.task)
-    return render(request, "model.html", info=info, card=info.model_card,
+    data = info.model_card.get("data") or {}
+    inputs = data.get("inputs")
+    if not inputs:  # cards written before dictionaries: describe the inputs from the bundle's dictionary
+        from medassist.evaluation.model_card import input_descriptions
+        from medassist.service.clinical import dictionary_of
+
+        columns = data.get("features") or data.get("covariates") or []
+        inputs = input_descriptions([str(c) for c in columns], dictionary_of(get_ctx(request), info)) if columns else []
+    return render(request, "model.html", info=info, card=info.model_card, inputs=inputs,
                   plugin=plugin if plugin and principal.can(plugin.permission) else None)
 
 

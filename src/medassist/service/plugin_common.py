@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medassist.exceptions import DataError
-from medassist.featurizers.tabular import OTHER
+from medassist.featurizers.tabular import OTHER, category_key
 from medassist.service.bundles import BundleInfo
 from medassist.service.context import ServiceContext
 
@@ -56,7 +56,7 @@ def check_category(fz: Any, column: str, value: Any, *, where: str) -> None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return
     levels = fz.categories_.get(column, [])
-    if str(value) in levels or OTHER in levels:
+    if category_key(value) in levels or OTHER in levels:  # 1.0 is the code 1
         return
     known = [v for v in levels if not v.startswith("__")]
     shown = repr(str(value)[:40]) + ("…" if len(str(value)) > 40 else "")

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 
 import medassist
 from medassist.service.auth import Principal
+from medassist.service.clinical import sig
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
 from medassist.service.permissions import Permission
 from medassist.service.plugins import TEMPLATES, AssistantPlugin
@@ -44,7 +45,7 @@ def make_environment(plugins: list[AssistantPlugin]) -> jinja2.Environment:
         jinja2.PrefixLoader({p.name: jinja2.FileSystemLoader(str(p.templates_dir)) for p in plugins}),
     ])
     env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(fmt=_fmt, pct=_pct, interval=_interval, tojson_pretty=lambda v: json.dumps(v, indent=1, default=str))
+    env.filters.update(fmt=_fmt, pct=_pct, interval=_interval, sig=sig, tojson_pretty=lambda v: json.dumps(v, indent=1, default=str))
     env.globals.update(DISCLAIMER=DISCLAIMER, VERSION=medassist.__version__)
     return env
 

@@ -52,13 +52,14 @@ from medassist.assistants.diagnosis import DEFAULT_ENSEMBLE, DiagnosisAssistant,
 from medassist.data.catalog import DatasetInfo, get_dataset, list_datasets
 from medassist.data.sources import DataSource
 from medassist.exceptions import DataError, MedassistError
-from medassist.options import unknown_name_error
+from medassist.options import ModelSize, unknown_name_error
 from medassist.pipeline import TabularSpec, prepare_target, train_tabular
-from medassist.pipeline.tabular import frame_fingerprint
+from medassist.pipeline.tabular import check_trainable, frame_fingerprint
 from medassist.privacy.ledger import PrivacyLedger
 from medassist.service.auth import Principal, Require, Surface
 from medassist.service.bundles import BundleInfo
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
+from medassist.service.errors import error_responses
 from medassist.service.jobs import JobQueue, job_queue
 from medassist.service.permissions import Permission
 from medassist.service.plugin_common import bundle_ref
@@ -86,11 +87,6 @@ MAX_EPOCHS = 500
 
 api = APIRouter()
 pages = APIRouter()
-
-
-class Preset(StrEnum):
-    SMALL = "small"
-    LARGE = "large"
 
 
 class Family(StrEnum):
@@ -130,7 +126,7 @@ class TrainBody(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"dataset": "wdbc", "size": "small", "epochs": 30}]})
 
     dataset: Name
-    size: Preset = Preset.SMALL
+    size: ModelSize = ModelSize.SMALL
     model: Family = Family.MLP
     seed: int = Field(0, ge=0, le=2**31 - 1)
     epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="maximum epochs (early stopping may end sooner); "
@@ -277,7 +273,11 @@ def submit_training(ctx: ServiceContext, principal: Principal, body: TrainBody, 
     if body.dp_epsilon is not None and members > 1:
         raise DataError(f"members: an ensemble of {members} would spend the privacy budget {members} times on the same rows; "
                         "use members 1 (or 0) with dp_epsilon.")
-    sha = frame_fingerprint(info.load())
+    frame = info.load()
+    # Refuse now (422 with the message), not in the background: a leaking column, a bad target.
+    check_trainable(frame, spec=TabularSpec(target=info.target, id_column=info.id_column, positive_class=info.positive_class),
+                    source=info.name)
+    sha = frame_fingerprint(frame)
     if body.dp_epsilon is not None:
         _ledger(ctx).check(sha, body.dp_epsilon, source=info.name)
     job = TrainJob(id="t" + secrets.token_hex(10), principal=principal, body=body, dataset=info, data_sha256=sha,
@@ -307,7 +307,7 @@ def run_job(ctx: ServiceContext, job: TrainJob) -> None:
             cfg = TrainConfig.from_dict({**cfg.to_dict(), "privacy": {"target_epsilon": b.dp_epsilon, "delta": 1e-5, "max_grad_norm": 1.0}})
             ledger = _ledger(ctx)
         info = job.dataset
-        spec = TabularSpec(target=info.target, model=b.model.value, size=b.size.value, seed=b.seed, id_column=info.id_column,
+        spec = TabularSpec(target=info.target, model=b.model.value, size=b.size, seed=b.seed, id_column=info.id_column,
                            positive_class=info.positive_class, train=cfg, n_members=job.n_members)
         ctx.settings.bundles_dir.mkdir(parents=True, exist_ok=True)
         # The progress bar draws into the sink; a fixed environment so it draws live whatever TERM the server has.
@@ -425,7 +425,8 @@ def evaluate_bundle(ctx: ServiceContext, principal: Principal, body: EvaluateBod
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = FsPath(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
-        result = assistant.evaluate(frame, source=f"{dataset.name} ({rows.value} rows)", n_boot=body.n_boot, report=tmp / "report.html")
+        result = assistant.evaluate(frame, source=f"{dataset.name} ({rows.value} rows)", n_boot=body.n_boot, report=tmp / "report.html",
+                                    include_training_rows=rows is Rows.ALL)  # 'all' means all; the result counts the seen rows
         for k in ("bundle", "report"):  # server paths stay on the server
             result.pop(k, None)
         record = {
@@ -483,7 +484,7 @@ def _report(ctx: ServiceContext, evaluation_id: str) -> FileResponse:
 def offer(ctx: ServiceContext) -> dict[str, Any]:
     return {
         "datasets": [{"name": d.name, "title": d.title, "rows": d.n_rows, "target": d.target, "licence": d.licence} for d in trainable()],
-        "sizes": [p.value for p in Preset], "models": [f.value for f in Family], "rows": [r.value for r in Rows],
+        "sizes": [p.value for p in ModelSize], "models": [f.value for f in Family], "rows": [r.value for r in Rows],
         "bundles": [i.summary() for i in ctx.catalog.list(tasks=(TASK,))],
     }
 
@@ -498,7 +499,8 @@ def api_index(request: Request, principal: Principal = Depends(TRAIN_API)) -> di
     return {**offer(ctx), "jobs": [j.progress() for j in runner(ctx).of_user(principal)]}
 
 
-@api.post("/train", status_code=202, summary="Train a tabular diagnosis model on a bundled data set (background job)")
+@api.post("/train", status_code=202, summary="Train a tabular diagnosis model on a bundled data set (background job)",
+          responses=error_responses(429))
 async def api_train(request: Request, body: TrainBody, principal: Principal = Depends(TRAIN_API)) -> dict[str, Any]:
     job = await run_in_threadpool(submit_training, get_ctx(request), principal, body, via="api")
     return {**job.progress(), "progress_url": f"/api/v1/research/jobs/{job.id}"}
@@ -509,7 +511,8 @@ def api_job(request: Request, job_id: str = JOB_ID, principal: Principal = Depen
     return runner(get_ctx(request)).get(job_id, principal).progress()
 
 
-@api.post("/evaluate", summary="Evaluate a bundle on a bundled data set or its own held-out split (audited)")
+@api.post("/evaluate", summary="Evaluate a bundle on a bundled data set or its own held-out split (audited)",
+          responses=error_responses(404, 503))
 async def api_evaluate(request: Request, body: EvaluateBody, principal: Principal = Depends(TRAIN_API)) -> dict[str, Any]:
     return await run_in_threadpool(evaluate_bundle, get_ctx(request), principal, body, via="api")
 

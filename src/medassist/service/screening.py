@@ -34,6 +34,7 @@ from enum import StrEnum
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
@@ -42,10 +43,15 @@ from starlette.concurrency import run_in_threadpool
 
 from medassist.assistants.screening import ScreeningAssistant
 from medassist.data.io.molecules import RawBatch, file_kind, iter_raw_batches, parse_molblock, parse_smiles
+from medassist.data.io.tables import restore_formulas
+from medassist.data.dictionary import bundle_dictionary
 from medassist.exceptions import DataError, MedassistError
 from medassist.service.auth import Principal, Require, Surface
 from medassist.service.bundles import BundleInfo
+from medassist.service.clinical import sig
+from medassist.service.downloads import audit_download, csv_bytes, csv_response, prediction_csv_response
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
+from medassist.service.errors import error_responses
 from medassist.service.jobs import JobQueue, job_queue
 from medassist.service.permissions import Permission
 from medassist.service.plugin_common import bundle_ref, data_uri, scratch_dir, scrub_path
@@ -116,10 +122,40 @@ def _assistant(ctx: ServiceContext, info: BundleInfo) -> ScreeningAssistant:
 
 def _score_meaning(assistant: ScreeningAssistant) -> str:
     ex = assistant.bundle.schema.extras
-    targets = ", ".join(ex["targets"])
+    dd = bundle_dictionary(assistant.bundle)
+    targets = ", ".join(dd.label_with_unit(t) if dd.get(t) else t for t in ex["targets"])
     if ex["kind"] == "binary":
         return f"probability of the positive class of {targets}"
     return f"predicted {targets}"
+
+
+#: Library columns that name or identify a molecule, in the order a hit's name is taken from.
+NAME_COLUMNS = ("name", "pref_name", "compound_name", "iupac", "title", "molecule_chembl_id", "id", "no.", "cid")
+
+
+def _name_of(library: dict[str, Any]) -> str:
+    by_lower = {str(k).lower(): v for k, v in library.items()}
+    for key in NAME_COLUMNS:
+        v = by_lower.get(key)
+        if v not in (None, ""):
+            return str(v)
+    return ""
+
+
+def ranking_warning(hits: list[dict[str, Any]], *, top: int = 20) -> str:
+    """A warning when the ensemble's uncertainty is larger than the spread of the top scores:
+    the order among them is then mostly noise."""
+    head = [h for h in sorted(hits, key=lambda h: h.get("rank", 0))[:top] if h.get("score") is not None]
+    spreads = [h["uncertainty"] for h in head if h.get("uncertainty") is not None]
+    if len(head) < 3 or not spreads:
+        return ""
+    scores = [h["score"] for h in head]
+    spread = max(scores) - min(scores)
+    typical = float(np.median(spreads))
+    if typical <= spread:
+        return ""
+    return (f"The uncertainty of these scores (typically ± {sig(typical)}) is larger than the spread of the top {len(head)} "
+            f"scores ({sig(spread)}): their order is not reliable. Treat them as one group, and confirm by measurement.")
 
 
 def _bool(v: str) -> bool | None:
@@ -136,7 +172,7 @@ def _float(v: str) -> float | None:
 
 def read_hits(path: FsPath, *, filters: list[str], targets: list[str]) -> list[dict[str, Any]]:
     """The assistant's hits CSV as typed records (library columns kept as text)."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame = restore_formulas(pd.read_csv(path, dtype=str, keep_default_na=False))  # written by write_table
     pairs = [("score", "uncertainty")] if len(targets) == 1 else [(f"score_{t}", f"uncertainty_{t}") for t in targets]
     ours = {"rank", "smiles_canonical", "ad_similarity", "in_domain", "qed", "passes_filters", "input_row",
             *(c for p in pairs for c in p), *(f"{n}_{k}" for n in filters for k in ("pass", "alert"))}
@@ -153,6 +189,7 @@ def read_hits(path: FsPath, *, filters: list[str], targets: list[str]) -> list[d
             "library": {k.removeprefix("library_") if k.startswith("library_") and k.removeprefix("library_") in ours else k: v
                         for k, v in r.items() if k not in ours},
         }
+        rec["name"] = _name_of(rec["library"])
         flags = [] if rec["in_domain"] else ["outside the model's applicability domain"]
         flags += [f"fails {n}" + (f": {f['alert']}" if f["alert"] else "") for n, f in fl.items() if f["pass"] is False]
         rec["flags"] = flags
@@ -169,7 +206,7 @@ def screen_file(assistant: ScreeningAssistant, library: FsPath, work: FsPath, *,
     records = read_hits(hits, filters=filters, targets=list(assistant.bundle.schema.extras["targets"]))
     rows = None
     if skipped_out is not None:
-        rows = pd.read_csv(skipped_out, dtype=str, keep_default_na=False).to_dict("records")
+        rows = restore_formulas(pd.read_csv(skipped_out, dtype=str, keep_default_na=False)).to_dict("records")
     return summary, records, rows
 
 
@@ -211,7 +248,7 @@ def predict_list(ctx: ServiceContext, principal: Principal, bundle_id: str, body
         if hit is None:
             results.append({"row": i, "input": item["smiles"], "name": item["name"], "status": f"skipped: {reasons.get(i, 'not scored')}"})
         else:
-            hit = {k: v for k, v in hit.items() if k not in ("library", "input_row")}
+            hit = {k: v for k, v in hit.items() if k not in ("library", "input_row", "name")}
             results.append({"row": i, "input": item["smiles"], "name": item["name"], "status": "ok", **hit})
     if not hits:
         shown = "; ".join(f"row {r}: {m}" for r, m in list(reasons.items())[:3])
@@ -220,6 +257,7 @@ def predict_list(ctx: ServiceContext, principal: Principal, bundle_id: str, body
                             input_sha256=sha256_json(inputs), output=results, n_rows=len(results), via=via)
     return {"disclaimer": DISCLAIMER, "bundle": bundle_ref(info), "score_meaning": _score_meaning(assistant), "filters": filters,
             "rank": body.rank.value, "n_scored": len(hits), "n_skipped": len(inputs) - len(hits), "results": results,
+            "warning": ranking_warning(hits),
             "audit_id": rec.audit_id, "prediction_id": rec.prediction_id}
 
 
@@ -454,6 +492,7 @@ def job_results(job: Job, *, page: int, per_page: int, depictions: bool = False)
                 job.depictions[h["rank"]] = depict(h["smiles"])
         hits = [{**h, "depiction": job.depictions[h["rank"]]} for h in hits]
     return {"disclaimer": DISCLAIMER, "bundle": bundle_ref(job.info), "job": job.progress(), "score_meaning": job.score_meaning,
+            "warning": ranking_warning(job.hits),
             "summary": job.summary, "page": page, "per_page": per_page, "pages": pages_total, "n_hits": n, "hits": hits,
             "audit_id": job.audit_id, "prediction_id": job.prediction_id}
 
@@ -473,11 +512,37 @@ def api_job(request: Request, job_id: str = JOB_ID, principal: Principal = Depen
     return registry(get_ctx(request)).get(job_id, principal).progress()
 
 
-@api.get("/jobs/{job_id}/results", summary="Ranked hits of a finished screening job (paged)")
+@api.get("/jobs/{job_id}/results", summary="Ranked hits of a finished screening job (paged)", responses=error_responses(409))
 def api_job_results(request: Request, job_id: str = JOB_ID, page: int = Query(1, ge=1, le=100_000),
                     per_page: int = Query(50, ge=1, le=500), principal: Principal = Depends(USE_API)) -> dict[str, Any]:
     job = registry(get_ctx(request)).get(job_id, principal)
     return job_results(job, page=page, per_page=per_page)
+
+
+def job_csv(ctx: ServiceContext, principal: Principal, job_id: str) -> Response:
+    """A finished job's ranked hits as CSV (the caller's own job; formula cells neutralised; audited)."""
+    job = registry(ctx).get(job_id, principal)
+    job_results(job, page=1, per_page=1)  # 409 while running, 422 when it failed
+    rows = []
+    for h in job.hits:
+        row: dict[str, Any] = {"rank": h["rank"], "name": h.get("name", ""), "smiles": h["smiles"]}
+        for t, s in (h.get("scores") or {}).items():
+            row[f"score {t}"] = s
+            row[f"uncertainty {t}"] = (h.get("uncertainties") or {}).get(t)
+        row.update({"in applicability domain": "yes" if h["in_domain"] else "no", "similarity to training": h["ad_similarity"],
+                    "QED": h["qed"], "flags": "; ".join(h.get("flags") or []), "library row": h["input_row"]})
+        for k, v in (h.get("library") or {}).items():
+            row.setdefault(f"library {k}", v)
+        rows.append(row)
+    data = csv_bytes(ctx, rows)
+    audit_download(ctx, principal, assistant=NAME, bundle_id=job.info.bundle_id, what=f"job {job.id}", n_rows=len(rows))
+    return csv_response(data, filename=f"screening-{job.id}.csv")
+
+
+@api.get("/jobs/{job_id}/results.csv", summary="Ranked hits of a finished screening job as CSV (audited)",
+         response_class=Response, responses={200: {"content": {"text/csv": {}}}, **error_responses(409)})
+def api_job_csv(request: Request, job_id: str = JOB_ID, principal: Principal = Depends(USE_API)) -> Response:
+    return job_csv(get_ctx(request), principal, job_id)
 
 
 @api.post("/{bundle_id}/predict", summary="Score a small list of SMILES now (audited)")
@@ -485,7 +550,7 @@ def api_predict(request: Request, body: PredictBody, bundle_id: str = BUNDLE_ID,
     return predict_list(get_ctx(request), principal, bundle_id, body, via="api")
 
 
-@api.post("/{bundle_id}/jobs", status_code=202, summary="Screen an uploaded library in the background")
+@api.post("/{bundle_id}/jobs", status_code=202, summary="Screen an uploaded library in the background", responses=error_responses(429))
 async def api_submit(request: Request, file: UploadFile = File(...), bundle_id: str = BUNDLE_ID,
                      top: int = Query(100, ge=1, le=MAX_TOP), filters: str = Query(",".join(DEFAULT_FILTERS), max_length=200,
                      description="comma-separated: lipinski, veber, pains, brenk (empty: none)"),
@@ -513,6 +578,30 @@ def page_job(request: Request, job_id: str = JOB_ID, page: int = Query(1, ge=1, 
     job = registry(get_ctx(request)).get(job_id, principal)
     results = job_results(job, page=page, per_page=25, depictions=True) if job.status is JobStatus.DONE else None
     return render(request, "screening/job.html", job=job, progress=job.progress(), results=results)
+
+
+@pages.get("/jobs/{job_id}/results.csv")
+def page_job_csv(request: Request, job_id: str = JOB_ID, principal: Principal = Depends(USE_PAGE)) -> Response:
+    """The download link on the job page: the browser's session, not a bearer token."""
+    return job_csv(get_ctx(request), principal, job_id)
+
+
+@pages.get("/predictions/{prediction_id}.csv")
+def page_prediction_csv(request: Request, prediction_id: int = Path(ge=1, le=2**62), principal: Principal = Depends(USE_PAGE)) -> Response:
+    """A pasted list's scores as CSV (your own prediction; audited)."""
+    return prediction_csv_response(get_ctx(request), principal, prediction_id, assistant=NAME, rows=_prediction_rows)
+
+
+def _prediction_rows(ctx: ServiceContext, bundle_id: str, output: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for r in output:
+        row = {"row": r.get("row"), "name": r.get("name", ""), "input": r.get("input"), "status": r.get("status")}
+        if r.get("status") == "ok":
+            row.update({"rank": r.get("rank"), "score": r.get("score"), "uncertainty": r.get("uncertainty"),
+                        "in applicability domain": "yes" if r.get("in_domain") else "no", "QED": r.get("qed"),
+                        "flags": "; ".join(r.get("flags") or [])})
+        rows.append(row)
+    return rows
 
 
 @pages.get("/jobs/{job_id}/progress")

@@ -13,6 +13,7 @@ of the per-arm outcomes and intervals) is swapped in by htmx or rendered as a wh
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from medassist.assistants.treatment import TreatmentAssistant
 from medassist.service.auth import Principal, Require, Surface
 from medassist.service.bundles import BundleInfo
+from medassist.service.clinical import clinical_fields, clinical_title, dictionary_of, horizon_words, missing_words, sig, with_unit
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
 from medassist.service.permissions import Permission
 from medassist.service.plugin_common import bundle_ref, check_rows, example_values, input_fields, parse_form_row
@@ -148,6 +150,8 @@ def advise_rows(ctx: ServiceContext, principal: Principal, bundle_id: str, rows:
                           for c in _covariates(assistant)})
     advice = assistant.advise(frame, source=source, explain=explain, top_k=top_k)
     results = advice_records(assistant, advice, top_k=top_k)
+    for res, row in zip(results, clean):
+        res["missing"] = [c for c in _covariates(assistant) if row.get(c) is None]
     if idc:
         for res, row in zip(results, clean):
             res["patient_ref"] = None if row.get(idc) is None else str(row[idc])
@@ -163,7 +167,15 @@ def advise_rows(ctx: ServiceContext, principal: Principal, bundle_id: str, rows:
 # The chart: per arm a dot (expected outcome) and a bar (95% interval), drawn as plain SVG
 # geometry; the template escapes the labels, the stylesheet colours it (no inline styles: CSP).
 
-CHART_W, LABEL_W, ROW_H, PAD = 560, 120, 34, 24
+CHART_W, LABEL_W, ROW_H, PAD = 640, 190, 34, 24
+
+
+def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """Round tick values (1, 2, 2.5, 5 × 10^k steps) inside [lo, hi], never e-notation."""
+    from matplotlib.ticker import MaxNLocator
+
+    ticks = [float(v) for v in MaxNLocator(nbins=n, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi) if lo <= v <= hi]
+    return ticks or [lo, hi]
 
 
 def chart(advice: dict[str, Any]) -> dict[str, Any]:
@@ -182,10 +194,10 @@ def chart(advice: dict[str, Any]) -> dict[str, Any]:
     rows = []
     for k, a in enumerate(arms):
         y = PAD + k * ROW_H + ROW_H / 2
-        rows.append({"arm": a["arm"], "y": y, "x": x(a["expected"]), "x_lo": x(a["lo"]), "x_hi": x(a["hi"]),
+        rows.append({"arm": a["arm"], "arm_words": a.get("arm_words", a["arm"]), "y": y, "x": x(a["expected"]), "x_lo": x(a["lo"]), "x_hi": x(a["hi"]),
                      "recommended": a["recommended"], "reference": a["reference"], "expected": a["expected"],
                      "lo": a["lo"], "hi": a["hi"]})
-    ticks = [{"x": x(v), "label": f"{v:.3g}"} for v in np.linspace(lo, hi, 5)]
+    ticks = [{"x": x(v), "label": sig(v, 4)} for v in nice_ticks(lo, hi)]
     ref = next((r for r in rows if r["reference"]), None)
     height = PAD * 2 + len(arms) * ROW_H
     return {"width": CHART_W, "height": height, "rows": rows, "ticks": ticks, "axis_y": height - PAD, "label_w": LABEL_W,
@@ -229,13 +241,72 @@ def page_index(request: Request, principal: Principal = Depends(USE_PAGE)) -> Re
     return render(request, "treatment/index.html", bundles=ctx.catalog.list(tasks=TASKS))
 
 
+def _words(ctx: ServiceContext, info: BundleInfo, assistant: TreatmentAssistant, result: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Clinical words for the treatment pages: arm names, the outcome and its unit, the horizon,
+    and (with a result) each number with sensible significant figures and its unit."""
+    dd = dictionary_of(ctx, info)
+    a = assistant.info
+    kind, target = a["kind"], assistant.bundle.schema.target
+    arm_words = {str(arm): dd.meaning(a["treatment"], arm) or str(arm) for arm in assistant.arms}
+    better = f"{a['better']} is better"
+    if kind == "survival":
+        unit = dd.time_unit or dd.unit(a.get("time") or target) or "time units"
+        horizon = horizon_words(a.get("horizon"), unit)
+        outcome = f"average {unit} alive and event-free over the first {horizon} (restricted mean)"
+        risk_words = f"risk of the event by {horizon}"
+    elif kind == "binary":
+        unit, outcome, risk_words = "", f"probability of {dd.label(target).lower()}", ""
+        horizon = ""
+    else:
+        unit, horizon, risk_words = dd.unit(target), "", ""
+        outcome = dd.label(target) + (f" ({unit})" if unit else "")
+    words = {"dd": dd, "title": clinical_title(info, dd), "arm_words": arm_words, "outcome_words": f"{outcome}; {better}",
+             "outcome_unit": unit, "risk_words": risk_words, "treatment_label": dd.label(a["treatment"])}
+    if result is not None:
+        pct = kind == "binary"
+
+        def num(v: Any) -> str:
+            return (f"{100 * v:.1f} percentage points" if v is not None else "n/a") if pct else with_unit(v, unit)
+
+        for adv in result["advice"]:
+            adv["recommended_words"] = arm_words.get(adv["recommended"], adv["recommended"])
+            adv["reference_words"] = arm_words.get(adv["reference"], adv["reference"])
+            adv["benefit_text"] = (f"{num(adv['benefit'])} (95% interval {sig(adv['benefit_lo']) if not pct else num(adv['benefit_lo'])} "
+                                   f"to {num(adv['benefit_hi'])})")
+            adv["missing_text"] = missing_words(adv.get("missing", []), dd)
+            adv["flags"] = [_plain_numbers(f, arm_words) for f in adv.get("flags", [])]
+            for arm in adv["arms"]:
+                arm["arm_words"] = arm_words.get(arm["arm"], arm["arm"])
+                arm["expected_text"] = f"{num(arm['expected'])} [{sig(arm['lo'])} to {sig(arm['hi'])}]" if not pct else \
+                    f"{_pct(arm['expected'])} [{_pct(arm['lo'])} to {_pct(arm['hi'])}]"
+                if not arm["reference"]:
+                    arm["vs_reference_text"] = f"{num(arm.get('vs_reference'))} [{sig(arm.get('vs_reference_lo'))} to {sig(arm.get('vs_reference_hi'))}]"
+            for m in adv.get("modifiers", []):
+                m["label"] = dd.label_with_unit(m["covariate"])
+                m["note"] = dd.role_note(m["covariate"])
+    return words
+
+
+_E_NUMBER = re.compile(r"-?\d+(?:\.\d+)?e[+-]\d+")
+
+
+def _plain_numbers(text: str, arm_words: dict[str, str]) -> str:
+    """A flag's numbers without e-notation ("-1.27e+03" → "-1,270")."""
+    return _E_NUMBER.sub(lambda m: sig(float(m.group(0))), text)
+
+
+def _pct(v: Any) -> str:
+    return "n/a" if v is None else f"{100 * float(v):.1f}%"
+
+
 def _form_page(request: Request, info: BundleInfo, assistant: TreatmentAssistant, *, values: dict[int, str] | None = None,
                errors: dict[int, str] | None = None, result: dict[str, Any] | None = None, error: str = "",
                status_code: int = 200) -> Response:
+    words = _words(get_ctx(request), info, assistant, result)
     return render(request, "treatment/form.html", status_code=status_code, info=info, card=info.model_card,
-                  fields=_fields(assistant), arms=assistant.arms, treatment=assistant.info["treatment"],
+                  fields=clinical_fields(_fields(assistant), words["dd"]), arms=assistant.arms, treatment=assistant.info["treatment"],
                   values=values or {}, errors=errors or {}, result=result, chart=chart(result["advice"][0]) if result else None,
-                  error=error)
+                  error=error, **words)
 
 
 @pages.get("/{bundle_id}")
@@ -259,13 +330,15 @@ def _page_advise(request: Request, ctx: ServiceContext, principal: Principal, bu
     fields = _fields(assistant)
     row, values, errors = parse_form_row(form, fields)
     if errors:
-        message = "Some values could not be used: " + "; ".join(f"{fields[i]['column']}: {m}" for i, m in errors.items())
+        dd = dictionary_of(ctx, info)
+        message = "Some values could not be used: " + "; ".join(f"{dd.label_with_unit(fields[i]['column'])}: {m}" for i, m in errors.items())
         if is_htmx(request):
             return render(request, "partials/error.html", status_code=422, status=422, message=message)
         return _form_page(request, info, assistant, values=values, errors=errors, error=message, status_code=422)
     result = advise_rows(ctx, principal, bundle_id, [row], explain=explain, top_k=5, via="web", source="form")
     if is_htmx(request):
-        return render(request, "treatment/result.html", result=result, info=info, chart=chart(result["advice"][0]))
+        words = _words(ctx, info, assistant, result)
+        return render(request, "treatment/result.html", result=result, info=info, chart=chart(result["advice"][0]), **words)
     return _form_page(request, info, assistant, values=values, result=result)
 
 

@@ -38,12 +38,29 @@ class PrivacyConfig:
         return asdict(self)
 
 
+DEFAULT_DELTA = 1e-5
+DEFAULT_MAX_GRAD_NORM = 1.0
+
+
+def privacy_config(epsilon: float | None, *, delta: float = DEFAULT_DELTA, max_grad_norm: float = DEFAULT_MAX_GRAD_NORM) -> PrivacyConfig | None:
+    """The PrivacyConfig of the train options ``--dp-epsilon/--dp-delta/--dp-max-grad-norm``;
+    ``None`` without ε. δ or a clipping norm without ε would be silently unused, so it is refused."""
+    if epsilon is None:
+        if delta != DEFAULT_DELTA or max_grad_norm != DEFAULT_MAX_GRAD_NORM:
+            raise ConfigError("--dp-delta and --dp-max-grad-norm only apply to differentially private training; add --dp-epsilon.")
+        return None
+    return PrivacyConfig(target_epsilon=epsilon, delta=delta, max_grad_norm=max_grad_norm)
+
+
 def make_private_compatible(model: nn.Module) -> list[str]:
     """Convert, in place, what Opacus can convert: BatchNorm → GroupNorm (BatchNorm mixes the
     samples of a batch, so per-sample gradients do not exist). Returns the conversion names to
     record in the model spec (``private_model_spec``) so a bundle rebuilds the converted model;
     logs a notice when it converts. Anything else Opacus refuses still raises (``check_private_compatible``)."""
-    from medassist.models.conversions import BATCHNORM_TO_GROUPNORM, batchnorm_to_groupnorm, has_batchnorm
+    from medassist.models.conversions import (
+        BATCHNORM_TO_GROUPNORM, CLONE_RESIDUAL_BRANCH, batchnorm_to_groupnorm, clone_residual_branch, has_batchnorm,
+        has_inplace_residual,
+    )
 
     done: list[str] = []
     if has_batchnorm(model):
@@ -51,6 +68,9 @@ def make_private_compatible(model: nn.Module) -> list[str]:
         done.append(BATCHNORM_TO_GROUPNORM)
         log.warning("%s has BatchNorm layers, which differential privacy cannot train; they were converted to GroupNorm "
                     "(recorded in the model spec as '%s').", type(model).__name__, BATCHNORM_TO_GROUPNORM)
+    if has_inplace_residual(model):
+        clone_residual_branch(model)
+        done.append(CLONE_RESIDUAL_BRANCH)
     for m in model.modules():
         # In-place activations (MONAI's ResNet uses ReLU(inplace=True)) break the backward hooks
         # Opacus needs; out-of-place gives the same outputs and weights, so nothing is recorded.

@@ -257,13 +257,16 @@ def test_evaluate_classification_is_json_and_matches_bootstrap_ci():
     assert np.array_equal(result["confusion_matrix"], confusion_matrix(p, y))
     # The vectorised bootstrap draws the same resamples as bootstrap_ci with the same seed.
     for name, fn in (("auc", compute_roc_auc), ("pr_auc", compute_pr_auc),
-                     ("specificity", compute_specificity), ("brier", compute_brier),
-                     ("ece", functools.partial(compute_ece, n_bins=15))):
+                     ("specificity", compute_specificity), ("brier", compute_brier)):
         point, low, high = bootstrap_ci(fn, p, y, n_boot=200, seed=5)
         m = result["metrics"][name]
         assert m["value"] == pytest.approx(point)
         assert (m["ci_low"], m["ci_high"]) == pytest.approx((low, high))
         assert m["ci_low"] <= m["value"] <= m["ci_high"]
+    # ECE has its own interval (below), which holds the estimate.
+    ece = result["metrics"]["ece"]
+    assert ece["value"] == pytest.approx(compute_ece(p, y, n_bins=15))
+    assert ece["ci_low"] <= ece["value"] <= ece["ci_high"]
 
 
 def test_evaluate_classification_multiclass_and_undefined_values_are_none():
@@ -308,3 +311,39 @@ def test_subgroup_metrics_reports_each_group_and_suppresses_small_ones():
     assert by_name["M"]["accuracy"] == pytest.approx(compute_accuracy(p[120:195], y[120:195]))
     assert by_name["X"]["suppressed"] and by_name["X"]["auc"] is None
     json.dumps(rows, allow_nan=False)
+
+
+# ---- ECE interval: the estimate inside, coverage of the true ECE (issue 13, item 4) -----------
+
+def _calibrated(rng, n, shift=0.0):
+    q = rng.uniform(0.02, 0.98, n)
+    y = (rng.random(n) < q).astype(int)
+    pm = np.clip(q + shift, 0.001, 0.999)
+    return np.column_stack([1 - pm, pm]), y
+
+
+def test_ece_interval_contains_its_estimate_and_covers_zero_for_a_calibrated_model():
+    """Perfectly calibrated probabilities: the true ECE is 0, the binned estimate is biased up.
+    The percentile bootstrap never covered 0 here (and put the estimate at its lower edge)."""
+    rng = np.random.default_rng(7)
+    covered, reps = 0, 40
+    for r in range(reps):
+        p, y = _calibrated(rng, 300)
+        ece = evaluate_classification(p, y, classes=["a", "b"], n_boot=200, seed=r)["metrics"]["ece"]
+        assert ece["ci_low"] <= ece["value"] <= ece["ci_high"]
+        assert ece["ci_low"] < ece["value"] or ece["value"] == 0  # not pinned to the lower edge
+        covered += ece["ci_low"] == 0.0
+    assert covered / reps >= 0.85
+
+
+def test_ece_interval_covers_the_true_ece_of_a_miscalibrated_model():
+    rng = np.random.default_rng(11)
+    big_p, big_y = _calibrated(np.random.default_rng(0), 200_000, shift=0.08)
+    true = compute_ece(big_p, big_y)
+    covered, reps = 0, 30
+    for r in range(reps):
+        p, y = _calibrated(rng, 400, shift=0.08)
+        ece = evaluate_classification(p, y, classes=["a", "b"], n_boot=200, seed=r)["metrics"]["ece"]
+        assert ece["ci_low"] <= ece["value"] <= ece["ci_high"]
+        covered += ece["ci_low"] <= true <= ece["ci_high"]
+    assert covered / reps >= 0.85

@@ -73,3 +73,16 @@ def test_kind_inference():
     assert infer_column_kind(pd.Series(["1", "2", None])) == "numeric"
     assert infer_column_kind(pd.Series(["a", "b", "1"])) == "categorical"
     assert infer_column_kind(pd.Series([True, False])) == "categorical"
+
+
+def test_training_ranges_and_unseen_codes_are_flagged_per_row_and_saved_as_json():
+    import json
+
+    train = pd.DataFrame({"lwt": [100.0, 150.0, 200.0, 120.0], "race": [1, 2, 3, 1]})
+    f = TabularFeaturizer(numeric=["lwt"], categorical=["race"]).fit(train)
+    g = TabularFeaturizer.from_dict(json.loads(json.dumps(f.to_dict())))  # JSON state, no pickle
+    new = pd.DataFrame({"lwt": [400.0, 150.0, 203.0], "race": [2.0, 4.0, 3.0]})  # floats: 2.0 is the code 2
+    fm = g.transform(new)
+    assert fm.out_of_range == [["lwt"], ["race"], []]  # 203 is inside the 5% margin; race 4 is past the codes
+    assert fm.unknown_categories == [[], ["race=4"], []] and fm.n_unknown.tolist() == [0, 1, 0]
+    assert fm.n_out_of_range.tolist() == [1, 1, 0]

@@ -1,7 +1,6 @@
 """DP-SGD on a model with BatchNorm (the imaging DenseNet, small preset): converted to GroupNorm,
 recorded in the spec, and the bundle's way of rebuilding a model (spec → module → safetensors)
-gets it back. (MONAI's ResNet blocks add the residual in place, which Opacus' backward hooks
-refuse; DP on the ResNets is not supported yet.)"""
+gets it back. (The ResNets, whose blocks add the residual in place, are in test_dp_resnet.py.)"""
 
 import numpy as np
 import torch

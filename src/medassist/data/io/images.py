@@ -61,6 +61,8 @@ class ImageSet:
     positive_class: str | None = None
     notes: list[str] = field(default_factory=list)
     synthetic: bool = False
+    #: File formats the images came from ("picture", "dicom", "nifti", "npz"), for the bundle.
+    formats: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -144,7 +146,7 @@ def _label_order(labels: list[str]) -> tuple[list[str], str | None]:
 
 
 def _build(paths: list[Path], labels: list[str], *, source: str, provenance: str, window: str | None) -> ImageSet:
-    images, targets, groups, modalities, intensities = [], [], [], [], set()
+    images, targets, groups, modalities, intensities, formats = [], [], [], [], set(), set()
     notes: list[str] = []
     for p, lab in zip(paths, labels):
         img = read_image(p, window=window)
@@ -157,6 +159,7 @@ def _build(paths: list[Path], labels: list[str], *, source: str, provenance: str
             groups.append(img.group)
             modalities.append(img.modality)
         intensities.add(img.intensity.split(" (")[0])
+        formats.add(img.kind)
     if not images:
         raise DataError(f"{source}: no usable (non-blank) images found.")
     classes, positive = _label_order(targets)
@@ -171,6 +174,7 @@ def _build(paths: list[Path], labels: list[str], *, source: str, provenance: str
         images=images, targets=np.array([index[t] for t in targets], dtype=np.int64), classes=classes,
         task="binary" if len(classes) == 2 else "multiclass", positive_class=positive, groups=np.array(groups),
         modalities=modalities, source=source, provenance=provenance, intensity="; ".join(sorted(intensities)), notes=notes,
+        formats=sorted(formats),
     )
 
 

@@ -127,5 +127,5 @@ def load_medmnist(path: str | Path, *, name: str | None = None) -> ImageSet:
         groups=np.array([f"{s}:{i}" for i, s in enumerate(split)]), modalities=[""] * len(split),
         splits={s: np.flatnonzero(split == s) for s in SPLITS}, source=path.name,
         provenance=f"MedMNIST file {path.name}" + (f" ({name}, {info.get('licence', '')})" if info else ""),
-        intensity="uint8 / 255", notes=[],
+        intensity="uint8 / 255", notes=[], formats=["npz"],
     )
