@@ -34,6 +34,9 @@ def test_advice_is_the_assistants_own(site, assistant_bundles):
             assert arm["expected"] == pytest.approx(direct.loc[i, f"pred_{a}"], abs=1e-3)
             assert arm["lo"] == pytest.approx(direct.loc[i, f"lo_{a}"], abs=1e-3) and arm["hi"] == pytest.approx(direct.loc[i, f"hi_{a}"], abs=1e-3)
             assert arm["lo"] <= arm["expected"] <= arm["hi"]
+            assert arm["p_best"] == pytest.approx(direct.loc[i, f"p_best_{a}"], abs=1e-3)
+        assert sum(arm["p_best"] for arm in adv["arms"]) == pytest.approx(1, abs=0.01)
+        assert adv["confidence_flag"] == direct.loc[i, "confidence_flag"]
         assert "; ".join(adv["flags"]) == direct.loc[i, "flags"]
         assert len(adv["modifiers"]) == 2
     assert body["advice"][1]["n_imputed"] == 1 and body["advice"][0]["n_imputed"] == 0
@@ -60,6 +63,8 @@ def test_the_page_draws_the_chart_and_refuses_bad_values(site, assistant_bundles
     assert 'id="outcome-chart"' in r.text and sorted(re.findall(r'data-arm="([^"]+)"', r.text)) == sorted(arms)
     assert len(re.findall(r'<circle class="point"', r.text)) == len(arms)
     assert 'id="recommended"' in r.text and 'id="evidence"' in r.text and bid in r.text and DISCLAIMER in r.text
+    assert len(re.findall(r'<td class="num p-best">\d+(\.\d)?%</td>', r.text)) == len(arms)  # probability each arm is best
+    assert 'id="confidence"' in r.text and "probability that" in r.text
     before = site.count(Prediction)
     r = client.post(f"/treatment/{bid}/advise", data={**data, "c1": "eighty"})
     assert r.status_code == 422 and "expected a number" in r.text and site.count(Prediction) == before

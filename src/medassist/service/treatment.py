@@ -117,7 +117,8 @@ def advice_records(assistant: TreatmentAssistant, advice: pd.DataFrame, *, top_k
         per_arm = []
         for a in arms:
             arm = {"arm": a, "expected": _num(r[f"pred_{a}"]), "lo": _num(r[f"lo_{a}"]), "hi": _num(r[f"hi_{a}"]),
-                   "similar_patients": int(r[f"similar_{a}"]), "reference": a == ref, "recommended": a == r["recommended"]}
+                   "similar_patients": int(r[f"similar_{a}"]), "reference": a == ref, "recommended": a == r["recommended"],
+                   "p_best": _num(r.get(f"p_best_{a}", np.nan))}
             if kind == "survival":
                 arm["risk"], arm["risk_lo"], arm["risk_hi"] = (_num(r[f"{k}_{a}"]) for k in ("risk", "risk_lo", "risk_hi"))
             if a != ref:
@@ -134,6 +135,9 @@ def advice_records(assistant: TreatmentAssistant, advice: pd.DataFrame, *, top_k
             "benefit_hi": _num(r["benefit_hi"]), "outcome_scale": str(r["outcome_scale"]),
             "flags": [f for f in str(r["flags"]).split("; ") if f], "n_imputed": int(r["n_imputed"]),
             "effect_explained": str(r.get("effect_explained", "")) or None, "modifiers": modifiers,
+            "confidence_flag": str(r.get("confidence_flag", "")) or None,
+            "p_better_than_reference": _num(r.get("p_better_than_reference", np.nan)),
+            "p_better_than_runner_up": _num(r.get("p_better_than_runner_up", np.nan)),
         })
     return out
 
