@@ -28,6 +28,7 @@ TRAIN_HANDLERS: dict[str, str] = {
     "treatment": "medassist.cli.treatment:train_treatment",
     "image": "medassist.cli.imaging:train_images",
     "screening": "medassist.cli.screening:train_molecules",
+    "survival": "medassist.cli.prognosis:train_survival",
 }
 #: bundle task (bundle.json "task") → "module:function" taking an EvaluateRequest / PredictRequest.
 EVALUATE_HANDLERS: dict[str, str] = {
@@ -35,12 +36,16 @@ EVALUATE_HANDLERS: dict[str, str] = {
     "treatment": "medassist.cli.treatment:evaluate_treatment",
     "diagnosis-image": "medassist.cli.imaging:evaluate_images",
     "screening": "medassist.cli.screening:evaluate_molecules",
+    "survival": "medassist.cli.prognosis:evaluate_survival",
+    "cases-survival": "medassist.cli.prognosis:evaluate_survival",
 }
 PREDICT_HANDLERS: dict[str, str] = {
     "diagnosis-tabular": "medassist.cli.diagnosis:predict_table",
     "treatment": "medassist.cli.treatment:predict_treatment",
     "diagnosis-image": "medassist.cli.imaging:predict_image",
     "screening": "medassist.cli.screening:predict_molecules",
+    "survival": "medassist.cli.prognosis:predict_survival",
+    "cases-survival": "medassist.cli.prognosis:predict_survival",
 }
 
 
@@ -78,7 +83,7 @@ class TrainRequest:
     # treatment (survival outcome, comparator, direction, design)
     time_column: str | None = None
     event_column: str | None = None
-    horizon: float | None = None
+    horizon: tuple[float, ...] = ()  # survival: every horizon; treatment: at most one
     reference_arm: str | None = None
     better: str | None = None
     assignment: str | None = None
@@ -168,12 +173,15 @@ def train_options(req: TrainRequest, options: type[O]) -> O:
     return options(**values)
 
 
-def infer_task(data: str) -> str:
-    """``auto``: a bundled data set's assistant, else diagnosis from a table."""
+def infer_task(data: str, *, survival_outcome: bool = False) -> str:
+    """``auto``: a bundled data set's assistant; survival for a table given ``--time`` and
+    ``--event`` (and no ``--treatment``); else diagnosis from a table."""
     from medassist.data.catalog import get_dataset, is_dataset_name
 
     if not Path(data).exists() and is_dataset_name(data):
         return get_dataset(data).assistant
+    if survival_outcome:
+        return "survival"
     from medassist.data.io.images import is_image_csv  # a .npz, a folder or a path,label CSV: images
 
     path = Path(data)
@@ -199,9 +207,9 @@ def train(
     drop_missing_target: bool = typer.Option(False, "--drop-missing-target", help="Drop rows whose outcome is missing (recorded in the model card)."),
     smiles_column: str = typer.Option(None, "--smiles-column", help="Screening: the column holding SMILES."),
     treatment_column: str = typer.Option(None, "--treatment-column", "--treatment", help="Treatment: the column naming the arm."),
-    time_column: str = typer.Option(None, "--time", help="Treatment: follow-up time column of a survival outcome."),
-    event_column: str = typer.Option(None, "--event", help="Treatment: event column of a survival outcome (1 event, 0 censored)."),
-    horizon: float = typer.Option(None, "--horizon", help="Treatment: report RMST and risk up to this time."),
+    time_column: str = typer.Option(None, "--time", help="Survival, treatment: follow-up time column of a survival outcome."),
+    event_column: str = typer.Option(None, "--event", help="Survival, treatment: event column (1/0, true/false, yes/no, dead/alive; 1 = event)."),
+    horizon: list[float] = typer.Option([], "--horizon", help="Survival: predict survival at this time (repeatable; default 1/2/5 years for days, else follow-up quartiles). Treatment: report RMST and risk up to this time (once)."),
     reference_arm: str = typer.Option(None, "--reference", help="Treatment: the comparator arm."),
     better: str = typer.Option(None, "--better", help="Treatment: higher | lower outcome is better."),
     assignment: str = typer.Option(None, "--assignment", help="Treatment: randomised | observational (default observational for a CSV)."),
@@ -218,14 +226,15 @@ def train(
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
     """Train a model for an assistant; writes a bundle with report.html and a model card."""
-    task = infer_task(data) if task == "auto" else task.strip().lower()
+    task = (infer_task(data, survival_outcome=bool(time_column and event_column and not treatment_column))
+            if task == "auto" else task.strip().lower())
     request = TrainRequest(
         data=data, out=out_dir, task=task, target=target, model=model, size=size, seed=seed, id_column=id_column,
         positive_class=positive_class, exclude=tuple(exclude), epochs=epochs, ensemble=ensemble,
         class_weight=class_weight, drop_missing_target=drop_missing_target, smiles_column=smiles_column,
         treatment_column=treatment_column, overwrite=overwrite, progress=not no_progress,
         dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_max_grad_norm=dp_max_grad_norm,
-        time_column=time_column, event_column=event_column, horizon=horizon, reference_arm=reference_arm,
+        time_column=time_column, event_column=event_column, horizon=tuple(horizon), reference_arm=reference_arm,
         better=better, assignment=assignment, window=window,
         categorical=tuple(categorical), numeric=tuple(numeric), allow_leaky_column=tuple(allow_leaky_column), dictionary=dictionary,
         missing_values=tuple(missing_values),

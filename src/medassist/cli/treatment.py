@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -18,6 +19,9 @@ from medassist.exceptions import ConfigError
 def train_treatment(req: TrainRequest) -> None:
     from medassist.assistants.treatment import TreatmentTrainOptions, train_treatment_model
 
+    if len(req.horizon) > 1:
+        raise ConfigError(f"train --task treatment takes one --horizon; got {len(req.horizon)}.")
+    req = replace(req, horizon=req.horizon[0] if req.horizon else None)  # the treatment options hold one horizon
     opts = train_options(req, TreatmentTrainOptions)
     outcome = train_treatment_model(
         req.data, out=req.out, treatment=opts.treatment_column, outcome=opts.target, time=opts.time_column,

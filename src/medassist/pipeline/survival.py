@@ -127,11 +127,13 @@ def outcome_rows(frame: pd.DataFrame, *, time: str, event: str, missing: str = "
         raise SchemaError(f"{source}: outcome column(s) {absent} not found. Columns: {', '.join(map(str, frame.columns))}.")
     t = parse_numeric(frame[time], column=time, source=source).to_numpy()
     ev_raw = frame[event]
-    d = parse_numeric(ev_raw.astype("object").map(_event_value), column=event, source=source).to_numpy()
-    bad = ~np.isnan(d) & ~np.isin(d, (0.0, 1.0))
+    mapped = ev_raw.astype("object").map(_event_value)
+    d = pd.to_numeric(mapped, errors="coerce").to_numpy(dtype=float)
+    bad = (np.isnan(d) & mapped.notna().to_numpy()) | (~np.isnan(d) & ~np.isin(d, (0.0, 1.0)))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{source}: event column '{event}' must be 1 (event) or 0 (censored); case {frame.index[i]!s} has {ev_raw.iloc[i]!r}.")
+        raise DataError(f"{source}: event column '{event}' must be 1 (event) or 0 (censored) (also accepted: true/false, yes/no, "
+                        f"dead/alive); case {frame.index[i]!s} has {ev_raw.iloc[i]!r}.")
     neg = ~np.isnan(t) & (t < 0)
     if neg.any():
         raise DataError(f"{source}: time column '{time}' is negative for case {frame.index[int(np.flatnonzero(neg)[0])]!s}; expected days >= 0.")
@@ -313,6 +315,14 @@ class SurvivalModel:
         """Risk score for concordance: minus the restricted mean survival time (N,)."""
         return -self.restricted_mean(x)
 
+    def member_survival(self, x: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """S(t | x) of each ensemble member at ``times``: (K, N, T) (their spread is the ensemble's interval)."""
+        from medassist.models.survival import survival_at_edges
+
+        k = len(self.nets.members)
+        edges_s = self._run(x, lambda b: survival_at_edges(self.nets(b)).permute(1, 0, 2)) if len(x) else np.zeros((0, k, len(self.edges)))
+        return np.stack([interpolate_survival(edges_s[:, j, :], self.edges, times) for j in range(k)])
+
     def embed(self, x: np.ndarray, *, outcome_aware: bool = False) -> np.ndarray:
         """Patient embeddings (N, d): the autoencoder's bottleneck, or the hazard network's penultimate layer."""
         return self._run(x, lambda b: self.nets.embed(b, outcome_aware=outcome_aware))
@@ -405,9 +415,18 @@ def split_rows(event: np.ndarray, *, spec: SurvivalSpec) -> tuple[np.ndarray, np
 
 def train_survival_bundle(
     frame: pd.DataFrame, *, spec: SurvivalSpec, source_name: str, out_dir: Path, overwrite: bool = False,
-    progress: bool = True, console: Console | None = None,
+    progress: bool = True, console: Console | None = None, task: str = TASK, id_column: str | None = None,
+    extras: dict[str, Any] | None = None,
 ) -> SurvivalOutcome:
-    """Split (stratified by event, seeded), fit, evaluate on the held-out split, write the bundle."""
+    """Split (stratified by event, seeded), fit, evaluate on the held-out split, write the bundle.
+
+    ``task`` is recorded in the bundle (``cases-survival`` from the case store, ``survival`` from
+    ``medassist train --task survival``); ``extras`` join the survival info in the schema (e.g.
+    the horizons predictions report). Hashes (never values) of the training and validation rows
+    go in ``training_rows.json``, so evaluation can tell which rows the model saw.
+    """
+    from medassist.pipeline.tabular import TRAINING_ROWS_FILE, id_hashes, row_hashes
+
     check_out_dir(out_dir, overwrite=overwrite)
     oc = outcome_rows(frame, time=spec.time, event=spec.event, missing=spec.missing_outcome, source=source_name)
     if oc.event.sum() < 10:
@@ -437,25 +456,41 @@ def train_survival_bundle(
         calibration={}, limitations=["Trained on one data set; curves are for cohorts like it.", *notes],
         ethical_considerations=texts["ethical_considerations"],
     )
+    model.info.update(extras or {})
     schema = TaskSchema(input_schema=model.encoder.featurizer.input_schema(), output_schema={spec.time: "survival"}, classes=[],
                         extras={"survival": model.info})
+    seen = oc.frame.iloc[np.sort(np.concatenate([train, val]))]
+    row_columns = [*covariates, spec.time, spec.event]
+    training_rows = {
+        "what": "SHA-256 (16 hex digits) of the training and validation rows; no values are stored",
+        "columns": row_columns, "rows": sorted(set(row_hashes(seen, row_columns))), "id_column": id_column,
+        "ids": sorted(set(id_hashes(seen[id_column]))) if id_column and id_column in seen.columns else None,
+    }
     bundle = ModelBundle(
         model=model.nets, model_spec=fitted.spec_dict, featurizer=model.encoder.featurizer, schema=schema,
         metrics={"test": metrics}, model_card=card.to_dict(), model_card_markdown=card.to_markdown(), history=fitted.results[0].history,
         train_config={"survival": spec.train.to_dict(), "encoder": spec.encoder_train.to_dict()},
-        meta={"created": created, "data_source": source_name, "task": TASK},
+        meta={"created": created, "data_source": source_name, "task": task},
     )
     out = save_bundle(bundle, out_dir, overwrite=overwrite,
-                      attachments={"splits.json": json.dumps({"train": train.tolist(), "val": val.tolist(), "test": test.tolist()}).encode()})
+                      attachments={"splits.json": json.dumps({"train": train.tolist(), "val": val.tolist(), "test": test.tolist()}).encode(),
+                                   TRAINING_ROWS_FILE: json.dumps(training_rows).encode()})
     return SurvivalOutcome(bundle_dir=out, metrics=metrics, notes=notes, n_parameters=n_params)
 
 
+#: Bundle tasks that hold a :class:`SurvivalModel` (the case store's, and ``train --task survival``'s).
+SURVIVAL_TASKS = (TASK, "survival")
+
+
 def load_survival_model(path: str | Path) -> SurvivalModel:
-    """Rebuild a :class:`SurvivalModel` from a ``cases-survival`` bundle (no pickle)."""
+    """Rebuild a :class:`SurvivalModel` from a ``cases-survival`` or ``survival`` bundle (no pickle)."""
+    return survival_model_from_bundle(load_bundle(path), path=path)
+
+
+def survival_model_from_bundle(bundle: ModelBundle, *, path: str | Path = "bundle") -> SurvivalModel:
     from medassist.exceptions import BundleError
 
-    bundle = load_bundle(path)
-    if bundle.task != TASK:
+    if bundle.task not in SURVIVAL_TASKS:
         raise BundleError(f"{path}: a '{bundle.task}' bundle; case analysis needs a '{TASK}' bundle (medassist cases train-survival).")
     info = dict(bundle.schema.extras["survival"])
     enc = CaseEncoder(featurizer=bundle.featurizer, covariates=list(info["covariates"]), vocab={k: list(v) for k, v in info["vocab"].items()},
