@@ -315,3 +315,21 @@ def test_demo_imports_cases_once_and_the_service_uses_its_survival_bundle(tmp_pa
         assert len(fitted.analysis.similar(state.store.resolve("whas500:1"), k=3)["neighbours"]) == 3
     finally:
         app.state.ctx.db.dispose()
+
+
+def test_similar_cases_without_outcomes_use_the_feature_profile(site, cases):
+    """Issue 14: an ordinary EHR import (no outcomes) still answers similar-case queries."""
+    from medassist.data.synthetic import synthetic_cases
+
+    ctx = site.app.state.ctx
+    store = CaseStore(db=ctx.db, cipher=ctx.cipher, hasher=IdentifierHasher.from_settings(site.settings))
+    store.import_records(synthetic_cases(n_patients=25, seed=7, outcomes="none", notes=False), source="ehr", source_kind="fhir")
+    query = store.resolve("ehr:syn-0")
+    api = site.api(R)
+    r = api.get(f"/api/v1/cases/{query}/similar", params={"k": 4})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["dataset"] == "ehr" and len(body["neighbours"]) == 4 and body["model"].startswith("no model")
+    assert all(n["outcome"] is None and n["reasons"]["closest_values"] for n in body["neighbours"])
+    aware = api.get(f"/api/v1/cases/{query}/similar", params={"k": 4, "outcome_aware": "true"})
+    assert aware.status_code == 422 and "need a survival model" in aware.text

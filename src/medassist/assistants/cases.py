@@ -6,7 +6,11 @@ survival model (from a ``cases-survival`` bundle, or fitted in-process):
 
 * :meth:`CaseAnalysis.similar` — exact k nearest neighbours over L2-normalised patient
   embeddings (the autoencoder's bottleneck, or the hazard network's penultimate layer when
-  ``outcome_aware``), with the reasons: shared codes, closest labs and covariates, equal categories;
+  ``outcome_aware``), with the reasons: shared codes, closest labs and covariates, equal categories.
+  Without a survival model (cases with no outcome) the embedding is the cases' feature profile
+  (:class:`~medassist.featurizers.case_profile.CaseProfile`: age, sex, ICD-10 chapters and
+  categories, medications, standardised latest observations) and neighbours are the nearest by
+  Euclidean distance; no outcome is needed;
 * :meth:`CaseAnalysis.cohort` — Kaplan-Meier per group with 95% bands, median survival, log-rank
   test, Cox hazard ratios of the groups, PNG plots;
 * :meth:`CaseAnalysis.factors` — multivariable Cox hazard ratios and the neural model's
@@ -38,6 +42,7 @@ from medassist.evaluation.survival import (
 )
 from medassist.exceptions import ConfigError, DataError, SchemaError
 from medassist.explain.attributions import group_attributions, integrated_gradients
+from medassist.featurizers.case_profile import CaseProfile, icd10_category
 from medassist.featurizers.tabular import infer_column_kind
 from medassist.models.survival import RestrictedMeanModule
 from medassist.pipeline.survival import (
@@ -51,6 +56,8 @@ from medassist.validation import check_number
 MAX_NUMERIC_LEVELS = 6
 #: Most groups a cohort is split into (rarer levels are merged into 'other').
 MAX_GROUPS = 8
+#: Fewest events :meth:`CaseAnalysis.fit` fits a survival model on.
+MIN_EVENTS = 10
 
 
 _DEATH = {"death", "died", "dead", "mortality", "os", "overall_survival", "all_cause_death"}
@@ -110,7 +117,8 @@ class CaseAnalysis:
 
     Args:
         frame: the case frame (index ``case_id``).
-        model: a fitted :class:`SurvivalModel` (needed for similar cases, attributions and curves).
+        model: a fitted :class:`SurvivalModel` (needed for attributions, curves and outcome-aware
+            similar cases; without one, similar cases use the cases' feature profile).
         time, event: outcome columns.
         notes: how the model came about (shown to the user).
     """
@@ -123,6 +131,7 @@ class CaseAnalysis:
         self.frame, self.model, self.time, self.event = frame, model, time, event
         self.notes = list(notes or [])
         self._index: dict[bool, np.ndarray] = {}
+        self._profile: CaseProfile | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -141,8 +150,9 @@ class CaseAnalysis:
         spec = SurvivalSpec(time=time, event=event, size=size, seed=seed, missing_outcome="drop", n_members=n_members,
                             train=train or default_survival_config(seed=seed, epochs=epochs),
                             encoder_train=default_encoder_config(seed=seed, epochs=epochs))
+        _require_outcomes(frame, time=time, event=event)
         oc = outcome_rows(frame, time=time, event=event, missing="drop")
-        if oc.event.sum() < 10:
+        if oc.event.sum() < MIN_EVENTS:
             raise DataError(f"case frame: only {int(oc.event.sum())} events among {len(oc.frame)} cases; too few to fit a survival model.")
         covariates, notes = select_covariates(oc.frame, spec=spec)
         tr, va, _ = split_rows(oc.event, spec=SurvivalSpec(test_fraction=0.1, val_fraction=0.15, seed=seed))
@@ -152,6 +162,15 @@ class CaseAnalysis:
         notes = [f"Model fitted in-process on {len(oc.frame)} cases ({size} preset, seed {seed}); "
                  "train one with 'medassist cases train-survival' to reuse it.", *oc.notes, *notes]
         return cls(frame=frame, model=fitted.model, time=time, event=event, notes=notes)
+
+    @staticmethod
+    def can_fit(frame: pd.DataFrame, *, time: str = "time", event: str = "event") -> bool:
+        """Whether ``frame`` has outcomes enough (:data:`MIN_EVENTS` events) for :meth:`fit`."""
+        if time not in frame.columns or event not in frame.columns:
+            return False
+        t = pd.to_numeric(frame[time], errors="coerce")
+        e = pd.to_numeric(frame[event], errors="coerce")
+        return int(((e == 1) & t.notna()).sum()) >= MIN_EVENTS
 
     def _need_model(self, what: str) -> SurvivalModel:
         if self.model is None:
@@ -169,7 +188,17 @@ class CaseAnalysis:
 
     # ------------------------------------------------------------------ similar cases
     def embeddings(self, *, outcome_aware: bool = False) -> np.ndarray:
-        """L2-normalised embeddings of every case (N, d), computed once and kept."""
+        """Embeddings of every case (N, d), computed once and kept: L2-normalised model embeddings,
+        or, without a model, the feature profile (compared by Euclidean distance)."""
+        if self.model is None:
+            if outcome_aware:
+                raise ConfigError("Outcome-aware similar cases need a survival model, and these cases have none "
+                                  "(no outcomes, or no cases-survival bundle); search without outcome_aware.")
+            if False not in self._index:
+                self._profile = CaseProfile().fit(self.frame)
+                self._index[False] = self._profile.transform(self.frame)
+                self._prepare_reasons()
+            return self._index[False]
         if outcome_aware not in self._index:
             model = self._need_model("Similar cases")
             z = model.embed(model.features(self.frame), outcome_aware=outcome_aware).astype(np.float32)
@@ -180,22 +209,34 @@ class CaseAnalysis:
         return self._index[outcome_aware]
 
     def _prepare_reasons(self) -> None:
-        model = self._need_model("Similar cases")
-        fz = model.encoder.featurizer
+        if self._profile is not None:
+            prof = self._profile
+            covariates, numeric, scale = [*prof.numeric_, *prof.categorical_], set(prof.numeric_), prof.scale_
+        else:
+            model = self._need_model("Similar cases")
+            fz = model.encoder.featurizer
+            covariates, numeric, scale = list(model.encoder.covariates), set(fz.numeric_), fz.scale_
         # continuous values are compared by distance; 0/1 flags and categories by equality
-        cols = [c for c in model.encoder.covariates if c in fz.numeric_ and self.frame[c].nunique() > 2]
+        cols = [c for c in covariates if c in numeric and self.frame[c].nunique() > 2]
         self._numeric_cols = cols
         self._numeric = (np.column_stack([pd.to_numeric(self.frame[c], errors="coerce").to_numpy(float) for c in cols])
                          if cols else np.zeros((len(self.frame), 0)))
-        self._scale = np.array([fz.scale_[c] for c in cols])
-        self._categorical_cols = [c for c in model.encoder.covariates if c not in cols]
+        self._scale = np.array([scale[c] for c in cols])
+        self._categorical_cols = [c for c in covariates if c not in cols]
 
     def similar(self, case_id: str, *, k: int = 10, outcome_aware: bool = False, n_reasons: int = 3) -> dict[str, Any]:
         """The ``k`` nearest cases to ``case_id`` with distance, outcome and the reasons they are alike."""
         check_number(k, name="k", owner="similar", low=1, high=1000, integer=True)
         z = self.embeddings(outcome_aware=outcome_aware)
         q = self._row(case_id)
-        sims = z @ z[q]
+        if len(self.frame) < 2:
+            raise DataError(f"Case '{case_id}' is the only case in this case frame; there is nothing to compare it with.")
+        if self._profile is not None:  # feature profile: Euclidean distance, similarity 1 / (1 + distance)
+            dist = np.sqrt(np.maximum(((z - z[q]) ** 2).sum(axis=1), 0.0))
+            sims = 1.0 / (1.0 + dist)
+        else:
+            sims = z @ z[q]
+            dist = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * sims))
         sims[q] = -np.inf
         k = min(k, len(sims) - 1)
         top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
@@ -203,12 +244,14 @@ class CaseAnalysis:
         neighbours = []
         for j in top:
             neighbours.append({
-                "case_id": str(self.frame.index[j]), "distance": float(np.sqrt(max(0.0, 2.0 - 2.0 * float(sims[j])))),
+                "case_id": str(self.frame.index[j]), "distance": float(dist[j]),
                 "similarity": float(sims[j]), "outcome": self._outcome(j), "reasons": self._reasons(q, j, n=n_reasons),
             })
+        embedding = ("feature profile: age, sex, ICD-10 chapters and categories, medications, observations"
+                     if self._profile is not None else
+                     "hazard network penultimate layer" if outcome_aware else "autoencoder bottleneck")
         return {"case_id": str(self.frame.index[q]), "k": k, "outcome_aware": outcome_aware,
-                "embedding": "hazard network penultimate layer" if outcome_aware else "autoencoder bottleneck",
-                "outcome": self._outcome(q), "neighbours": neighbours}
+                "embedding": embedding, "outcome": self._outcome(q), "neighbours": neighbours}
 
     def _outcome(self, i: int) -> dict[str, Any] | None:
         if self.time not in self.frame.columns or self.event not in self.frame.columns:
@@ -226,6 +269,11 @@ class CaseAnalysis:
                 shared = sorted(a & b)
                 if shared:
                     out[f"shared_{col}"] = shared
+                if col == "conditions":  # same ICD-10 category, not the same code (I21.4 and I21.9)
+                    cats = sorted({icd10_category(c) for c in a - b} & {icd10_category(c) for c in b - a}
+                                  - {icd10_category(c) for c in shared})
+                    if cats:
+                        out["shared_condition_categories"] = cats
         if self._numeric.shape[1]:
             a, b = self._numeric[q], self._numeric[j]
             both = ~np.isnan(a) & ~np.isnan(b)
@@ -247,6 +295,7 @@ class CaseAnalysis:
         sub = self.frame.loc[filter_mask(self.frame, where)]
         if sub.empty:
             raise DataError(f"The filter {where!r} selects no cases.")
+        _require_outcomes(sub, time=self.time, event=self.event, selected=bool(where))
         oc = outcome_rows(sub, time=self.time, event=self.event, missing="drop")
         return oc.frame, oc.time, oc.event, oc.notes
 
@@ -411,6 +460,13 @@ class CaseAnalysis:
             "top_factors": factors, "plots": plots,
             "note": "effect_days: integrated-gradients share of this patient's restricted mean survival time versus an average patient.",
         }
+
+
+def _require_outcomes(frame: pd.DataFrame, *, time: str, event: str, selected: bool = False) -> None:
+    """Survival analyses (cohort, factors, risk curves, fitting) need an outcome; say so in one line."""
+    if time not in frame.columns or event not in frame.columns or (frame[time].isna() | frame[event].isna()).all():
+        raise DataError(f"Survival analysis needs outcomes, and no case{' selected' if selected else ''} has one "
+                        f"('{time}', '{event}'): import cases with outcomes or Patient.deceased (similar cases work without).")
 
 
 def _hr_records(hr: pd.DataFrame | None) -> list[dict[str, Any]] | None:

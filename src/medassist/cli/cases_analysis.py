@@ -1,7 +1,7 @@
 """``medassist cases`` commands: analysis part (similar cases, cohort survival, key factors).
 
     medassist cases train-survival --dataset whas500 [--out BUNDLE] [--preset small|large]
-    medassist cases similar ID --k 10 [--outcome-aware] [--json]
+    medassist cases similar ID --k 10 [--outcome-aware] [--json]   (no outcome needed without --outcome-aware)
     medassist cases cohort [--dataset D] [--where 'age > 60 and sex == "female"'] [--by COL] [--out DIR]
     medassist cases factors [--dataset D] [--where ...] [--case ID] [--out DIR]
 
@@ -116,7 +116,14 @@ def similar(
     case_id = store.resolve(case)
     if dataset is None:
         dataset = str(store.get_case(case_id).get("dataset") or "") or None
-    ca = _analysis(_frame(store, dataset), settings, dataset=dataset, bundle=bundle, need_model=True)
+    from medassist.assistants.cases import CaseAnalysis
+
+    frame = _frame(store, dataset)
+    # a survival model where the cases have outcomes to learn from; else the cases' feature profile
+    ca = _analysis(frame, settings, dataset=dataset, bundle=bundle, need_model=CaseAnalysis.can_fit(frame))
+    if ca.model is None and not outcome_aware:
+        err.print("note: no survival model for these cases (too few outcomes to learn from); "
+                  "similar cases by feature profile.", highlight=False)
     res = ca.similar(case_id, k=k, outcome_aware=outcome_aware)
     if as_json:
         _emit_json(res)
@@ -136,6 +143,8 @@ def _reason_text(r: dict[str, Any]) -> str:
     for key in ("shared_conditions", "shared_medications"):
         if key in r:
             parts.append(f"{key.split('_')[1]}: {', '.join(r[key][:5])}")
+    if "shared_condition_categories" in r:
+        parts.append(f"same ICD-10 category: {', '.join(r['shared_condition_categories'][:5])}")
     if r.get("closest_values"):
         parts.append("; ".join(f"{v['column']} {_fmt(v['query'])} vs {_fmt(v['case'])}" for v in r["closest_values"]))
     if r.get("same_category"):

@@ -201,7 +201,8 @@ def show_case(
                    f"name {case['name'] or '-'}; born {case['birth_date'] or '-'}; index date {case['index_date'] or '-'}")
     for o in case["outcomes"]:
         typer.echo(f"  outcome{' (primary)' if o['primary'] else ''}: {o['name']}: "
-                   f"{'event' if o['event'] else 'censored'} at {o['time_days']:g} days")
+                   f"{'event' if o['event'] else 'censored'} at {o['time_days']:g} days"
+                   + (f" ({o['description']})" if o.get("description") else ""))
     if case["conditions"]:
         typer.echo("  conditions: " + "; ".join(
             f"{c['code'] or '-'} {c['text'] or ''}".strip() for c in case["conditions"][:30])

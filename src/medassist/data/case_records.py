@@ -31,6 +31,8 @@ class PatientRecord:
 
     ``index_date`` is the case's reference date (SDTM ``RFSTDTC``, the first FHIR encounter);
     ``age_years`` is the age at that date when the source gives an age and no birth date.
+    ``deceased`` is FHIR ``Patient.deceasedBoolean`` as recorded (None when the source does not
+    say; a ``death_date`` says the patient died whatever it holds).
     """
 
     source_system: str
@@ -42,6 +44,7 @@ class PatientRecord:
     death_date: date | None = None
     index_date: datetime | None = None
     age_years: float | None = None
+    deceased: bool | None = None
 
     @property
     def key(self) -> tuple[str, str]:

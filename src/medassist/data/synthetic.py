@@ -55,7 +55,7 @@ def random_binary_table(*, n: int = 200, n_features: int = 5, seed: int = 0) -> 
     return x, y
 
 
-def synthetic_cases(*, n_patients: int = 100, seed: int = 0, start: int = 0, notes: bool = True):
+def synthetic_cases(*, n_patients: int = 100, seed: int = 0, start: int = 0, notes: bool = True, outcomes: str = "survival"):
     """Yield ``n_patients`` synthetic cases (``CaseRecord``), one at a time, for FHIR tests and benchmarks.
 
     Each case: a Patient (name, MRN, birth date), one inpatient encounter, 1-3 ICD-10-CM
@@ -63,9 +63,14 @@ def synthetic_cases(*, n_patients: int = 100, seed: int = 0, start: int = 0, not
     and (``notes``) a short progress note. About 3 kB of FHIR NDJSON per case; ids are
     ``syn-<start + i>`` so several calls with different ``start`` never collide.
 
+    ``outcomes``: ``"survival"`` (a recorded time-to-event outcome), ``"none"`` (no outcome and
+    no vital status, as in an ordinary EHR export) or ``"deceased"`` (no outcome; the Patient's
+    ``deceasedDateTime``, or ``deceasedBoolean`` false, from which the reader derives one).
+
     Example:
         >>> write_fhir_ndjson(synthetic_cases(n_patients=1000), "export/")
     """
+    from dataclasses import replace
     from datetime import date, datetime, timedelta, timezone
 
     from medassist.data.case_records import (
@@ -73,6 +78,8 @@ def synthetic_cases(*, n_patients: int = 100, seed: int = 0, start: int = 0, not
         PatientRecord,
     )
 
+    if outcomes not in ("survival", "none", "deceased"):
+        raise ValueError(f"The 'outcomes' parameter of synthetic_cases must be 'survival', 'none' or 'deceased'. Got {outcomes!r} instead.")
     rng = np.random.default_rng(seed)
     codes = [("I21.4", "NSTEMI"), ("I50.9", "heart failure"), ("E11.9", "type 2 diabetes"), ("N18.3", "CKD stage 3"),
              ("J44.9", "COPD"), ("I10", "hypertension"), ("C50.9", "breast cancer"), ("F32.9", "depression")]
@@ -102,8 +109,12 @@ def synthetic_cases(*, n_patients: int = 100, seed: int = 0, start: int = 0, not
         name, code, dose, unit = drugs[int(rng.integers(0, len(drugs)))]
         meds = (MedicationRecord(name=name, code=code, system="RxNorm", dose=dose, dose_unit=unit, start=t0, kind="request"),)
         outcome = OutcomeRecord(name="death", time_days=float(rng.integers(5, 1500)), event=int(rng.random() < 0.3))
+        if outcomes == "deceased":
+            died = (t0 + timedelta(days=outcome.time_days)).date() if outcome.event else None
+            patient = replace(patient, death_date=died, deceased=None if died else False)
         note = (NoteRecord(text=f"Day {int(rng.integers(1, 9))}: seen on the ward, {conds[0].text} stable, plan unchanged.",
                            kind="progress", time=t0 + timedelta(days=1)),) if notes else ()
         yield CaseRecord(patient=patient, encounters=(EncounterRecord(kind="IMP", name="admission", start=t0,
                                                                       end=t0 + timedelta(days=int(rng.integers(1, 15)))),),
-                         conditions=conds, medications=meds, observations=tuple(obs), outcomes=(outcome,), notes=note)
+                         conditions=conds, medications=meds, observations=tuple(obs),
+                         outcomes=(outcome,) if outcomes == "survival" else (), notes=note)

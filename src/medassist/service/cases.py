@@ -163,6 +163,8 @@ class Fitted:
     def source(self) -> str:
         if self.bundle is not None:
             return f"model bundle {self.bundle.name} ({self.bundle.bundle_id})"
+        if self.analysis.model is None:
+            return "no model: the cases' feature profile (age, sex, conditions, medications, observations)"
         return f"a small model fitted in-process on these cases at first use ({self.seconds:.0f} s)"
 
 
@@ -255,6 +257,11 @@ class CasesState:
             except MedassistError as e:
                 log.warning("cases: model bundle %s does not fit data set %s (%s); fitting one", info.bundle_id, dataset, type(e).__name__)
                 notes.append(f"Model bundle {info.bundle_id} could not be used for these cases: {e}")
+        if not CaseAnalysis.can_fit(frame):  # no outcomes to learn from: similar cases by feature profile
+            analysis = CaseAnalysis(frame=frame, notes=["No survival model: these cases have too few outcomes to learn "
+                                                        "from; similar cases by their feature profile."])
+            _warm(analysis)
+            return Fitted(analysis=analysis, bundle=None, seconds=time.monotonic() - t0, notes=notes + analysis.notes)
         analysis = CaseAnalysis.fit(frame, seed=0)
         _warm(analysis)
         return Fitted(analysis=analysis, bundle=None, seconds=time.monotonic() - t0, notes=notes + analysis.notes)
@@ -291,7 +298,8 @@ class CasesState:
 def _warm(analysis: CaseAnalysis) -> None:
     # both embeddings and the reason tables are computed here, once, before any request reads them
     analysis.embeddings(outcome_aware=False)
-    analysis.embeddings(outcome_aware=True)
+    if analysis.model is not None:
+        analysis.embeddings(outcome_aware=True)
 
 
 _STATE_LOCK = threading.Lock()

@@ -146,12 +146,15 @@ def _patient(res: dict) -> PatientRecord:
         raise _Bad("gender", f"female, male, other or unknown, got {sex!r}")
     ext = _exts(res)
     age = ext.get("age-years")
+    deceased = res.get("deceasedBoolean")
+    if deceased is not None and not isinstance(deceased, bool):
+        raise _Bad("deceasedBoolean", f"true or false, got {deceased!r}")
     return PatientRecord(
         source_system=str((res.get("meta") or {}).get("source") or "fhir")[:64], source_id=pid, mrn=mrn, name=name,
         birth_date=_date(res.get("birthDate"), "birthDate"), sex=sex,
         death_date=(d.date() if (d := _dt(res.get("deceasedDateTime"), "deceasedDateTime")) else None),
         index_date=_dt(ext.get("index-date"), "extension[index-date]"),
-        age_years=None if age is None else _num(age, "extension[age-years]"),
+        age_years=None if age is None else _num(age, "extension[age-years]"), deceased=deceased,
     )
 
 
@@ -280,7 +283,49 @@ def _add(rt: str, res: dict, parts: dict[str, list], skipped: dict[str, int]) ->
 def _case(p: PatientRecord, parts: dict[str, list], age: float | None) -> CaseRecord:
     if age is not None and p.age_years is None:
         p = PatientRecord(**{**p.__dict__, "age_years": age})
-    return CaseRecord(patient=p, **{k: tuple(parts.get(k, ())) for k in CHILD_KINDS})
+    case = CaseRecord(patient=p, **{k: tuple(parts.get(k, ())) for k in CHILD_KINDS})
+    if not case.outcomes and (derived := derived_death_outcome(case)) is not None:
+        case = CaseRecord(**{**{k: getattr(case, k) for k in ("patient", *CHILD_KINDS)}, "outcomes": (derived,)})
+    return case
+
+
+#: How a derived outcome says where it came from (shown with the outcome in the case view).
+DERIVED = "derived from Patient.deceased and last record date"
+
+
+def derived_death_outcome(case: CaseRecord) -> OutcomeRecord | None:
+    """Death as a time-to-event outcome, derived from what the records say, or None.
+
+    Only where the Patient says whether they died (``deceasedDateTime`` or ``deceasedBoolean``):
+    an unrecorded vital status is never read as "alive". The event is the death; the time runs
+    from the index date (the patient's, else the earliest record) to the death date, or, when
+    the patient is alive (censored) or died on an unrecorded date, to the latest encounter or
+    observation. None when there are no dates to measure that by, or they run backwards.
+    """
+    p = case.patient
+    died = p.death_date is not None or p.deceased is True
+    if not died and p.deceased is None:
+        return None
+    index = p.index_date or min((t for kind in CHILD_KINDS for r in getattr(case, kind)
+                                 for a in ("time", "start", "onset") if (t := getattr(r, a, None)) is not None), default=None)
+    last_at = [t for e in case.encounters for t in (e.start, e.end) if t is not None]
+    last_at += [o.time for o in case.observations if o.time is not None]
+    last_day = [d for e in case.encounters for d in (e.start_day, e.end_day) if d is not None]
+    last_day += [o.day for o in case.observations if o.day is not None]
+    if p.death_date is not None and index is not None:
+        t, how = float((p.death_date - index.date()).days), "death date"
+    elif index is not None and last_at:
+        t, how = (max(last_at) - index).total_seconds() / 86400.0, "last record date"
+    elif last_day:
+        t, how = float(max(last_day)), "last record day"
+    else:
+        return None
+    if t < 0:
+        return None
+    detail = ("died, time to the death date" if how == "death date" else
+              "died on an unrecorded date, time to the last record" if died else "alive, censored at the last record")
+    return OutcomeRecord(name="death", time_days=round(t, 3), event=int(died), primary=True,
+                         description=f"{DERIVED}: {detail}")
 
 
 def _entry_error(loc: str, res: Any, e: Exception) -> DataError:
@@ -406,6 +451,7 @@ def to_fhir_bundle(records: list[CaseRecord] | tuple[CaseRecord, ...]) -> dict:
                  name=[{"text": p.name}] if p.name else None, gender=p.sex,
                  birthDate=p.birth_date.isoformat() if p.birth_date else None,
                  deceasedDateTime=p.death_date.isoformat() if p.death_date else None,
+                 deceasedBoolean=p.deceased if p.death_date is None else None,
                  extension=_ext(**{"index-date": _iso(p.index_date), "age-years": p.age_years})))
         subject = {"reference": f"Patient/{pid}"}
         for k, e in enumerate(case.encounters):
