@@ -844,11 +844,27 @@ def _leakage_findings(tcol: _Col, features: list[_Col]) -> list[Finding]:
     has_classes = n_classes > 1 and (tcol.values is None or n_classes <= MAX_CLASSES)
     for col in features:
         both = col.present & tcol.present
-        if col.kind in (ColumnKind.EMPTY, ColumnKind.DATETIME) or both.sum() < 10:
+        if col.kind is ColumnKind.EMPTY:
+            continue
+        # A value recorded for one outcome only (a date of death, a discharge summary code) is
+        # written after the outcome: whether the cell is filled predicts the target.
+        evidence = _presence_evidence(col, tcol) if has_classes else ""
+        if evidence:
+            msg = f"Column '{col.name}' is a label-leakage suspect: {evidence}."
+            out.append(_finding(Severity.ERROR, FindingCode.LEAKAGE_SUSPECT, col.name, msg))
+            continue
+        if both.sum() < 10:
             continue
         if col.kind is ColumnKind.ID:
             if has_classes:
                 out += _id_order_findings(col, tcol, both)
+            continue
+        if col.kind is ColumnKind.DATETIME:
+            measured = _univariate(col, tcol, both) if has_classes else None
+            if measured is not None and measured[0] >= LEAKAGE_SCORE:
+                msg = (f"Column '{col.name}' is a label-leakage suspect: on its own its date predicts the target "
+                       f"'{tcol.name}' ({measured[2]} {measured[0]:.3f}), as a date recorded after the outcome would.")
+                out.append(_finding(Severity.ERROR, FindingCode.LEAKAGE_SUSPECT, col.name, msg))
             continue
         evidence = _relabelling(col, tcol, both) if n_classes > 1 else ""
         if not evidence and has_classes and col.kind is not ColumnKind.TEXT:
@@ -871,6 +887,24 @@ def _leakage_findings(tcol: _Col, features: list[_Col]) -> list[Finding]:
                 )
             )
     return out
+
+
+def _presence_evidence(col: _Col, tcol: _Col) -> str:
+    """Why whether ``col`` is filled gives the target away, or ''. Needs at least 10 filled and
+    10 empty cells among rows with a known target, so a column missing in a handful of rows is
+    never called a leak."""
+    known = tcol.present
+    filled = col.present[known]
+    if filled.sum() < 10 or (~filled).sum() < 10:
+        return ""
+    y = pd.factorize(tcol.raw[known].astype(str))[0]
+    if len(np.unique(y)) < 2:
+        return ""
+    score, _, metric = _skill(filled.astype(float), y, ordered=True)
+    if score < LEAKAGE_SCORE:
+        return ""
+    return (f"whether it is filled in predicts the target '{tcol.name}' on its own ({metric} {score:.3f}), "
+            "as a value recorded only after the outcome would be")
 
 
 def _leaky_name(name: str, target: str) -> str:

@@ -368,3 +368,20 @@ def test_bad_arguments_raise_clear_errors():
         assess_quality(df.iloc[:0])
     with pytest.raises(DataError, match="duplicate column names"):
         assess_quality(pd.concat([df, df[["age"]]], axis=1))
+
+
+def test_a_date_recorded_only_after_the_outcome_is_a_leakage_error():
+    """A post-outcome date (date of death, filled only for those who died) gives the outcome away
+    by whether it is there; an ordinary visit date and a column missing at random do not."""
+    rng = np.random.default_rng(0)
+    n = 200
+    died = rng.integers(0, 2, n)
+    df = pd.DataFrame({
+        "age": rng.normal(60, 10, n).round(), "sbp": rng.normal(130, 15, n).round(), "died": died,
+        "date_of_death": [f"2024-0{rng.integers(1, 9)}-1{rng.integers(0, 9)}" if d else None for d in died],
+        "visit": [f"2023-0{rng.integers(1, 9)}-1{rng.integers(0, 9)}" for _ in died],
+    })
+    df.loc[rng.choice(n, 15, replace=False), "sbp"] = np.nan
+    leaks = [f for f in assess_quality(df, target="died", source="t").findings if f.code == FindingCode.LEAKAGE_SUSPECT]
+    assert [(f.column, f.severity) for f in leaks] == [("date_of_death", Severity.ERROR)]
+    assert "filled in predicts the target 'died'" in leaks[0].message
