@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install test demo bench clean
+.PHONY: install lint test demo bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("medassist needs Python >= 3.11") if sys.version_info < (3, 11) else None'
@@ -19,7 +19,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-test: $(STAMP)
+# Lint and types first (configured in pyproject.toml): CI runs `make test`, so a finding fails it.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest
 
 # `make demo PORT=8001 HOST=127.0.0.1` serves elsewhere (default 127.0.0.1:8000); `make demo FULL=1`

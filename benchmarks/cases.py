@@ -2,8 +2,9 @@
 
 It runs three parts, each its own script so each can be re-run alone:
 
-1. survival C-index / integrated Brier score vs scikit-survival, and (2) similar-case query
-   latency at 10k and 100k cases: ``benchmarks/cases_survival.py``
+1. survival C-index / integrated Brier score of the shipped survival model against its peers:
+   ``benchmarks/prognosis.py`` (its table; ``cases_survival.py`` part 1 is the older, smaller
+   comparison), and (2) similar-case query latency at 10k and 100k cases: ``benchmarks/cases_survival.py``
 3. import rows/s (CDISC SDTM, a FHIR bundle, a survival CSV; SQLite and PostgreSQL when
    MEDASSIST_TEST_POSTGRES_URL is set): ``benchmarks/cases_import.py``
 4. de-identification recall/precision on notes with planted identifiers, and (5) ICD-10-CM
@@ -54,14 +55,11 @@ def survival_rows(s: dict) -> list[str]:
            "|---|---|---|---|---|---|---|"]
     for name, d in s["datasets"].items():
         m = d["models"]
-
-        def c(key: str) -> str:
-            return f"{m[key]['c_index_mean']:.3f} ± {m[key]['c_index_sd']:.3f}"
-
+        c = {key: f"{m[key]['c_index_mean']:.3f} ± {m[key]['c_index_sd']:.3f}" for key in ("medassist", "coxph", "rsf")}
         ibs = " / ".join(_f(m[k]["ibs_mean"]) for k in ("medassist", "coxph", "rsf"))
         margin = d["margin_to_best_peer"]
         goal = f"met (+{margin:.3f})" if d["goal_met"] else f"missed ({margin:+.3f})"
-        out.append(f"| {name} | {d['n']} ({d['events']}) | {c('medassist')} | {c('coxph')} | {c('rsf')} | {ibs} | {goal} |")
+        out.append(f"| {name} | {d['n']} ({d['events']}) | {c['medassist']} | {c['coxph']} | {c['rsf']} | {ibs} | {goal} |")
     return out
 
 
@@ -123,10 +121,18 @@ def merge() -> dict:
              "`OMP_NUM_THREADS=2 python benchmarks/cases.py` runs the three parts below and merges them "
              "into `results/cases.json`; each part's own command is in its results file.", ""]
     surv = parts["survival"]
-    if surv:
+    prognosis = load("prognosis")
+    if prognosis:  # benchmarks/prognosis.py: the shipped survival model against every peer, every bundled set
+        from prognosis import table_lines
+
+        lines += ["**(1) Survival** (`benchmarks/prognosis.py`, which replaces part (1) of `cases_survival.py`): the model "
+                  "`medassist train --task survival` ships, against its peers in the same run, on the same splits and features:", ""]
+        lines += table_lines(prognosis) + [""]
+    elif surv:
         lines += ["**(1) Survival**, held-out C-index (Harrell) and integrated Brier score, mean ± sd over "
                   f"{surv['survival']['seeds']} seeds, same splits and features for every model:", ""]
         lines += survival_rows(surv["survival"]) + [""]
+    if surv:
         lines += ["**(2) Similar-case queries** (k = 10, exact k-NN over a learned 32-d embedding, with reasons):", ""]
         lines += latency_rows(surv["similar_latency"]) + [""]
     imp = parts["import"]

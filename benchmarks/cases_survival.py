@@ -27,6 +27,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
@@ -38,7 +39,12 @@ from medassist.assistants.cases import CaseAnalysis  # noqa: E402
 from medassist.data.splits import split_indices  # noqa: E402
 from medassist.evaluation.survival import brier_times, harrell_c, integrated_brier  # noqa: E402
 from medassist.pipeline.survival import (  # noqa: E402
-    SurvivalSpec, default_survival_config, fit_survival, outcome_rows, select_covariates, sksurv_case_frame,
+    SurvivalSpec,
+    default_survival_config,
+    fit_survival,
+    outcome_rows,
+    select_covariates,
+    sksurv_case_frame,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -73,7 +79,7 @@ def survival_benchmark(datasets: list[str], seeds: int, size: str) -> dict:
         frame = sksurv_case_frame(name)
         oc = outcome_rows(frame, time="time", event="event")
         t, d = oc.time, oc.event
-        rows = {"medassist": [], "coxph": [], "rsf": []}
+        rows: dict[str, list[dict[str, Any]]] = {"medassist": [], "coxph": [], "rsf": []}
         for seed in range(seeds):
             sp = split_indices(d.astype(int), val_fraction=0.15, test_fraction=0.2, seed=seed)
             pool, test = np.sort(np.concatenate([sp.train, sp.val])), sp.test
@@ -97,7 +103,7 @@ def survival_benchmark(datasets: list[str], seeds: int, size: str) -> dict:
                                   "ibs": integrated_brier(surv, times, t[test], d[test], train_time=t[pool], train_event=d[pool]),
                                   "seconds": s})
             print(f"{name} seed {seed}: " + "  ".join(f"{k} C {v[-1]['c_index']:.3f} IBS {v[-1]['ibs']:.3f}" for k, v in rows.items()), flush=True)
-        summary = {}
+        summary: dict[str, dict[str, Any]] = {}
         for k, v in rows.items():
             c = np.array([r["c_index"] for r in v])
             b = np.array([r["ibs"] for r in v])
@@ -142,14 +148,13 @@ def latency_benchmark(sizes: list[int], n_queries: int, k: int) -> dict:
         rng = np.random.default_rng(0)
         ids = big.index[:n][rng.integers(0, n, n_queries)]
         ca.similar(ids[0], k=k)  # warm-up
-        lat = []
+        lat: list[float] = []
         for q in ids:
             s = time.perf_counter()
             ca.similar(q, k=k)
             lat.append((time.perf_counter() - s) * 1000)
-        lat = np.array(lat)
         out[str(n)] = {"p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
-                       "mean_ms": float(lat.mean()), "index_build_s": build, "k": k, "queries": n_queries,
+                       "mean_ms": float(np.mean(lat)), "index_build_s": build, "k": k, "queries": n_queries,
                        "embedding_dim": int(ca.embeddings().shape[1])}
         print(f"similar() at {n} cases: p50 {out[str(n)]['p50_ms']:.2f} ms, p99 {out[str(n)]['p99_ms']:.2f} ms "
               f"(index built in {build:.1f} s)", flush=True)

@@ -31,12 +31,12 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler  # noqa: E402
 
+from medassist.assistants.diagnosis import DEFAULT_ENSEMBLE, default_train_config  # noqa: E402
 from medassist.data.catalog import get_dataset  # noqa: E402
 from medassist.data.splits import kfold_indices, split_indices  # noqa: E402
 from medassist.evaluation.metrics import compute_ece, compute_roc_auc  # noqa: E402
 from medassist.featurizers.tabular import infer_column_kind  # noqa: E402
 from medassist.pipeline import TabularSpec, fit_tabular, prepare_target, select_features  # noqa: E402
-from medassist.assistants.diagnosis import DEFAULT_ENSEMBLE, default_train_config  # noqa: E402
 from medassist.training import TrainConfig  # noqa: E402,F401
 
 HERE = Path(__file__).resolve().parent

@@ -127,6 +127,11 @@ def _ms(values: list[float]) -> str:
     return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
 
 
+def _reach(rows: list[dict], strategy: str) -> str:
+    """Rounds to 99% of centralised, per seed ("never" where it was not reached)."""
+    return ", ".join("never" if x[strategy]["rounds_to_99pct"] is None else str(x[strategy]["rounds_to_99pct"]) for x in rows)
+
+
 def table(results: dict, meta: dict) -> str:
     lines = [
         f"Measured {meta['date']} on {meta['machine']}, {meta['cores']} cores, torch {meta['torch']}, Flower {meta['flwr']}, "
@@ -141,15 +146,11 @@ def table(results: dict, meta: dict) -> str:
         single = [np.mean(list(x["single_site"].values())) for x in rows]
         worst = min(min(x["single_site"].values()) for x in rows)
         best = max(max(x["single_site"].values()) for x in rows)
-
-        def reach(strategy: str) -> str:
-            return ", ".join("never" if x[strategy]["rounds_to_99pct"] is None else str(x[strategy]["rounds_to_99pct"]) for x in rows)
-
         secs = np.mean([x[s]["seconds"] for x in rows for s in ("fedavg", "fedprox")])
         lines.append(
             f"| {name} ({len(rows[0]['sites'])}: {r['site_split']}) | {_ms([x['centralised'] for x in rows])} | "
             f"{_ms([x['fedavg']['auc'] for x in rows])} | {_ms([x['fedprox']['auc'] for x in rows])} | "
-            f"{np.mean(single):.4f} [{worst:.4f}, {best:.4f}] | {reach('fedavg')} / {reach('fedprox')} | {secs:.0f} |")
+            f"{np.mean(single):.4f} [{worst:.4f}, {best:.4f}] | {_reach(rows, 'fedavg')} / {_reach(rows, 'fedprox')} | {secs:.0f} |")
     return "\n".join(lines)
 
 

@@ -15,12 +15,21 @@ overhead ≤ 10%.
   ``no_grad``) and single-image latency, bare forward against ``predict_image`` end to end from a
   PNG file (read, check, featurize, forward, calibrate): not the same work, shown for scale.
 
+Part 3 (``--presets``): what the default buys. On a MedMNIST-layout file of synthetic lesions
+with known per-image difficulty (``medassist.data.synthetic_images.write_lesion_npz``: 3,000
+images, 28 px, official-style 70/10/20 split; faint lesions, bright streaks and ring look-alikes,
+so no model reaches AUC 1), ``medassist train`` as a user runs it: the default ``base`` preset and
+the ``small`` CNN, each through the whole pipeline (early stopping on validation AUC, temperature
+scaling on validation), with the pixel logistic-regression baseline every run fits beside it.
+Test AUC with its bootstrap interval, ECE, paired AUC differences, training seconds.
+
 Part 2 (only with ``--medmnist-dir``): the MedMNIST v2 protocol (official splits, best epoch by
 validation AUC, ResNet-18 (28), 100 epochs, batch 128, lr 1e-3 as in the paper) on PneumoniaMNIST,
 BreastMNIST, DermaMNIST, BloodMNIST, beside the paper's test AUC/ACC. (CPU only for now: the shared Trainer does not move
 models to a GPU yet.)
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/imaging.py
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/imaging.py --presets      # part 3 only
     .venv/bin/python benchmarks/imaging.py --medmnist-dir ~/.medassist/data/medmnist
 
 Writes benchmarks/results/imaging.json and its section of benchmarks/README.md.
@@ -49,6 +58,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "imaging.json"
 README = HERE / "README.md"
 BEGIN, END = "<!-- imaging:begin -->", "<!-- imaging:end -->"
+P3_BEGIN, P3_END = "<!-- imaging-presets:begin -->", "<!-- imaging-presets:end -->"
 PAPER = {  # MedMNIST v2 (Yang et al., 2023), ResNet-18 (28): test AUC / ACC
     "pneumoniamnist": (0.944, 0.854), "breastmnist": (0.901, 0.863), "dermamnist": (0.917, 0.735), "bloodmnist": (0.998, 0.958),
 }
@@ -183,8 +193,8 @@ def _end_to_end_latency(size: int) -> float:
 
 def part2(medmnist_dir: Path, *, epochs: int, device: str) -> dict:
     from medassist.data.io.medmnist import load_medmnist
-    from medassist.pipeline.imaging import ImageSpec, fit_images, probabilities, _logits
     from medassist.evaluation.multilabel import medmnist_acc, medmnist_auc
+    from medassist.pipeline.imaging import ImageSpec, _logits, fit_images, probabilities
     from medassist.training import Monitor, TrainConfig
 
     out = {}
@@ -205,6 +215,89 @@ def part2(medmnist_dir: Path, *, epochs: int, device: str) -> dict:
                      "paper_auc": paper_auc, "paper_acc": paper_acc, "best_epoch": fitted.result.best_epoch,
                      "seconds": time.perf_counter() - t0, "device": device}
     return out
+
+
+def part3(*, n: int, size: int, seed: int, epochs: int, sizes: list[str]) -> dict:
+    """Default preset vs the small CNN vs the pixel baseline, through ``train_images`` as the CLI runs it."""
+    from medassist.assistants.imaging import default_image_config
+    from medassist.data.io.medmnist import load_medmnist
+    from medassist.data.synthetic_images import write_lesion_npz
+    from medassist.evaluation.metrics import paired_auc_difference
+    from medassist.pipeline.imaging import ImageSpec, _logits, baseline_probabilities, probabilities, train_images
+    from medassist.registry.bundle import load_bundle
+
+    out: dict = {"n_images": n, "image_size": size, "seed": seed, "rows": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_lesion_npz(Path(tmp) / f"lesions_{size}.npz", n=n, size=size, seed=seed)
+        data = load_medmnist(path)
+        out["n_train"], out["n_val"], out["n_test"] = (len(data.splits[k]) for k in ("train", "val", "test"))
+        probs, y = {}, None
+        for preset in sizes:
+            spec = ImageSpec(size=preset, seed=seed, class_weight="balanced", n_boot=1000, n_gradcam=0,
+                             train=default_image_config(seed=seed, epochs=epochs, size=preset))
+            t0 = time.perf_counter()
+            res = train_images(data, spec=spec, out_dir=Path(tmp) / preset, progress=False)
+            wall = time.perf_counter() - t0
+            bundle = load_bundle(res.bundle_dir)
+            te = data.splits["test"]
+            x = bundle.featurizer.transform(data.images[te])
+            probs[preset] = probabilities(_logits(bundle.model, x), task="binary", temperature=float(bundle.calibration["temperature"]))
+            y = data.targets[te]
+            m = res.metrics["metrics"]
+            out["rows"][f"resnet18-{preset}"] = {
+                "n_parameters": res.n_parameters, "auc": m["auc"], "ece": m["ece"], "accuracy": m["accuracy"],
+                "train_seconds": res.result.seconds, "pipeline_seconds": wall, "best_epoch": res.result.best_epoch,
+                "epochs_run": len(res.result.history), "temperature": float(bundle.calibration["temperature"])}
+            print(f"  {preset}: AUC {m['auc']['value']:.3f}, ECE {m['ece']['value']:.3f}, {res.result.seconds:.0f} s", file=sys.stderr, flush=True)
+            if res.baselines and "logistic (pixels)" not in out["rows"]:
+                b = res.baselines[0]
+                out["rows"]["logistic (pixels)"] = {"label": b["label"], "auc": b["metrics"]["auc"], "ece": b["metrics"]["ece"],
+                                                    "accuracy": b["metrics"]["accuracy"], "n_parameters": None, "train_seconds": None}
+                state = json.loads((res.bundle_dir / "baselines.json").read_text())["logistic"]
+                probs["logistic"] = baseline_probabilities(state, x)
+        names = list(probs)
+        out["paired_auc_differences"] = {
+            f"{a} − {b}": paired_auc_difference(probs[a], probs[b], y, positive_index=1, n_boot=1000, seed=seed)
+            for i, a in enumerate(names) for b in names[i + 1:]}
+    return out
+
+
+def write_presets_readme(res: dict) -> None:
+    p3 = res["part3"]
+    lines = [P3_BEGIN, f"Measured {p3['date']} on {p3['machine']}, torch {res['torch']}, MONAI {res['monai']}, "
+             f"OMP_NUM_THREADS={p3['omp_num_threads']}, on a machine shared with other jobs (load {p3['load']}). "
+             f"Synthetic lesions with known difficulty ({p3['n_images']:,} images, {p3['image_size']} px, "
+             f"{p3['n_train']}/{p3['n_val']}/{p3['n_test']} train/val/test), each preset through `train_images` as "
+             "`medassist train` runs it (early stopping on validation AUC, temperature and class-bias scaling on validation); "
+             "the logistic regression on pooled pixels is the baseline every run fits beside its model. "
+             "AUC and ECE on the test split with bootstrap 95% intervals (1,000 resamples).", "",
+             "| model | parameters | test AUC [95% CI] | ECE [95% CI] | accuracy | train s | best / run epochs |",
+             "|---|---|---|---|---|---|---|"]
+
+    def ci(m: dict) -> str:
+        return f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]" if m.get("ci_low") is not None else f"{m['value']:.3f}"
+
+    for name, r in p3["rows"].items():
+        params = f"{r['n_parameters']:,}" if r.get("n_parameters") else "—"
+        secs = f"{r['train_seconds']:.0f}" if r.get("train_seconds") else "< 1"
+        ep = f"{r['best_epoch']} / {r['epochs_run']}" if "best_epoch" in r else "—"
+        label = f"`{name}`" + (" (default)" if name.endswith("-base") else "")
+        lines.append(f"| {label} | {params} | {ci(r['auc'])} | {ci(r['ece'])} | {r['accuracy']['value']:.3f} | {secs} | {ep} |")
+    lines += ["", "Paired AUC differences (same test images, same bootstrap resamples):", ""]
+    for k, d in p3["paired_auc_differences"].items():
+        lines.append(f"- {k}: {d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]")
+    lines.append(P3_END)
+    block = "\n".join(lines)
+    text = README.read_text()
+    if P3_BEGIN in text and P3_END in text:
+        text = text[: text.index(P3_BEGIN)] + block + text[text.index(P3_END) + len(P3_END):]
+    elif END in text:
+        text = text.replace(END, END + "\n\n" + block, 1)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    tmp = README.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, README)
 
 
 def write_readme(res: dict) -> None:
@@ -246,6 +339,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--medmnist-dir", type=Path, default=None)
     ap.add_argument("--medmnist-epochs", type=int, default=100)
+    ap.add_argument("--presets", action="store_true", help="run part 3 only (default vs small vs baseline) and merge it into the results")
+    ap.add_argument("--presets-n", type=int, default=3000)
+    ap.add_argument("--presets-size", type=int, default=28)
+    ap.add_argument("--presets-epochs", type=int, default=30)
     args = ap.parse_args(argv)
     threads = os.environ.get("OMP_NUM_THREADS")
     if threads:
@@ -257,6 +354,17 @@ def main(argv: list[str] | None = None) -> None:
     res = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
            "torch": torch.__version__, "monai": monai.__version__, "omp_num_threads": threads or "unset",
            "n_parameters": count_parameters(_model(28, 0))}
+    if args.presets:
+        old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        p3 = part3(n=args.presets_n, size=args.presets_size, seed=0, epochs=args.presets_epochs, sizes=["base", "small"])
+        p3.update(date=res["date"], machine=res["machine"], omp_num_threads=res["omp_num_threads"],
+                  load=", ".join(f"{v:.1f}" for v in os.getloadavg()))
+        old.update({k: v for k, v in res.items() if k not in old}, part3=p3)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(old, indent=1, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o)))
+        write_presets_readme(old)
+        print(json.dumps(p3, indent=1, default=str))
+        return
     res["part1"] = part1(sizes=args.sizes, n_train={28: args.n_train_28, 64: args.n_train_64}, epochs=args.epochs,
                          repeats=args.repeats, batch=args.batch_size)
     if args.medmnist_dir is not None:

@@ -29,6 +29,8 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -41,10 +43,16 @@ from medassist.assistants.screening import default_train_config, parse_model  # 
 from medassist.data.catalog import get_dataset  # noqa: E402
 from medassist.data.io.molecules import read_molecule_table  # noqa: E402
 from medassist.data.sources import DataSource  # noqa: E402
+from medassist.data.splits import make_split  # noqa: E402
 from medassist.evaluation.metrics import compute_roc_auc  # noqa: E402
 from medassist.evaluation.regression import compute_rmse  # noqa: E402
 from medassist.pipeline.molecules import (  # noqa: E402
-    ScreeningSpec, _subset, deduplicate, fit_screening, make_split, prepare_targets, train_screening,
+    ScreeningSpec,
+    _subset,
+    deduplicate,
+    fit_screening,
+    prepare_targets,
+    train_screening,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -175,12 +183,13 @@ def property_benchmark(plan: list, *, skip_chemprop: bool, work: Path) -> list[d
         runs: dict[str, dict[str, list]] = {}
         for seed in range(n_seeds):
             split = make_split(split_kind, data["mols"], seed=seed)
-            todo = [("medassist dmpnn+rdkit", lambda: run_medassist(data, split, seed, epochs)),
-                    *([("medassist dmpnn+rdkit x3 (default)", lambda: run_medassist(data, split, seed, epochs, members=3))]
-                      if (name, split_kind, seed) == ("freesolv", "random", 0) else []),
-                    ("RandomForest (RDKit 2D)", lambda: run_rf(name, data, split, seed))]
+            todo: list[tuple[str, Callable[[], tuple[float, float]]]] = [
+                ("medassist dmpnn+rdkit", partial(run_medassist, data, split, seed, epochs)),
+                *([("medassist dmpnn+rdkit x3 (default)", partial(run_medassist, data, split, seed, epochs, members=3))]
+                  if (name, split_kind, seed) == ("freesolv", "random", 0) else []),
+                ("RandomForest (RDKit 2D)", partial(run_rf, name, data, split, seed))]
             if not skip_chemprop:
-                todo.append(("Chemprop 2.3.1", lambda: run_chemprop(data, split, seed, epochs, work / name / split_kind)))
+                todo.append(("Chemprop 2.3.1", partial(run_chemprop, data, split, seed, epochs, work / name / split_kind)))
             for label, fn in todo:
                 value, cpu = fn()
                 r = runs.setdefault(label, {"values": [], "cpu": []})
@@ -298,6 +307,12 @@ if __name__ == "__main__":
 """
 
 
+def run_floor(lib: Path, *, workers: int, batch_size: int, env: dict[str, str]) -> float:
+    """Molecules per second of the RDKit-only ``FLOOR`` script on ``lib``."""
+    return float(subprocess.run([sys.executable, "-c", FLOOR, str(lib), str(workers), str(batch_size)], capture_output=True,
+                                text=True, check=True, env=env).stdout.strip())
+
+
 def throughput_benchmark(sizes: dict[str, int], work: Path, workers: int, batch_size: int = 2048) -> list[dict]:
     """``medassist screen`` as a user runs it (a CLI subprocess) beside the RDKit floor."""
     rows = []
@@ -312,11 +327,7 @@ def throughput_benchmark(sizes: dict[str, int], work: Path, workers: int, batch_
         lib = work / f"library_{n}.smi"
         n_unique = build_library(lib, n)
         env = {**os.environ, "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]}
-        def run_floor() -> float:
-            return float(subprocess.run([sys.executable, "-c", FLOOR, str(lib), str(workers), str(batch_size)], capture_output=True,
-                                        text=True, check=True, env=env).stdout.strip())
-
-        floor_before = run_floor()
+        floor_before = run_floor(lib, workers=workers, batch_size=batch_size, env=env)
         cmd = [sys.executable, "-m", "medassist", "screen", str(bundle_dir), "--library", str(lib), "--out", str(work / f"hits_{model}.csv"),
                "--top", "100", "--filters", "lipinski,pains", "--keep-duplicates", "--workers", str(workers),
                "--batch-size", str(batch_size), "--no-progress", "--json"]
@@ -329,7 +340,7 @@ def throughput_benchmark(sizes: dict[str, int], work: Path, workers: int, batch_
             raise RuntimeError(f"medassist screen failed:\n{err[-3000:]}")
         summary = json.loads(out[out.index("{"):])
         # The cores are shared: the floor is measured before and after, and the faster run kept.
-        floor = max(floor_before, run_floor())
+        floor = max(floor_before, run_floor(lib, workers=workers, batch_size=batch_size, env=env))
         rows.append({"model": model, "ensemble_members": 3, "library_size": n, "unique_smiles_repeated": n_unique, "workers": workers,
                      "medassist_mol_per_s": summary["molecules_per_second"], "end_to_end_mol_per_s": round(n / wall, 1),
                      "rdkit_floor_mol_per_s": round(floor, 1), "fraction_of_floor": round(summary["molecules_per_second"] / floor, 3),

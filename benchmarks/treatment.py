@@ -24,7 +24,9 @@ import platform
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -37,10 +39,22 @@ from sklearn.model_selection import KFold, train_test_split  # noqa: E402
 
 from medassist.data.catalog import get_dataset  # noqa: E402
 from medassist.data.datasets.trials import semi_synthetic_outcomes  # noqa: E402
-from medassist.evaluation.causal import ate_error, bootstrap, interval, interval_coverage, policy_value, sqrt_pehe  # noqa: E402
+from medassist.evaluation.bootstrap import bootstrap  # noqa: E402
+from medassist.evaluation.causal import ate_error, interval, interval_coverage, policy_value, sqrt_pehe  # noqa: E402
+from medassist.evaluation.treatment_policy import (  # noqa: E402
+    CONSERVATIVE,
+    best_single_arm,
+    interval_multipliers,
+    recommend,
+    summarise,
+    t_multiplier,
+)
 from medassist.pipeline.treatment import (  # noqa: E402
-    CONSERVATIVE, TreatmentSpec, best_single_arm, default_effect_config, default_train_config, fit_treatment,
-    interval_multipliers, prepare_treatment, recommend, summarise, t_multiplier,
+    TreatmentSpec,
+    default_effect_config,
+    default_train_config,
+    fit_treatment,
+    prepare_treatment,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -117,7 +131,7 @@ def semi_synthetic(settings: list[str], seeds: list[int], *, n_members: int, siz
             tr, te = train_test_split(np.arange(len(y)), test_size=0.3, random_state=seed, stratify=arm)
             frame = df[cov].copy()
             frame["arms"], frame["y"] = arm, y
-            res = {"setting": setting, "seed": seed}
+            res: dict[str, Any] = {"setting": setting, "seed": seed}
             t0 = time.process_time()
             prep, fitted = medassist_fit(frame, np.sort(tr), seed=seed, n_members=n_members, size=size)
             x = fitted.model.features(prep.data, source="actg175")
@@ -143,7 +157,7 @@ def semi_synthetic(settings: list[str], seeds: list[int], *, n_members: int, siz
                     res[name]["arm_width_uncalibrated"] = float(np.mean(hi - lo))
                     res[name]["interval_scale"] = {k: fitted.model.info["interval_scale"][k] for k in ("arm", "effect")}
                     # regret against the truth: mean (best true expected outcome - that of the arm given)
-                    best = best_single_arm(fitted, prep)
+                    best = best_single_arm(prep, pool=fitted.pool, mu=fitted.oof["mu"], propensity=fitted.oof["propensity"], weights=fitted.weights)
                     scale = fitted.model.info["interval_scale"]["effect"]
                     truth = mu[te]
                     pols = {"top_arm": recommend(d["pred"], "higher", ref=0, default_arm=best, effect_scale=scale),
@@ -171,7 +185,7 @@ def _summarise_semi(rows: list[dict]) -> dict:
     for setting in dict.fromkeys(r["setting"] for r in rows):
         rs = [r for r in rows if r["setting"] == setting]
         names = [k for k in rs[0] if k not in ("setting", "seed", "regret")]
-        s = {}
+        s: dict[str, Any] = {}
         for n in names:
             p = np.array([r[n]["sqrt_pehe"] for r in rs])
             a = np.array([r[n]["ate_error"] for r in rs])
@@ -205,6 +219,24 @@ def dr_nuisance_on_test(z: np.ndarray, arm: np.ndarray, y: np.ndarray, seed: int
     return mu
 
 
+def policy_statistic(y: np.ndarray, arm: np.ndarray, e: np.ndarray, mu: np.ndarray,
+                     policies: dict[str, np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """What is bootstrapped over the evaluation rows: per policy its IPW and DR values, then per
+    policy its DR gain over ``best_single_arm``."""
+    names = list(policies)
+
+    def values(r: np.ndarray) -> np.ndarray:
+        out = []
+        for n in names:
+            out += [policy_value(y[r], arm[r], policies[n][r], e[r]),
+                    policy_value(y[r], arm[r], policies[n][r], e[r], mu=mu[r])]
+        for n in names:
+            out.append(out[2 * names.index(n) + 1] - out[2 * names.index("best_single_arm") + 1])
+        return np.array(out)
+
+    return values
+
+
 def real_trial(seeds: list[int], *, n_members: int, size: str, n_boot: int, no_econml: bool = False) -> dict:
     df, cov, z, arm = actg()
     y = df["cd420"].to_numpy(dtype=float)
@@ -216,7 +248,7 @@ def real_trial(seeds: list[int], *, n_members: int, size: str, n_boot: int, no_e
         frame = df[cov].copy()
         frame["arms"], frame["y"] = arm, y
         prep, fitted = medassist_fit(frame, tr, seed=seed, n_members=n_members, size=size)
-        best = best_single_arm(fitted, prep)
+        best = best_single_arm(prep, pool=fitted.pool, mu=fitted.oof["mu"], propensity=fitted.oof["propensity"], weights=fitted.weights)
         x = fitted.model.features(prep.data, source="actg175")
         d = fitted.model.draws(x[te])
         scale = fitted.model.info["interval_scale"]["effect"]
@@ -231,18 +263,8 @@ def real_trial(seeds: list[int], *, n_members: int, size: str, n_boot: int, no_e
             policies[lname] = np.column_stack([np.zeros(len(te)), eff]).argmax(1)
         mu = dr_nuisance_on_test(z[te], arm[te], y[te], seed)
         names = list(policies)
-
-        def values(r, names=names, policies=policies, mu=mu):
-            out = []
-            for n in names:
-                out += [policy_value(y[te][r], arm[te][r], policies[n][r], e[te][r]),
-                        policy_value(y[te][r], arm[te][r], policies[n][r], e[te][r], mu=mu[r])]
-            for n in names:
-                out.append(out[2 * names.index(n) + 1] - out[2 * names.index("best_single_arm") + 1])
-            return np.array(out)
-
-        p, lo, hi = bootstrap(values, len(te), n_boot=n_boot, seed=seed)
-        run = {"seed": seed, "n_test": int(len(te)), "best_single_arm": str(best), "policies": {}}
+        p, lo, hi = bootstrap(policy_statistic(y[te], arm[te], e[te], mu, policies), len(te), n_boot=n_boot, seed=seed)
+        run: dict[str, Any] = {"seed": seed, "n_test": int(len(te)), "best_single_arm": str(best), "policies": {}}
         for i, n in enumerate(names):
             run["policies"][n] = {"ipw": interval(p[2 * i], lo[2 * i], hi[2 * i]), "dr": interval(p[2 * i + 1], lo[2 * i + 1], hi[2 * i + 1]),
                                   "dr_gain_over_best_single_arm": interval(p[2 * len(names) + i], lo[2 * len(names) + i], hi[2 * len(names) + i]),
@@ -361,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
         econml_version, args.learners = "not installed", ["none"]
 
     seeds = list(range(args.seeds))
-    results = {
+    results: dict[str, Any] = {
         "config": {"settings": args.settings, "seeds": seeds, "real_seeds": list(range(args.real_seeds)), "n_members": args.members,
                    "size": args.size, "econml": econml_version, "torch": torch.__version__, "python": sys.version.split()[0],
                    "cpu": f"{os.environ.get('OMP_NUM_THREADS')} thread(s), {platform.machine()}",

@@ -45,6 +45,7 @@ class TaskKind(StrEnum):
 
 class ModelSize(StrEnum):
     SMALL = "small"
+    BASE = "base"  # image models only: the default there (over a million parameters, fast on a CPU)
     LARGE = "large"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -11,7 +11,7 @@ import torch
 class Batch(NamedTuple):
     """A collated batch, read by field name. ``inputs`` is whatever the model's forward takes."""
 
-    inputs: torch.Tensor
+    inputs: Any  # a tensor, or a model-specific batch (GraphBatch, FingerprintBatch)
     target: torch.Tensor
 
 
@@ -51,7 +51,7 @@ class TaskSchema:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> TaskSchema:
+    def from_dict(cls, d: dict[str, Any]) -> TaskSchema:
         return cls(**d)
 
 

@@ -34,8 +34,9 @@ def check_number(
 ) -> float | int:
     """Check that ``value`` is a (finite) number inside an interval and return it."""
     kind = "an integer" if integer else "a number"
-    ok_type = isinstance(value, Integral) if integer else isinstance(value, Real)
-    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(float(value))):
+    if isinstance(value, bool) or not isinstance(value, Integral if integer else Real) or (
+        not integer and not math.isfinite(float(value))
+    ):
         raise ConfigError(
             f"The '{name}' parameter of {owner} must be {kind} in "
             f"{_interval(low, high, low_open, high_open)}. Got {value!r} instead."
@@ -48,4 +49,4 @@ def check_number(
             f"The '{name}' parameter of {owner} must be {kind} in "
             f"{_interval(low, high, low_open, high_open)}. Got {value!r} instead."
         )
-    return value  # type: ignore[return-value]
+    return value  # type: ignore[return-value]  # a Real here: the int or float (numpy too) the caller passed

@@ -7,16 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from medassist.service.testing import shared_tiny_bundle
-
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory) -> Path:
-    return shared_tiny_bundle(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")

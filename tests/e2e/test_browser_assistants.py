@@ -11,17 +11,12 @@ import pytest
 
 from medassist.assistants.imaging import ImagingAssistant
 from medassist.service import create_app
-from medassist.service.assistant_testing import example_library, example_png, shared_assistant_bundles
-from medassist.service.testing import add_user, running_server
 from medassist.settings import Settings
+from medassist.testing.assistants import example_library, example_png
+from medassist.testing.server import add_user, running_server
 
 DISCLAIMER = "Decision support, not a medical device."
 PASSWORD = "a clinician passphrase 9"
-
-
-@pytest.fixture(scope="session")
-def assistant_bundles(tmp_path_factory):
-    return shared_assistant_bundles(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from medassist.data.datasets.cases import load_cases
 from medassist.privacy.crypto import IdentifierHasher
 from medassist.service import create_app
-from medassist.service.testing import add_user, running_server
 from medassist.settings import Settings
 from medassist.store.cases import CaseStore
+from medassist.testing.server import add_user, running_server
 
 DISCLAIMER = "Decision support, not a medical device."
 PASSWORD = "a clinician passphrase 9"

@@ -4,15 +4,13 @@ an auditor. Screenshots are saved in the test's tmp directory."""
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 import pytest
 
 from medassist.assistants.diagnosis import DiagnosisAssistant
 from medassist.service import create_app
-from medassist.service.testing import add_user, example_csv, running_server
 from medassist.settings import Settings
+from medassist.testing.server import add_user, example_csv, running_server
 
 DISCLAIMER = "Decision support, not a medical device."
 

@@ -99,3 +99,24 @@ def test_auto_task_picks_images_for_folders_npz_and_path_label_csvs(data_dir, np
     table = data_dir / "table.csv"
     table.write_text("age,outcome\n50,1\n")
     assert [infer_task(str(p)) for p in (folder, npz_model[0], csv, table)] == ["image", "image", "image", "diagnosis"]
+
+
+def test_default_train_is_the_base_preset_with_a_baseline_and_init_from_a_state_dict(data_dir, npz_model, cli):
+    import torch
+
+    from medassist.models import build_model
+
+    npz, _ = npz_model
+    weights = data_dir / "pretrained.pth"  # a plain state dict, as a hospital's own checkpoint might be
+    torch.save(build_model("resnet18", size="base", in_channels=1, n_outputs=4, image_size=28)[0].state_dict(), weights)
+    out = data_dir / "base_model"
+    proc = cli("train", "--data", npz, "--out", out, "--epochs", "1", "--no-progress", "--init-from", weights)
+    assert proc.returncode == 0, proc.stderr
+    assert "tensors loaded, 2 skipped (shape mismatch)" in proc.stderr and "skipped net.fc.weight: shape (4, 256)" in proc.stderr
+    assert "Logistic regression on 16×16 pooled pixels (baseline): test AUC" in proc.stderr
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["model"]["size"] == "base" and card["model"]["n_parameters"] > 1_000_000
+    assert card["model"]["weights"].startswith(f"initialised from {weights}")
+    assert card["baselines"]["comparators"][0]["name"] == "logistic"
+    line = one_line_error(cli("train", "--data", npz, "--out", data_dir / "none", "--init-from", data_dir / "missing.pt", "--no-progress"))
+    assert "--init-from" in line and "missing.pt" in line and not (data_dir / "none").exists()

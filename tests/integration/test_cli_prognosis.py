@@ -44,8 +44,12 @@ def bundle(tmp_path_factory, survival_csvs, cli):
 
 
 def test_train_records_the_survival_task_and_leaves_the_id_out_of_the_features(bundle):
+    from medassist.assistants.prognosis import DEFAULT_LINEAR_PATH
+
     meta = json.loads((bundle / "bundle.json").read_text())
     assert meta["task"] == "survival"
+    # what the benchmark measures (prognosis_spec) is what the CLI wrote
+    assert meta["model"]["params"]["survival"]["params"].get("linear", False) is DEFAULT_LINEAR_PATH
     card = json.loads((bundle / "model_card.json").read_text())
     assert "pid" not in card["data"]["covariates"] and {"horTh", "tgrade", "pnodes"} <= set(card["data"]["covariates"])
     assert (bundle / "training_rows.json").is_file()
@@ -142,3 +146,10 @@ def test_treatment_takes_one_horizon(cli, tmp_path):
     line = one_line_error(cli("train", "--task", "treatment", "--data", "actg175", "--horizon", "300", "--horizon", "600",
                               "--out", tmp_path / "m"))
     assert "takes one --horizon" in line
+
+
+def test_a_size_the_survival_networks_lack_is_refused_in_one_line(survival_csvs, cli, tmp_path):
+    line = one_line_error(cli("train", "--task", "survival", "--data", survival_csvs[0], "--time", "days", "--event", "relapse",
+                              "--out", tmp_path / "m", "--size", "base", *FAST))
+    assert line == "error: Model size 'base' is not available for task 'survival'; it accepts: small, large."
+    assert not (tmp_path / "m").exists()

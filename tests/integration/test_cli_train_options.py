@@ -77,7 +77,7 @@ def test_image_training_honours_dp_epsilon_on_the_card_and_in_the_ledger(cli, tm
     npz = write_medmnist_npz(tmp_path / "pneumoniamnist.npz", n=60, size=28)
     home = tmp_path / "home"
     env = {"MEDASSIST_HOME": str(home), "MEDASSIST_PRIVACY_BUDGET_EPSILON": "4"}
-    args = ["train", "--data", npz, "--epochs", "1", "--no-progress", "--dp-epsilon", "3"]
+    args = ["train", "--data", npz, "--size", "small", "--epochs", "1", "--no-progress", "--dp-epsilon", "3"]
     proc = cli(*args, "--out", tmp_path / "m", env=env)
     assert proc.returncode == 0, proc.stderr
     assert "differential privacy: spent ε = 3" in proc.stderr
@@ -109,5 +109,5 @@ def test_size_is_one_model_size_enum_from_cli_and_service_to_the_spec(cli, tmp_p
     with pytest.raises(ConfigError, match="did you mean 'large'"):
         TabularSpec(target="y", size="lage")
     proc = cli("train", "--data", "wdbc", "--out", tmp_path / "m", "--size", "huge")
-    assert proc.returncode != 0 and "'huge' is not one of 'small', 'large'" in proc.stderr
+    assert proc.returncode != 0 and "'huge' is not one of 'small', 'base', 'large'" in proc.stderr
     assert not (tmp_path / "m").exists()

@@ -125,3 +125,10 @@ def test_patient_rows_with_unknown_columns_are_refused(bundle, export, tmp_path,
     line = one_line_error(cli("advise", bundle, "--data", path, "--out", tmp_path / "a.csv"))
     assert "'biomarker' are unknown to this model" in line
     assert not (tmp_path / "a.csv").exists()
+
+
+def test_a_size_the_treatment_networks_lack_is_refused_in_one_line(export, tmp_path, cli):
+    proc = cli("train", "--data", export, "--task", "treatment", "--treatment", "therapy", "--time", "followup_days",
+               "--event", "died", "--out", tmp_path / "m", "--size", "base", *FAST)
+    assert one_line_error(proc) == "error: Model size 'base' is not available for task 'treatment'; it accepts: small, large."
+    assert not (tmp_path / "m").exists()

@@ -25,8 +25,8 @@ def _cells(path: Path, column: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory) -> dict[str, Path]:
-    from medassist.service.assistant_testing import build_screening_bundle, build_treatment_bundle
-    from medassist.service.testing import shared_tiny_bundle
+    from medassist.testing.assistants import build_screening_bundle, build_treatment_bundle
+    from medassist.testing.server import shared_tiny_bundle
 
     root = tmp_path_factory.getbasetemp() / "shared-assistant-bundles"
     out = {"diagnosis": shared_tiny_bundle(tmp_path_factory.getbasetemp())}

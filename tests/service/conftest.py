@@ -3,8 +3,6 @@ user per role, their API tokens and signed-in browser sessions (httpx clients wi
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,26 +11,12 @@ import httpx
 import pytest
 
 from medassist.service import create_app
-from medassist.service.assistant_testing import shared_assistant_bundles
-from medassist.service.testing import PASSWORD, add_user, csrf_of, running_server, shared_tiny_bundle, sign_in
 from medassist.settings import Settings
 from medassist.store.accounts import new_api_token
 from medassist.store.models import User
+from medassist.testing.server import PASSWORD, add_user, csrf_of, running_server, sign_in
 
 ROLES = ("admin", "clinician", "researcher", "auditor")
-PG_URL = os.environ.get("MEDASSIST_TEST_POSTGRES_URL")
-
-
-@pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory) -> Path:
-    """A heart-disease MLP (small, 3 epochs), trained once per session (~15 s on 2 cores)."""
-    return shared_tiny_bundle(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture(scope="session")
-def assistant_bundles(tmp_path_factory) -> dict[str, Path]:
-    """Tiny imaging, treatment and screening bundles, trained once per session (~15 s on 2 cores)."""
-    return shared_assistant_bundles(tmp_path_factory.getbasetemp())
 
 
 @dataclass
@@ -112,29 +96,3 @@ def site(tmp_path_factory, tiny_bundle, request) -> Iterator[Site]:
 def fresh_site(tmp_path, tiny_bundle, request) -> Iterator[Site]:
     """A service of its own, with settings from ``@pytest.mark.parametrize('fresh_site', [{...}], indirect=True)``."""
     yield from make_site(tmp_path / "home", tiny_bundle, **getattr(request, "param", {}))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a new schema in MEDASSIST_TEST_POSTGRES_URL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'test.db'}"
-        return
-    if not PG_URL:
-        pytest.skip("MEDASSIST_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL and sets it)")
-    import sqlalchemy as sa
-
-    from medassist.store.db import normalize_url
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(normalize_url(PG_URL))
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
-

@@ -33,8 +33,8 @@ from schemathesis.specs.openapi.checks import (
 
 from medassist.data.datasets.cases import load_cases
 from medassist.privacy.crypto import IdentifierHasher
-from medassist.service.assistant_testing import example_library
 from medassist.store.cases import CaseStore
+from medassist.testing.assistants import example_library
 
 SITE_ASSISTANTS = True  # the imaging, treatment and screening bundles too: every operation has a real target
 MAX_EXAMPLES = 15
@@ -44,7 +44,8 @@ ROLES = ("admin", "clinician")
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance, negative_data_rejection]
 #: Which bundle a {bundle_id} of each assistant's routes stands for (by bundle task).
-BUNDLE_TASKS = {"diagnosis": "diagnosis-tabular", "imaging": "diagnosis-image", "treatment": "treatment", "screening": "screening"}
+BUNDLE_TASKS = {"diagnosis": "diagnosis-tabular", "imaging": "diagnosis-image", "treatment": "treatment", "screening": "screening",
+                "prognosis": "survival"}
 
 
 def _wait(fetch, done: set[str], what: str) -> dict:

@@ -10,10 +10,10 @@ import sys
 
 import sqlalchemy as sa
 
-from medassist.service.testing import csrf_of, example_row
 from medassist.store.audit import append_entry, sha256_json
 from medassist.store.db import open_database
 from medassist.store.models import AuditEntry, Prediction
+from medassist.testing.server import csrf_of, example_row
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

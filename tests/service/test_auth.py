@@ -9,10 +9,10 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from medassist.service.testing import PASSWORD, add_user, csrf_of, login_token_of, sign_in
 from medassist.settings import Settings
 from medassist.store.audit import verify_chain
 from medassist.store.models import ApiToken, AuditEntry, User, utcnow
+from medassist.testing.server import PASSWORD, add_user, csrf_of, login_token_of, sign_in
 
 
 def _login(client: httpx.Client, username: str, password: str) -> httpx.Response:
@@ -100,7 +100,7 @@ def test_session_cookie_flags_and_logout(site):
 
 def test_prod_profile_cookies_are_secure_with_host_prefix(tmp_path, tiny_bundle):
     from medassist.service import create_app
-    from medassist.service.testing import running_server
+    from medassist.testing.server import running_server
 
     settings = Settings(home=tmp_path / "h", profile="prod", secret_key="s" * 8 + "-an-unguessable-secret-for-tests", bundle_dirs=[tiny_bundle.parent])
     app = create_app(settings)

@@ -15,12 +15,12 @@ from starlette.routing import Mount
 
 from medassist.data.datasets.cases import load_cases
 from medassist.privacy.crypto import IdentifierHasher
-from medassist.service.assistant_testing import example_library, example_patient, example_png
 from medassist.service.auth import Public, Require, guards_of, route_table
-from medassist.service.testing import PASSWORD, add_user, example_csv, example_row, login_token_of, sign_in
 from medassist.store.accounts import new_api_token
 from medassist.store.cases import CaseStore
 from medassist.store.models import User
+from medassist.testing.assistants import example_library, example_patient, example_png, example_survival_row
+from medassist.testing.server import PASSWORD, add_user, example_csv, example_row, login_token_of, sign_in
 
 A, C, R, U = "admin", "clinician", "researcher", "auditor"
 EVERYONE = frozenset({A, C, R, U})
@@ -73,6 +73,15 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/treatment"): frozenset({C}),
     ("GET", "/treatment/{bundle_id}"): frozenset({C}),
     ("POST", "/treatment/{bundle_id}/advise"): frozenset({C}),
+    ("GET", "/api/v1/prognosis"): frozenset({C}),
+    ("GET", "/api/v1/prognosis/{bundle_id}/schema"): frozenset({C}),
+    ("POST", "/api/v1/prognosis/{bundle_id}/predict"): frozenset({C}),
+    ("POST", "/api/v1/prognosis/{bundle_id}/predict-file"): frozenset({C}),
+    ("GET", "/prognosis"): frozenset({C}),
+    ("GET", "/prognosis/{bundle_id}"): frozenset({C}),
+    ("POST", "/prognosis/{bundle_id}/predict"): frozenset({C}),
+    ("POST", "/prognosis/{bundle_id}/predict-file"): frozenset({C}),
+    ("GET", "/prognosis/predictions/{prediction_id}.csv"): frozenset({C}),
     ("GET", "/api/v1/screening"): frozenset({C}),
     ("POST", "/api/v1/screening/{bundle_id}/predict"): frozenset({C}),
     ("POST", "/api/v1/screening/{bundle_id}/jobs"): frozenset({C}),
@@ -121,7 +130,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
 }
 
 #: The bundle a route's {bundle_id} stands for, by the route's plugin.
-PLUGIN_TASKS = {"imaging": "diagnosis-image", "treatment": "treatment", "screening": "screening"}
+PLUGIN_TASKS = {"imaging": "diagnosis-image", "treatment": "treatment", "screening": "screening", "prognosis": "survival"}
 
 #: Status of an allowed request when it is not 200.
 ALLOWED_STATUS = {
@@ -183,10 +192,13 @@ def matrix_ctx(site, tiny_bundle, assistant_bundles):
     predictions = {
         "diagnosis": site.api(C).post(f"/api/v1/diagnosis/{site.bundle_id}/predict", json={"row": example_row(tiny_bundle)}).json()["prediction_id"],
         "screening": site.api(C).post(f"/api/v1/screening/{site.bundle_ids['screening']}/predict", json={"smiles": ["CCO"]}).json()["prediction_id"],
+        "prognosis": site.api(C).post(f"/api/v1/prognosis/{site.bundle_ids['survival']}/predict",
+                                      json={"row": example_survival_row(assistant_bundles["prognosis"]), "explain": False}).json()["prediction_id"],
     }
     return {"predictions": predictions, "case": store.list_cases(limit=1)[0]["case_id"], "victim": victim, "row": example_row(tiny_bundle), "csv": example_csv(tiny_bundle), "job": job_id,
             "research_job": research_job, "evaluation": r.json()["id"],
-            "patient": example_patient(assistant_bundles["treatment"]), "png": example_png(), "library": example_library()}
+            "patient": example_patient(assistant_bundles["treatment"]), "png": example_png(), "library": example_library(),
+            "survival_row": example_survival_row(assistant_bundles["prognosis"])}
 
 
 def _own_token_id(site, role: str) -> int:
@@ -235,6 +247,15 @@ def build_request(site, ctx, key, role):
             kwargs["json"] = {"patient": ctx["patient"], "explain": False}
         else:
             kwargs["data"] = {**csrf, **{f"c{i}": str(v) for i, v in enumerate(ctx["patient"].values())}}
+    elif plugin == "prognosis" and method == "POST":
+        row = ctx["survival_row"]
+        if path.endswith("/predict-file"):
+            kwargs["files"] = {"file": ("patients.csv", (",".join(row) + "\n" + ",".join(map(str, row.values())) + "\n").encode(), "text/csv")}
+            kwargs["data"] = csrf
+        elif api:
+            kwargs["json"] = {"row": row, "explain": False}
+        else:
+            kwargs["data"] = {**csrf, **{f"c{i}": str(v) for i, v in enumerate(row.values())}}
     elif plugin == "screening" and path.endswith("/jobs"):
         kwargs["files"] = {"file": ("library.smi", ctx["library"], "text/plain")}
         kwargs["data"] = csrf

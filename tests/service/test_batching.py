@@ -54,3 +54,52 @@ def test_a_lone_request_runs_at_once_and_errors_reach_the_caller():
     ok = Batcher(run=lambda key, frame: list(frame["x"] * 2), max_rows=10)
     assert ok.submit("k", pd.DataFrame({"x": [1, 2]})) == [2, 4]
     assert ok.batches == 1
+
+
+def test_finish_runs_once_per_batch_before_any_job_is_released_and_its_errors_stay_with_their_owner():
+    finished: list[list[object]] = []
+    released_before_finish = []
+    state = {"finishing": False}
+
+    def run(key, frame):
+        time.sleep(0.03)
+        return list(frame["x"])
+
+    calls: list[int] = []
+
+    def finish(key, done):
+        metas = [meta for meta, _ in done]
+        calls.append(len(metas))
+        if "bad" in metas and len(done) > 1:
+            raise RuntimeError("one record refused")  # the whole batch's transaction fails ...
+        if metas == ["bad"]:
+            raise RuntimeError("refused")  # ... then each job alone: only its owner sees the error
+        state["finishing"] = True
+        finished.append(metas)
+        time.sleep(0.01)
+        state["finishing"] = False
+        return [(results, f"recorded:{meta}") for meta, results in done]
+
+    batcher = Batcher(run=run, max_rows=100, finish=finish)
+    out: dict[int, object] = {}
+
+    def client(i: int) -> None:
+        try:
+            result = batcher.submit("k", pd.DataFrame({"x": [i]}), "bad" if i == 5 else i)
+            released_before_finish.append(state["finishing"])
+            out[i] = result
+        except RuntimeError as e:
+            out[i] = e
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+        time.sleep(0.002)
+    for t in threads:
+        t.join()
+    assert isinstance(out[5], RuntimeError)
+    for i in range(12):
+        if i != 5:
+            assert out[i] == ([i], f"recorded:{i}")
+    assert sorted(m for batch in finished for m in batch) == [i for i in range(12) if i != 5]  # each recorded once
+    assert max(calls) > 1  # jobs of one batch went to finish together (one transaction)

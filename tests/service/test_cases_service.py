@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
@@ -16,13 +16,13 @@ from medassist.data.case_records import ConditionRecord
 from medassist.data.datasets.cases import load_cases
 from medassist.privacy.crypto import IdentifierHasher
 from medassist.service import create_app
-from medassist.service.testing import PASSWORD, add_user, csrf_of, running_server
 from medassist.settings import Settings
 from medassist.store.accounts import new_api_token
 from medassist.store.audit import decode_detail, sha256_json, verify_chain
 from medassist.store.case_models import CaseNote
 from medassist.store.cases import CaseStore
 from medassist.store.models import AuditEntry, Prediction, User
+from medassist.testing.server import PASSWORD, add_user, csrf_of, running_server
 
 DISCLAIMER = "Decision support, not a medical device."
 C, R = "clinician", "researcher"
@@ -43,7 +43,7 @@ def veteran_with_identifiers():
     out = []
     for i, case in enumerate(load_cases("veteran").cases):
         patient = replace(case.patient, name=_name(i), mrn=_mrn(i), birth_date=date(1930, 1, 1) + timedelta(days=37 * i),
-                          index_date=datetime(2001, 3, 1, tzinfo=timezone.utc) + timedelta(days=i))
+                          index_date=datetime(2001, 3, 1, tzinfo=UTC) + timedelta(days=i))
         out.append(replace(case, patient=patient, conditions=(LUNG, COPD) if i % 3 == 0 else (LUNG,)))
     return out
 

@@ -8,8 +8,8 @@ import csv
 import io
 import re
 
-from medassist.service.testing import csrf_of, example_csv, example_row
 from medassist.store.audit import AuditEntry, decode_detail
+from medassist.testing.server import csrf_of, example_csv
 
 SITE_ASSISTANTS = True
 

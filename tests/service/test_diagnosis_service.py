@@ -16,7 +16,7 @@ from medassist.exceptions import ConfigError
 from medassist.service.auth import Principal, Require, Surface
 from medassist.service.permissions import Permission
 from medassist.service.plugins import PLUGIN_MODULES, TEMPLATES, AssistantPlugin, load_plugins
-from medassist.service.testing import csrf_of, example_csv, example_row, running_server
+from medassist.testing.server import csrf_of, example_csv, example_row, running_server
 from medassist.types import SCORE_TOLERANCE
 
 DISCLAIMER = "Decision support, not a medical device."
@@ -68,7 +68,7 @@ def test_models_and_schema_endpoints(site, tiny_bundle):
     assert report.status_code == 200 and "<html" in report.text.lower() and "sandbox" in report.headers["content-security-policy"]
     schema = site.api("clinician").get(f"/api/v1/diagnosis/{site.bundle_id}/schema").json()
     assert [f["column"] for f in schema["inputs"]] == list(example_row(tiny_bundle))
-    assert site.api("clinician").get("/api/v1/openapi.json").json()["paths"][f"/api/v1/diagnosis/{{bundle_id}}/predict"]
+    assert site.api("clinician").get("/api/v1/openapi.json").json()["paths"]["/api/v1/diagnosis/{bundle_id}/predict"]
 
 
 def test_form_page_and_result_name_the_bundle_and_say_decision_support(site):
@@ -89,8 +89,8 @@ def test_form_page_and_result_name_the_bundle_and_say_decision_support(site):
 
 def test_a_new_assistant_plugs_in_without_touching_the_others(tmp_path, tiny_bundle):
     from medassist.service import create_app
-    from medassist.service.testing import add_user, sign_in
     from medassist.settings import Settings
+    from medassist.testing.server import add_user, sign_in
 
     api, pages = APIRouter(), APIRouter()
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from medassist.service.testing import csrf_of, example_csv, example_row
 from medassist.store.models import AuditEntry, Prediction
+from medassist.testing.server import csrf_of, example_csv, example_row
 
 
 def _counts(site) -> tuple[int, int]:

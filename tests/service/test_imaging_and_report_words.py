@@ -15,8 +15,8 @@ from PIL import Image
 import medassist.evaluation.report as report
 from medassist.evaluation import ModelCard, default_card_texts, evaluate_classification, write_report
 from medassist.explain.gradcam import COLORBAR_LABEL
-from medassist.service.assistant_testing import example_png
-from medassist.service.testing import csrf_of
+from medassist.testing.assistants import example_png
+from medassist.testing.server import csrf_of
 
 SITE_ASSISTANTS = True
 

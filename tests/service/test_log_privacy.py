@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import quote
 
 import httpx
@@ -20,12 +20,12 @@ from medassist.data.case_records import CaseRecord, OutcomeRecord, PatientRecord
 from medassist.data.datasets.cases import load_cases
 from medassist.data.io.fhir import read_fhir_bundle, write_fhir_bundle
 from medassist.privacy.crypto import FieldCipher, IdentifierHasher
-from medassist.service.testing import PASSWORD, add_user, sign_in
 from medassist.settings import Settings
 from medassist.store.accounts import new_api_token
 from medassist.store.cases import CaseStore
 from medassist.store.db import open_database
 from medassist.store.models import User
+from medassist.testing.server import PASSWORD, add_user, sign_in
 
 
 def _free_port() -> int:
@@ -49,7 +49,7 @@ def _import(home, tmp_path) -> dict[str, list[str]]:
     for i, case in enumerate(load_cases("veteran").cases):
         patient = replace(case.patient, name=f"Zebulon Quagmireson{i:03d}", mrn=f"QZMRN{i:05d}",
                           birth_date=date(1931, 2, 3) + timedelta(days=41 * i),
-                          index_date=datetime(2002, 4, 5, tzinfo=timezone.utc) + timedelta(days=i))
+                          index_date=datetime(2002, 4, 5, tzinfo=UTC) + timedelta(days=i))
         veteran.append(replace(case, patient=patient))
     store.import_records(veteran, source="veteran", source_kind="table")
     refs["veteran"] = ["QZMRN00003", "QZMRN00004", "veteran:5", "Zebulon Quagmireson004"]

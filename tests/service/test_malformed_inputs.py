@@ -9,8 +9,8 @@ import struct
 
 import pytest
 
-from medassist.service.testing import csrf_of, example_csv, example_row
 from medassist.store.models import AuditEntry, Prediction
+from medassist.testing.server import csrf_of, example_csv, example_row
 
 MAX_UPLOAD = 64 * 1024
 SITE_SETTINGS = {"max_upload_bytes": MAX_UPLOAD, "max_rows_per_request": 50}
@@ -185,7 +185,7 @@ def _png_claiming(width: int, height: int) -> bytes:
 def _image_cases() -> list[tuple[str, str, bytes]]:
     import gzip
 
-    from medassist.service.assistant_testing import example_png
+    from medassist.testing.assistants import example_png
 
     return [
         ("a truncated DICOM", "scan.dcm", _dicom(truncate=300)),
@@ -222,7 +222,7 @@ def test_malformed_images_are_refused_and_nothing_written(site, surface):
 
 
 def test_malformed_treatment_requests_are_refused_and_nothing_written(site, assistant_bundles):
-    from medassist.service.assistant_testing import example_patient
+    from medassist.testing.assistants import example_patient
 
     api = site.api("clinician")
     url = f"/api/v1/treatment/{site.bundle_ids['treatment']}/advise"
@@ -357,7 +357,7 @@ def test_malformed_cases_requests_are_refused_and_nothing_written(site):
         ("a query of 1,000 characters", "/api/v1/cases/search", {"q": "I21" * 333}),
         ("a negative offset", "/api/v1/cases/search", {"offset": -1}),
         ("an unknown parameter", "/api/v1/cases/search", {"q": "I21", "sql": "1"}),
-        ("SQL as a case reference", f"/api/v1/cases/x' OR '1'='1", {}),
+        ("SQL as a case reference", "/api/v1/cases/x' OR '1'='1", {}),
         ("a case that does not exist", "/api/v1/cases/c0000000000000000", {}),
         ("k out of range", f"/api/v1/cases/{case_id}/similar", {"k": 100_000}),
         ("k as text", f"/api/v1/cases/{case_id}/similar", {"k": "ten"}),

@@ -12,9 +12,9 @@ import time
 import pytest
 from sqlalchemy import select
 
-from medassist.service.testing import csrf_of
 from medassist.store.audit import decode_detail, verify_chain
 from medassist.store.models import AuditEntry
+from medassist.testing.server import csrf_of
 
 VALID = "wdbc, pima, biopsy, heart_disease"
 

@@ -10,10 +10,10 @@ import pytest
 
 from medassist.assistants.screening import ScreeningAssistant
 from medassist.data.catalog import get_dataset
-from medassist.service.assistant_testing import EXAMPLE_SMILES, example_library, example_sdf
-from medassist.service.testing import PASSWORD, add_user, csrf_of, sign_in
 from medassist.store.accounts import new_api_token
 from medassist.store.models import AuditEntry, Prediction, User
+from medassist.testing.assistants import EXAMPLE_SMILES, example_library, example_sdf
+from medassist.testing.server import PASSWORD, add_user, csrf_of, sign_in
 from medassist.types import SCORE_TOLERANCE
 
 SITE_ASSISTANTS = True
@@ -70,11 +70,9 @@ def test_a_job_equals_one_direct_screen_of_the_whole_library(site, assistant_bun
     assert (site.count(Prediction), site.count(AuditEntry)) == (before[0] + 1, before[1] + 1)  # recorded once, when done
     lib = tmp_path / "lib.smi"
     lib.write_bytes(big_library)
-    summary = ScreeningAssistant.load(assistant_bundles["screening"]).screen(
-        lib, out=tmp_path / "hits.csv", top=40, filters=["lipinski", "pains"], rank="lowest", workers=1, progress=False)
-    import pandas as pd
-
-    expected = pd.read_csv(tmp_path / "hits.csv")
+    direct = ScreeningAssistant.load(assistant_bundles["screening"]).screen(
+        lib, top=40, filters=["lipinski", "pains"], rank="lowest", workers=1)
+    summary, expected = direct.summary, direct.hits
     got = []
     for page in (1, 2):
         p = api.get(f"/api/v1/screening/jobs/{job['id']}/results", params={"page": page, "per_page": 25}).json()

@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from medassist.service.testing import login_token_of
+from medassist.testing.server import login_token_of
 
 
 def _env(home) -> dict[str, str]:

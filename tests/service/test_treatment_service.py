@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from medassist.assistants.treatment import TreatmentAssistant
-from medassist.service.assistant_testing import example_patient
-from medassist.service.testing import csrf_of
 from medassist.store.models import Prediction
+from medassist.testing.assistants import example_patient
+from medassist.testing.server import csrf_of
 
 SITE_ASSISTANTS = True
 DISCLAIMER = "Decision support, not a medical device."

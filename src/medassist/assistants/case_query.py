@@ -69,7 +69,7 @@ def tokenize(text: str) -> list[Token]:
         if text[pos:].strip() == "":
             break
         m = _TOKEN.match(text, pos)
-        if m is None or m.end() == pos:
+        if m is None or m.end() == pos or m.lastgroup is None:  # (every alternative of _TOKEN is a named group)
             raise ConfigError(f"Filter expression: unexpected character {text[pos:].lstrip()[:1]!r} at position "
                               f"{pos + len(text[pos:]) - len(text[pos:].lstrip()) + 1} in {text!r}.")
         kind = m.lastgroup

@@ -48,6 +48,7 @@ def case_dictionary(db: Database, dataset: str, columns: list[str]) -> DataDicti
     observations = _observation_names(db, dataset)
     out: dict[str, ColumnEntry] = {}
     for col in columns:
+        e: ColumnEntry | None
         if col in ("sex", *LIST_COLUMNS):  # the store's own columns (sex is female/male/other/unknown)
             e = FRAME_COLUMNS[col]
         else:

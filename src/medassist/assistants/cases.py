@@ -38,16 +38,33 @@ from rich.console import Console
 from medassist.assistants.case_query import filter_mask
 from medassist.data.dictionary import DataDictionary
 from medassist.evaluation.survival import (
-    COX_PENALIZER, cox_design, cox_hazard_ratios, kaplan_meier, kaplan_meier_groups, plot_forest, plot_km, plot_risk_curve,
+    COX_PENALIZER,
+    cox_design,
+    cox_hazard_ratios,
+    kaplan_meier,
+    kaplan_meier_groups,
+    plot_forest,
+    plot_km,
+    plot_risk_curve,
 )
 from medassist.exceptions import ConfigError, DataError, SchemaError
 from medassist.explain.attributions import group_attributions, integrated_gradients
 from medassist.featurizers.case_profile import CaseProfile, icd10_category
 from medassist.featurizers.tabular import infer_column_kind
 from medassist.models.survival import RestrictedMeanModule
+from medassist.options import ModelSize, look_up_option
 from medassist.pipeline.survival import (
-    CODE_COLUMNS, SurvivalModel, SurvivalSpec, default_encoder_config, default_survival_config, fit_survival, load_survival_model,
-    outcome_rows, select_covariates, split_codes, split_rows,
+    CODE_COLUMNS,
+    SurvivalModel,
+    SurvivalSpec,
+    default_encoder_config,
+    default_survival_config,
+    fit_survival,
+    load_survival_model,
+    outcome_rows,
+    select_covariates,
+    split_codes,
+    split_rows,
 )
 from medassist.training import TrainConfig
 from medassist.validation import check_number
@@ -140,14 +157,14 @@ class CaseAnalysis:
         return cls(frame=frame, model=model, time=model.info["time"], event=model.info["event"])
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, *, size: str = "small", seed: int = 0, epochs: int | None = None, n_members: int = 5,
+    def fit(cls, frame: pd.DataFrame, *, size: ModelSize | str = "small", seed: int = 0, epochs: int | None = None, n_members: int = 5,
             train: TrainConfig | None = None, time: str = "time", event: str = "event", progress: bool = False,
             console: Console | None = None) -> CaseAnalysis:
         """Fit a survival model and embedding on this frame's cases with an outcome (no bundle written).
 
         ``train`` overrides the hazard networks' TrainConfig (default: ``default_survival_config``).
         """
-        spec = SurvivalSpec(time=time, event=event, size=size, seed=seed, missing_outcome="drop", n_members=n_members,
+        spec = SurvivalSpec(time=time, event=event, size=look_up_option(size, ModelSize, name="model size"), seed=seed, missing_outcome="drop", n_members=n_members,
                             train=train or default_survival_config(seed=seed, epochs=epochs),
                             encoder_train=default_encoder_config(seed=seed, epochs=epochs))
         _require_outcomes(frame, time=time, event=event)
@@ -332,14 +349,16 @@ class CaseAnalysis:
         d = dictionary or DataDictionary()
         entry = d.get(by) if by else None
         by_label = entry.display_label if entry else by
+        # the grouping column and its words as str, for the parts that only run with ``by``
+        column, column_label = by or "", by_label or ""
         sub, t, d_event, notes = self._cohort_rows(where)
         groups, gnotes = self._groups(sub, by, label=by_label, unit=entry.unit if entry else "") if by else (None, [])
         notes += gnotes
         km = kaplan_meier_groups(t, d_event, groups)
-        texts = {c.label: self._group_text(c.label, by, by_label, entry) for c in km.curves} if by else {}
+        texts = {c.label: self._group_text(c.label, column, column_label, entry) for c in km.curves} if by else {}
         hr = None
         if groups is not None and len(km.curves) > 1:
-            design, dnotes = cox_design(pd.DataFrame({by: groups}), [by])
+            design, dnotes = cox_design(pd.DataFrame({column: groups}), [column])
             hr = cox_hazard_ratios(design, t, d_event)
             notes += dnotes
         words = endpoint or endpoint_words(None, dictionary=d)
@@ -348,10 +367,10 @@ class CaseAnalysis:
             label = f"{where}" if where else "all cases"
             # on the plot the legend's title names the column: "≤ 141.5 mm Hg", not the label again
             shown = replace(km, curves=[replace(c, label=texts.get(c.label, c.label).removeprefix(f"{by_label} ")) for c in km.curves])
-            plots["km"] = str(plot_km(shown, Path(out_dir) / "km.png", title=f"{label}{' by ' + by_label if by else ''}",
-                                      time_unit=time_unit, ylabel=words["ylabel"], legend_title=by_label if by else ""))
+            plots["km"] = str(plot_km(shown, Path(out_dir) / "km.png", title=f"{label}{' by ' + column_label if by else ''}",
+                                      time_unit=time_unit, ylabel=words["ylabel"], legend_title=column_label))
             if hr is not None:
-                plots["forest"] = str(plot_forest(hr.rename(index=lambda k: self._hr_text(str(k), by, texts)),
+                plots["forest"] = str(plot_forest(hr.rename(index=lambda k: self._hr_text(str(k), column, texts)),
                                                   Path(out_dir) / "cohort_hazard_ratios.png", title=f"Hazard ratios by {by_label}"))
         if by:  # "'chf': reference level '0'" → "Congestive heart complications: the reference group is 'no'"
             ref = re.compile(rf"^'{re.escape(by)}': reference level '(.*)'\.$")
@@ -359,7 +378,7 @@ class CaseAnalysis:
                      if (m := ref.match(n)) else n for n in notes]
         hr_rows = _hr_records(hr)
         for h in hr_rows or []:
-            h["label"] = self._hr_text(h["covariate"], by, texts)
+            h["label"] = self._hr_text(h["covariate"], column, texts)
         return {
             "where": where, "by": by, "by_label": by_label, "endpoint": words, "n": int(len(t)), "events": int(d_event.sum()),
             "groups": [{**c.to_dict(), "text": texts.get(c.label, c.label)} for c in km.curves], "logrank": km.logrank,

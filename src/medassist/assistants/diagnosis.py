@@ -20,12 +20,13 @@ from medassist.privacy.ledger import PrivacyLedger
 from medassist.registry.bundle import ModelBundle, load_bundle
 from medassist.settings import Settings
 from medassist.training import Monitor, TrainConfig
-from medassist.training.privacy import privacy_config
-
+from medassist.training.privacy import DEFAULT_DELTA, DEFAULT_MAX_GRAD_NORM, privacy_config
 
 #: Members of the cross-fitted ensemble when the user does not say (``--ensemble 0``): the MLP
 #: is cheap enough to ensemble by default; the FT-Transformer trains one model unless asked.
 DEFAULT_ENSEMBLE = {"mlp": 5, "ft": 1}
+#: The model size when the user does not say (the CLI, the service's research plugin).
+DEFAULT_SIZE = ModelSize.SMALL
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,7 +39,7 @@ class DiagnosisTrainOptions:
 
     target: str | None = None
     model: str | None = None
-    size: ModelSize = ModelSize.SMALL
+    size: ModelSize = DEFAULT_SIZE
     seed: int = 0
     id_column: str | None = None
     positive_class: str | None = None
@@ -48,8 +49,8 @@ class DiagnosisTrainOptions:
     class_weight: str = "none"
     drop_missing_target: bool = False
     dp_epsilon: float | None = None
-    dp_delta: float = 1e-5
-    dp_max_grad_norm: float = 1.0
+    dp_delta: float = DEFAULT_DELTA
+    dp_max_grad_norm: float = DEFAULT_MAX_GRAD_NORM
     # leakage override and declared categorical columns (``--allow-leaky-column``, ``--categorical``)
     allow_leaky_column: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
@@ -69,13 +70,44 @@ def default_train_config(model: str, *, seed: int = 0, epochs: int | None = None
     return TrainConfig(epochs=epochs or 150, patience=20, lr=1e-3, weight_decay=0.05, seed=seed, monitor=Monitor.VAL_LOSS)
 
 
+def n_members(model: str, ensemble: int = 0, *, dp_epsilon: float | None = None) -> int:
+    """Members of the ensemble: as asked, else one under DP (each member would spend the budget
+    again on the same rows), else the family's default."""
+    if ensemble:
+        return ensemble
+    return 1 if dp_epsilon is not None else DEFAULT_ENSEMBLE.get(model, 1)
+
+
+def diagnosis_spec(
+    *, target: str, model: str = "mlp", size: ModelSize | str = DEFAULT_SIZE, seed: int = 0, id_column: str | None = None,
+    positive_class: str | None = None, exclude: tuple[str, ...] = (), epochs: int | None = None, ensemble: int = 0,
+    class_weight: str = "none", dp_epsilon: float | None = None, dp_delta: float = DEFAULT_DELTA,
+    dp_max_grad_norm: float = DEFAULT_MAX_GRAD_NORM, drop_missing_target: bool = False, categorical: tuple[str, ...] = (),
+    numeric: tuple[str, ...] = (), allow_leaky_column: tuple[str, ...] = (), missing_values: dict[str, list[Any]] | None = None,
+    select_model: bool = False,
+) -> TabularSpec:
+    """The TabularSpec of a diagnosis run: the family's training defaults, DP-SGD when ``dp_epsilon``
+    is given, and the ensemble size (``n_members``). The CLI and the service both train from it."""
+    cfg = default_train_config(model, seed=seed, epochs=epochs)
+    privacy = privacy_config(dp_epsilon, delta=dp_delta, max_grad_norm=dp_max_grad_norm)
+    if privacy is not None:
+        cfg = TrainConfig.from_dict({**cfg.to_dict(), "privacy": privacy.to_dict()})
+    return TabularSpec(
+        target=target, model=model, size=look_up_option(size, ModelSize, name="model size"), seed=seed, id_column=id_column, positive_class=positive_class,
+        exclude=tuple(exclude), missing_target="drop" if drop_missing_target else "error", train=cfg,
+        n_members=n_members(model, ensemble, dp_epsilon=dp_epsilon), class_weight=class_weight, categorical=tuple(categorical),
+        numeric=tuple(numeric), allow_leaky=tuple(allow_leaky_column), missing_values=missing_values or {},
+        select_model=select_model,
+    )
+
+
 def train_diagnosis(
     data: str | Path,
     *,
     out: Path,
     target: str | None = None,
     model: str = "mlp",
-    size: ModelSize | str = ModelSize.SMALL,
+    size: ModelSize | str = DEFAULT_SIZE,
     seed: int = 0,
     id_column: str | None = None,
     positive_class: str | None = None,
@@ -84,8 +116,8 @@ def train_diagnosis(
     ensemble: int = 0,
     class_weight: str = "none",
     dp_epsilon: float | None = None,
-    dp_delta: float = 1e-5,
-    dp_max_grad_norm: float = 1.0,
+    dp_delta: float = DEFAULT_DELTA,
+    dp_max_grad_norm: float = DEFAULT_MAX_GRAD_NORM,
     drop_missing_target: bool = False,
     categorical: tuple[str, ...] = (),
     numeric: tuple[str, ...] = (),
@@ -115,23 +147,16 @@ def train_diagnosis(
     select_model = model == "auto"
     model = "mlp" if select_model else model
     declared = dict(missing_values) if isinstance(missing_values, dict) else parse_missing_values(tuple(missing_values))
-    cfg = default_train_config(model, seed=seed, epochs=epochs)
+    spec = diagnosis_spec(
+        target=target, model=model, size=size, seed=seed, id_column=id_column, positive_class=positive_class, exclude=exclude,
+        epochs=epochs, ensemble=ensemble, class_weight=class_weight, dp_epsilon=dp_epsilon, dp_delta=dp_delta,
+        dp_max_grad_norm=dp_max_grad_norm, drop_missing_target=drop_missing_target, categorical=categorical, numeric=numeric,
+        allow_leaky_column=allow_leaky_column, missing_values=declared, select_model=select_model,
+    )
     ledger = None
     if dp_epsilon is not None:
-        # Each ensemble member would spend the budget again on the same rows: one model.
-        ensemble = ensemble or 1
-        cfg = TrainConfig.from_dict({**cfg.to_dict(), "privacy": {
-            "target_epsilon": dp_epsilon, "delta": dp_delta, "max_grad_norm": dp_max_grad_norm}})
         settings = Settings()
         ledger = PrivacyLedger(path=settings.privacy_ledger_path, total_epsilon=settings.privacy_budget_epsilon)
-    if ensemble == 0:
-        ensemble = DEFAULT_ENSEMBLE.get(model, 1)
-    spec = TabularSpec(
-        target=target, model=model, size=size, seed=seed, id_column=id_column, positive_class=positive_class,
-        exclude=tuple(exclude), missing_target="drop" if drop_missing_target else "error", train=cfg,
-        n_members=ensemble, class_weight=class_weight, categorical=tuple(categorical), numeric=tuple(numeric),
-        allow_leaky=tuple(allow_leaky_column), missing_values=declared, select_model=select_model,
-    )
     return train_tabular(frame, spec=spec, source=source, out_dir=Path(out), overwrite=overwrite, progress=progress,
                          console=console, ledger=ledger)
 

@@ -18,7 +18,16 @@ from medassist.data.io.images import ImageSet, load_image_data
 from medassist.data.synthetic_images import SYNTHETIC_NOTICE, synthetic_images
 from medassist.exceptions import ConfigError
 from medassist.options import ModelSize, look_up_option
-from medassist.pipeline.imaging import IMAGE_MODELS, TASK, ImageSpec, ImageTrainOutcome, evaluate_images, predict_image, train_images
+from medassist.pipeline.imaging import (
+    IMAGE_MODELS,
+    PRESET_LR,
+    TASK,
+    ImageSpec,
+    ImageTrainOutcome,
+    evaluate_images,
+    predict_image,
+    train_images,
+)
 from medassist.privacy.ledger import PrivacyLedger
 from medassist.registry.bundle import ModelBundle, load_bundle
 from medassist.settings import Settings
@@ -37,10 +46,11 @@ class ImageTrainOptions:
     """
 
     model: str | None = None
-    size: ModelSize = ModelSize.SMALL
+    size: ModelSize = ModelSize.BASE
     seed: int = 0
     epochs: int | None = None
     window: str | None = None
+    init_from: Path | None = None
     class_weight: str = "none"
     dp_epsilon: float | None = None
     dp_delta: float = 1e-5
@@ -56,28 +66,33 @@ class ImageTrainOptions:
         privacy_config(self.dp_epsilon, delta=self.dp_delta, max_grad_norm=self.dp_max_grad_norm)  # checks the DP values
 
 
-def default_image_config(*, seed: int = 0, epochs: int | None = None, batch_size: int = 128) -> TrainConfig:
-    """Training defaults: AdamW 1e-3, cosine schedule, early stopping on validation AUC."""
-    return TrainConfig(epochs=epochs or 30, batch_size=batch_size, lr=1e-3, weight_decay=1e-4, patience=8, seed=seed,
+def default_image_config(*, seed: int = 0, epochs: int | None = None, batch_size: int = 128,
+                         size: ModelSize | str = ModelSize.BASE) -> TrainConfig:
+    """Training defaults: AdamW (the preset's learning rate), cosine schedule with warm-up, early
+    stopping on validation AUC."""
+    lr = PRESET_LR[look_up_option(size, ModelSize, name="model size")]
+    return TrainConfig(epochs=epochs or 30, batch_size=batch_size, lr=lr, weight_decay=1e-4, patience=8, seed=seed,
                        monitor=Monitor.VAL_METRIC)
 
 
 def train_image_diagnosis(
-    data: str | Path | ImageSet, *, out: Path, model: str = "resnet18", size: ModelSize | str = ModelSize.SMALL, seed: int = 0,
+    data: str | Path | ImageSet, *, out: Path, model: str = "resnet18", size: ModelSize | str = ModelSize.BASE, seed: int = 0,
     epochs: int | None = None, window: str | None = None, class_weight: str = "balanced", augment: bool = True,
     image_size: int | None = None, dp_epsilon: float | None = None, dp_delta: float = 1e-5, dp_max_grad_norm: float = 1.0,
-    overwrite: bool = False, progress: bool = True, console: Console | None = None,
+    init_from: str | Path | None = None, overwrite: bool = False, progress: bool = True, console: Console | None = None,
 ) -> ImageTrainOutcome:
     """Train an image classifier and write a bundle (task ``diagnosis-image``).
 
     With ``dp_epsilon`` the network trains with DP-SGD to that ε (``class_weight`` must then be
-    ``"none"``); the run is checked against and recorded in the privacy ledger.
+    ``"none"``); the run is checked against and recorded in the privacy ledger. ``init_from``
+    starts the network from a local checkpoint (see ``load_initial_weights``).
     """
     if model not in IMAGE_MODELS:
         from medassist.options import unknown_name_error
 
         raise unknown_name_error(model, list(IMAGE_MODELS), kind="image model")
-    cfg = default_image_config(seed=seed, epochs=epochs)
+    size = look_up_option(size, ModelSize, name="model size")
+    cfg = default_image_config(seed=seed, epochs=epochs, size=size)
     privacy = privacy_config(dp_epsilon, delta=dp_delta, max_grad_norm=dp_max_grad_norm)
     ledger = None
     if privacy is not None:
@@ -85,7 +100,11 @@ def train_image_diagnosis(
         settings = Settings()
         ledger = PrivacyLedger(path=settings.privacy_ledger_path, total_epsilon=settings.privacy_budget_epsilon)
     spec = ImageSpec(model=model, size=size, seed=seed, window=window, class_weight=class_weight, augment=augment,
-                     image_size=image_size, train=cfg)  # checks the options before the images are read
+                     image_size=image_size, init_from=str(init_from) if init_from else None, train=cfg)  # checked before the images are read
+    if init_from is not None and not Path(init_from).exists():
+        from medassist.exceptions import DataError
+
+        raise DataError(f"--init-from {init_from}: no such file or folder.")
     dataset = data if isinstance(data, ImageSet) else load_image_data(data, window=window)
     return train_images(dataset, spec=spec, out_dir=Path(out), overwrite=overwrite, progress=progress, console=console,
                         ledger=ledger)

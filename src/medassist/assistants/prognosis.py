@@ -1,8 +1,9 @@
 """Prognosis (a task of diagnosis and cases): "what is this patient's risk of the event over time?"
 
-Train the discrete-time neural survival ensemble of ``pipeline/survival.py`` on any CSV with a
-follow-up time and an event column, then predict survival at fixed horizons (with the ensemble's
-spread as an interval) and evaluate it (Harrell's and Uno's C, time-dependent AUC and Brier at the
+Train the discrete-time neural survival ensemble of ``pipeline/survival.py`` (5 cross-fitted hazard
+networks, each a residual trunk with a linear path beside it: see :func:`prognosis_spec`, and
+``benchmarks/prognosis.py`` for how it compares) on any CSV with a follow-up time and an event
+column, then predict survival at fixed horizons (with the ensemble's spread as an interval) and evaluate it (Harrell's and Uno's C, time-dependent AUC and Brier at the
 horizons, integrated Brier, bootstrap 95% intervals).
 
 The event column accepts 1/0, true/false, yes/no and dead/alive (case-insensitive); anything else
@@ -18,27 +19,41 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from medassist.assistants.prognosis_curves import cohort_curve
 from medassist.data.sources import DataSource, resolve_table
+from medassist.evaluation.bootstrap import resamples
 from medassist.exceptions import ConfigError, DataError, SchemaError
-from medassist.options import ModelSize, look_up_option
+from medassist.models.sizes import check_size
+from medassist.options import ModelSize
 from medassist.pipeline.survival import (
-    SurvivalModel, SurvivalOutcome, SurvivalSpec, default_encoder_config, default_survival_config, outcome_rows,
-    survival_model_from_bundle, train_survival_bundle,
+    NETWORKS,
+    SurvivalModel,
+    SurvivalOutcome,
+    SurvivalSpec,
+    default_encoder_config,
+    default_survival_config,
+    outcome_rows,
+    survival_model_from_bundle,
+    train_survival_bundle,
 )
 from medassist.registry.bundle import ModelBundle, load_bundle
 
 TASK = "survival"
+T = TypeVar("T")
 DAYS_PER_YEAR = 365.25
 #: Members of the cross-fitted ensemble when the user does not say (``--ensemble 0``).
 DEFAULT_ENSEMBLE = 5
+#: Hazard networks with a linear path beside the trunk (see ``DiscreteHazardNet``).
+DEFAULT_LINEAR_PATH = True
 
 DP_REFUSAL = (
     "--dp-epsilon is not supported for task 'survival': the survival ensemble and its patient autoencoder are trained "
@@ -66,7 +81,7 @@ class SurvivalTrainOptions:
     REFUSED: ClassVar[dict[str, str]] = {"dp_epsilon": DP_REFUSAL}
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "size", look_up_option(self.size, ModelSize, name="model size"))
+        object.__setattr__(self, "size", check_size(self.size, task="survival", models=NETWORKS))
         object.__setattr__(self, "horizon", tuple(float(h) for h in self.horizon))
         for h in self.horizon:
             if not (math.isfinite(h) and h > 0):
@@ -113,6 +128,19 @@ def frame_with_ids(frame: pd.DataFrame, *, id_column: str | None, source: str) -
     return frame
 
 
+def prognosis_spec(
+    *, time: str, event: str, exclude: tuple[str, ...] = (), size: ModelSize | str = ModelSize.SMALL, seed: int = 0,
+    epochs: int | None = None, ensemble: int = 0, missing_outcome: str = "error",
+) -> SurvivalSpec:
+    """The model ``medassist train --task survival`` ships: what :func:`train_prognosis` fits and
+    what ``benchmarks/prognosis.py`` measures, so the two cannot drift apart."""
+    return SurvivalSpec(
+        time=time, event=event, exclude=exclude, size=check_size(size, task="survival", models=NETWORKS), seed=seed, n_members=ensemble or DEFAULT_ENSEMBLE,
+        linear=DEFAULT_LINEAR_PATH, missing_outcome=missing_outcome, train=default_survival_config(seed=seed, epochs=epochs),
+        encoder_train=default_encoder_config(seed=seed, epochs=epochs),
+    )
+
+
 def train_prognosis(
     data: str | Path,
     *,
@@ -156,14 +184,12 @@ def train_prognosis(
         chosen = auto
     if not chosen:
         raise DataError(f"{source.name}: no usable horizon inside the follow-up; pass --horizon TIME.")
-    spec = SurvivalSpec(
-        time=time, event=event, exclude=tuple(c for c in (id_column, *exclude) if c), size=size, seed=seed,
-        n_members=ensemble or DEFAULT_ENSEMBLE, missing_outcome=missing, train=default_survival_config(seed=seed, epochs=epochs),
-        encoder_train=default_encoder_config(seed=seed, epochs=epochs),
-    )
+    spec = prognosis_spec(time=time, event=event, exclude=tuple(c for c in (id_column, *exclude) if c), size=size, seed=seed,
+                          epochs=epochs, ensemble=ensemble, missing_outcome=missing)
     outcome = train_survival_bundle(frame, spec=spec, source_name=source.name, out_dir=Path(out), overwrite=overwrite,
                                     progress=progress, console=console, task=TASK, id_column=id_column,
-                                    extras={"horizons": chosen, "time_unit": unit, "id_column": id_column})
+                                    extras={"horizons": chosen, "time_unit": unit, "id_column": id_column,
+                                            "cohort": cohort_curve(oc.time, oc.event)})  # drawn by the service's prognosis pages
     return outcome, chosen, unit
 
 
@@ -259,14 +285,21 @@ class PrognosisAssistant:
 
 
 def _point_metrics(risk: np.ndarray, surv: np.ndarray, grid_surv: np.ndarray, grid: np.ndarray,
-                   t: np.ndarray, d: np.ndarray, horizons: np.ndarray) -> dict[str, float]:
-    from sksurv.metrics import brier_score, concordance_index_censored, concordance_index_ipcw, cumulative_dynamic_auc, integrated_brier_score
+                   t: np.ndarray, d: np.ndarray, horizons: np.ndarray) -> dict[str, float | None]:
+    """Each metric on one set of rows; None where it is undefined there (no comparable pairs, past the follow-up)."""
+    from sksurv.metrics import (
+        brier_score,
+        concordance_index_censored,
+        concordance_index_ipcw,
+        cumulative_dynamic_auc,
+        integrated_brier_score,
+    )
     from sksurv.util import Surv
 
     y = Surv.from_arrays(event=d.astype(bool), time=t)
-    out: dict[str, float] = {}
+    out: dict[str, float | None] = {}
 
-    def attempt(fn):
+    def attempt(fn: Callable[[], T]) -> T | None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -307,10 +340,8 @@ def survival_metrics(assistant: PrognosisAssistant, x: np.ndarray, t: np.ndarray
     grid = np.unique(np.linspace(lo, hi, 50))
     grid_surv = assistant.model.survival(x, grid)
     point = _point_metrics(risk, surv, grid_surv, grid, t, d, horizons)
-    rng = np.random.default_rng(seed)
     boots: dict[str, list[float]] = {k: [] for k in point}
-    for _ in range(max(0, n_boot)):
-        i = rng.integers(0, len(t), len(t))
+    for i in resamples(len(t), max(0, n_boot), seed):
         if d[i].sum() == 0:
             continue
         for k, v in _point_metrics(risk[i], surv[i], grid_surv[i], grid, t[i], d[i], horizons).items():

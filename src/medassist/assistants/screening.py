@@ -5,14 +5,15 @@ predict, explain, evaluate and screen libraries with its bundle.
 Example:
     >>> outcome = train_screening_model("freesolv", out=Path("models/freesolv"))
     >>> assistant = ScreeningAssistant.load("models/freesolv")
-    >>> assistant.screen("library.smi", out=Path("hits.csv"), top=100, filters=["lipinski", "pains"])
+    >>> assistant.screen("library.smi", top=100, filters=["lipinski", "pains"]).write(Path("hits.csv"))
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 from rich.console import Console
@@ -26,6 +27,9 @@ from medassist.pipeline.molecules import ScreeningOutcome, ScreeningSpec, evalua
 from medassist.registry.bundle import ModelBundle, load_bundle
 from medassist.training import Monitor, TrainConfig
 
+if TYPE_CHECKING:
+    from medassist.pipeline.screen import ScreenChunk, ScreenResult
+
 #: ``--model`` names: a network family, optionally with RDKit descriptors concatenated.
 MODEL_CHOICES = {
     "dmpnn": ("dmpnn", "fast"), "dmpnn+rdkit": ("dmpnn", "fast"), "dmpnn+rdkit-all": ("dmpnn", "all"), "dmpnn-only": ("dmpnn", None),
@@ -35,6 +39,8 @@ DEFAULT_MODEL = "dmpnn"
 #: Ensemble members when the user does not say (``--ensemble 0``): three, so that every
 #: prediction has an uncertainty (``--ensemble 1`` trains one model, three times faster).
 DEFAULT_ENSEMBLE = 3
+#: The model size when the user does not say.
+DEFAULT_SIZE = ModelSize.SMALL
 
 
 #: Why ``--dp-epsilon`` is refused. The networks could train with DP-SGD, but a screening bundle
@@ -56,7 +62,7 @@ class ScreeningTrainOptions:
     target: str | None = None
     smiles_column: str | None = None
     model: str | None = None
-    size: ModelSize = ModelSize.SMALL
+    size: ModelSize = DEFAULT_SIZE
     seed: int = 0
     epochs: int | None = None
     ensemble: int = 0
@@ -103,7 +109,8 @@ def load_molecules(data: str | Path, *, smiles_column: str | None = None) -> tup
     if is_dataset_name(str(data)):
         info = get_dataset(str(data))
         frame = info.load()
-        col = smiles_column or info.extras.get("smiles_column")
+        named = info.extras.get("smiles_column")
+        col = smiles_column or (named if isinstance(named, str) else None)
         return frame, DataSource(name=info.name, provenance=info.source, licence=info.licence, dataset=info), col, None
     names = ", ".join(d.name for d in list_datasets())
     raise DataFileNotFoundError(f"{data}: no such file, and not a bundled data set name (bundled: {names}).")
@@ -111,7 +118,7 @@ def load_molecules(data: str | Path, *, smiles_column: str | None = None) -> tup
 
 def train_screening_model(
     data: str | Path, *, out: Path, target: str | None = None, smiles_column: str | None = None, model: str | None = None,
-    size: ModelSize | str = ModelSize.SMALL, seed: int = 0, epochs: int | None = None, ensemble: int = 0, split: str = "random",
+    size: ModelSize | str = DEFAULT_SIZE, seed: int = 0, epochs: int | None = None, ensemble: int = 0, split: str = "random",
     id_column: str | None = None, positive_class: str | None = None, overwrite: bool = False, progress: bool = True,
     console: Console | None = None, n_boot: int = 1000,
 ) -> ScreeningOutcome:
@@ -143,7 +150,8 @@ def train_screening_model(
                           f"The table has: {', '.join(map(str, frame.columns[:30]))}.")
     classification = info.task == "binary" if info is not None else _looks_binary(frame, targets)
     spec = ScreeningSpec(
-        targets=targets, smiles_column=col or "smiles", model=family, descriptors=descriptors, size=size, seed=seed, split=split,
+        targets=targets, smiles_column=col or "smiles", model=family, descriptors=descriptors,
+        size=look_up_option(size, ModelSize, name="model size"), seed=seed, split=split,
         n_members=ensemble or DEFAULT_ENSEMBLE, id_column=id_column, positive_class=positive_class, n_boot=n_boot,
         train=default_train_config(family, seed=seed, epochs=epochs, classification=classification),
     )
@@ -190,13 +198,30 @@ class ScreeningAssistant:
             raise DataError(f"{smiles!r}: {reason}")
         return mol, atom_attributions(self.bundle, mol, task=task)
 
-    def screen(self, library: str | Path, **kwargs: Any):
-        from medassist.pipeline.screen import screen_library
+    def screen(self, library: str | Path | pd.DataFrame, **options: Any) -> ScreenResult:
+        """Screen a library file, a table or a bundled library (e.g. ``chembl_drugs``) to the end: the
+        ranked hits, skipped molecules and summary (``pipeline.screen.screen``; ``on_progress``
+        is called after each batch; ``ray_address="auto"`` or ``"HOST:PORT"`` scores on a Ray
+        cluster with the same result)."""
+        from medassist.pipeline.screen import screen
 
+        return screen(self.bundle, *self._library(library, options), **options)
+
+    def iter_screen(self, library: str | Path | pd.DataFrame, **options: Any) -> Generator[ScreenChunk, None, ScreenResult]:
+        """The same, batch by batch (``pipeline.screen.iter_screen``)."""
+        from medassist.pipeline.screen import iter_screen
+
+        return iter_screen(self.bundle, *self._library(library, options), **options)
+
+    @staticmethod
+    def _library(library: str | Path | pd.DataFrame, options: dict[str, Any]) -> tuple[Path | pd.DataFrame]:
+        if isinstance(library, pd.DataFrame):
+            return (library,)
         path = Path(library)
         if not path.exists() and is_dataset_name(str(library)):
             info = get_dataset(str(library))
-            kwargs.setdefault("smiles_column", info.extras.get("smiles_column"))
-            return screen_library(self.bundle, info.load(), **kwargs)
-        file_kind(path) if path.exists() else None
-        return screen_library(self.bundle, path, **kwargs)
+            options.setdefault("smiles_column", info.extras.get("smiles_column"))
+            return (info.load(),)
+        if path.exists():
+            file_kind(path)  # an unknown file type is refused before anything runs
+        return (path,)

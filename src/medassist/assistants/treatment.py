@@ -22,13 +22,21 @@ import pandas as pd
 from rich.console import Console
 
 from medassist.data.sources import DataSource, resolve_table
+from medassist.evaluation.treatment_policy import Ranking, evaluate_rows, interval_multipliers, rank_arms, summarise
 from medassist.exceptions import ConfigError, DataError, SchemaError
 from medassist.explain.attributions import group_attributions, integrated_gradients, top_attributions
 from medassist.featurizers.tabular import parse_numeric
-from medassist.options import ModelSize, look_up_option
+from medassist.models.sizes import check_size
+from medassist.models.treatment import TreatmentModel, contrast_module
+from medassist.options import ModelSize
 from medassist.pipeline.treatment import (
-    TreatmentModel, TreatmentOutcome, TreatmentSpec, contrast_module, default_effect_config,
-    default_train_config, evaluate_rows, interval_multipliers, model_from_bundle, prepare_treatment, rank_arms, summarise,
+    NETWORKS,
+    TreatmentOutcome,
+    TreatmentSpec,
+    default_effect_config,
+    default_train_config,
+    model_from_bundle,
+    prepare_treatment,
     train_treatment,
 )
 from medassist.registry.bundle import ModelBundle, load_bundle
@@ -84,7 +92,7 @@ class TreatmentTrainOptions:
     REFUSED: ClassVar[dict[str, str]] = {"dp_epsilon": DP_REFUSAL}
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "size", look_up_option(self.size, ModelSize, name="model size"))
+        object.__setattr__(self, "size", check_size(self.size, task="treatment", models=NETWORKS))
         if self.model not in (None, "multiarm"):
             raise ConfigError(f"--model '{self.model}': the treatment assistant has one model family, 'multiarm'.")
 
@@ -124,16 +132,21 @@ def train_treatment_model(
         if outcome is None and time is None:
             if ex["outcome_kind"] == "survival":
                 time, event = str(ex["time"]), str(ex["event"])
-                horizon = horizon if horizon is not None else float(ex["horizon"])
+                horizon = horizon if horizon is not None else _declared_number(ex["horizon"], name="horizon", source=source.name)
             else:
                 outcome = ds.target
         reference = reference or str(ex["reference"])
         better = better or str(ex["better"])
         if assignment is None:
             assignment = str(ex["assignment"])
-            probabilities = ex.get("arm_probabilities")
+            declared = ex.get("arm_probabilities")
+            if declared is not None:
+                probabilities = _declared_probabilities(declared, source=source.name)
         chosen = {outcome, time, event}
-        exclude = tuple(dict.fromkeys([*(c for c in ex["exclude"] if c not in chosen), *exclude]))
+        declared_exclude = ex["exclude"]
+        if not isinstance(declared_exclude, list | tuple):
+            raise ConfigError(f"{source.name}: the data set declares 'exclude' as {declared_exclude!r}; expected a list of columns.")
+        exclude = tuple(dict.fromkeys([*(str(c) for c in declared_exclude if c not in chosen), *exclude]))
         id_column = id_column or ds.id_column
     if not treatment:
         raise ConfigError(f"{source.name}: which column names the treatment arm? Pass --treatment COLUMN.")
@@ -142,11 +155,25 @@ def train_treatment_model(
     spec = TreatmentSpec(
         treatment=treatment, outcome=outcome, time=time, event=event, horizon=horizon, reference=reference, better=better,
         assignment=assignment or "observational", arm_probabilities=probabilities, exclude=exclude, id_column=id_column,
-        size=size, seed=seed, n_members=ensemble or 5, train=default_train_config(seed=seed, epochs=epochs),
+        size=check_size(size, task="treatment", models=NETWORKS), seed=seed, n_members=ensemble or 5, train=default_train_config(seed=seed, epochs=epochs),
         effect_train=default_effect_config(seed=seed, epochs=epochs),
         missing_outcome="drop" if drop_missing_outcome else "error",
     )
     return train_treatment(frame, spec=spec, source=source, out_dir=Path(out), overwrite=overwrite, progress=progress, console=console)
+
+
+def _declared_number(value: object, *, name: str, source: str) -> float:
+    """A number a bundled data set declares (its design), checked."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ConfigError(f"{source}: the data set declares '{name}' as {value!r}; expected a number.")
+    return float(value)
+
+
+def _declared_probabilities(value: object, *, source: str) -> dict[str, float]:
+    """The randomisation probabilities per arm a bundled trial declares, checked."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: the data set declares 'arm_probabilities' as {value!r}; expected {{arm: probability}}.")
+    return {str(arm): _declared_number(p, name=f"arm_probabilities[{arm!r}]", source=source) for arm, p in value.items()}
 
 
 class TreatmentAssistant:
@@ -241,7 +268,7 @@ class TreatmentAssistant:
         out["p_better_than_runner_up"] = np.round(rank.p_vs_runner_up, 3)
         threshold = min_confidence if min_confidence is not None else CLEAR
         out["confidence_flag"] = np.where(rank.p_vs_runner_up >= threshold, "clear", "not distinguishable")
-        out["recommendation_basis"] = [self._basis(rank, i, default, threshold, min_confidence is not None) for i in rows]
+        out["recommendation_basis"] = [self._basis(rank, i, default, threshold, min_confidence is not None) for i in range(len(frame))]
         out["reference"] = arms[ref]
         ben_lo = np.where(sign > 0, dlo[rows, rec], -dhi[rows, rec])
         ben_hi = np.where(sign > 0, dhi[rows, rec], -dlo[rows, rec])
@@ -272,7 +299,7 @@ class TreatmentAssistant:
             self._explain(out, x, rec, dmean, sign, top_k)
         return out
 
-    def _basis(self, rank: Any, i: int, default: int, threshold: float, conservative: bool) -> str:
+    def _basis(self, rank: Ranking, i: int, default: int, threshold: float, conservative: bool) -> str:
         arms = self.arms
         top, second = int(rank.order[i, 0]), int(rank.order[i, 1])
         if rank.fallback[i]:

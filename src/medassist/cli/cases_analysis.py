@@ -13,6 +13,7 @@ a small model in-process (and say so).
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,15 @@ from medassist.options import ModelSize
 
 out = Console()
 err = Console(stderr=True)
+
+
+
+class SurvivalSize(StrEnum):
+    """The ``ModelSize`` values the survival networks come in: ``base`` is a preset of the image
+    models only, so ``--preset`` refuses it and names these instead."""
+
+    SMALL = ModelSize.SMALL.value
+    LARGE = ModelSize.LARGE.value
 
 
 def _settings():
@@ -77,7 +87,7 @@ def _emit_json(result: dict[str, Any]) -> None:
 def train_survival(
     dataset: str = typer.Option(None, "--dataset", help="Data set in the case store (default: every case)."),
     out_dir: Path = typer.Option(None, "--out", help="Bundle directory (default: MEDASSIST_HOME/bundles/cases-survival-DATASET)."),
-    preset: ModelSize = typer.Option(ModelSize.SMALL, "--preset", case_sensitive=False, help="Model size; large has over a million parameters."),
+    preset: SurvivalSize = typer.Option(SurvivalSize.SMALL, "--preset", case_sensitive=False, help="Model size; large has over a million parameters."),
     epochs: int = typer.Option(None, "--epochs", help="Most training epochs (default 150, early stopping)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and the training."),
     members: int = typer.Option(5, "--members", help="Cross-fitted hazard networks averaged into the curves (1-20)."),
@@ -90,7 +100,7 @@ def train_survival(
     settings = _settings()
     frame = _frame(_store(settings), dataset)
     target = out_dir or default_bundle(settings, dataset)
-    spec = SurvivalSpec(size=preset, seed=seed, missing_outcome="drop", n_members=members, train=default_survival_config(seed=seed, epochs=epochs),
+    spec = SurvivalSpec(size=ModelSize(preset.value), seed=seed, missing_outcome="drop", n_members=members, train=default_survival_config(seed=seed, epochs=epochs),
                         encoder_train=default_encoder_config(seed=seed, epochs=epochs))
     res = train_survival_bundle(frame, spec=spec, source_name=f"case store ({dataset or 'all data sets'})", out_dir=target,
                                 overwrite=overwrite, progress=progress, console=err)

@@ -9,16 +9,20 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from medassist.exceptions import ConfigError, DataError, DataFileNotFoundError, EmptyDataError
+from medassist.fileio import write_atomic
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
-def _read_notes(source: str, text_column: str | None) -> tuple[list[str], list[str], object]:
+def _read_notes(source: str, text_column: str | None) -> tuple[list[str], list[str], pd.DataFrame | None]:
     """(labels, texts, frame-or-None): one note from .txt/stdin, or one per row of a CSV."""
     if source == "-":
         text = sys.stdin.read()
@@ -51,13 +55,6 @@ def _read_notes(source: str, text_column: str | None) -> tuple[list[str], list[s
     return [path.name], [text], None
 
 
-def _write_atomic(path: Path, data: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(data, encoding="utf-8")
-    tmp.replace(path)
-
-
 def deid(
     source: str = typer.Argument(..., metavar="FILE|-", help="A .txt note, a .csv of notes (with --text-column), or - for stdin."),
     out: Path | None = typer.Option(None, "--out", help="Where to write the redacted note (.txt) or table (.csv); stdout if omitted."),
@@ -81,11 +78,11 @@ def deid(
         if out is None:
             typer.echo(table_to_csv(red), nl=False)
         else:
-            _write_atomic(out, table_to_csv(red))
+            write_atomic(out, table_to_csv(red))
     elif out is None:
         typer.echo(results[0].text, nl=not results[0].text.endswith("\n"))
     else:
-        _write_atomic(out, results[0].text)
+        write_atomic(out, results[0].text)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none found"
     typer.echo(f"de-identified {len(texts)} note(s); replaced: {summary}" + (f"; wrote {out}" if out else ""), err=True)
 
@@ -101,7 +98,7 @@ def code(
     from medassist.assistants.coding import suggest_codes
 
     labels, texts, _ = _read_notes(source, text_column)
-    docs = []
+    docs: list[dict[str, Any]] = []
     for label, text in zip(labels, texts):
         sugg = suggest_codes(text, top=top, deidentify_first=not no_deid) if text.strip() else []
         docs.append({"note": label, "suggestions": [s.to_dict() for s in sugg]})

@@ -87,8 +87,9 @@ class TrainRequest:
     reference_arm: str | None = None
     better: str | None = None
     assignment: str | None = None
-    # images (DICOM/NIfTI CT window preset)
+    # images (DICOM/NIfTI CT window preset; a local checkpoint to start from)
     window: str | None = None
+    init_from: Path | None = None
     # diagnosis: how inputs are encoded, and leaking columns kept knowingly
     categorical: tuple[str, ...] = ()
     numeric: tuple[str, ...] = ()
@@ -128,7 +129,7 @@ def _resolve(table: dict[str, str], key: str, *, what: str):
 
 #: TrainRequest fields every task takes: where the data and the bundle are, not how to train.
 COMMON_TRAIN_FIELDS = frozenset({"data", "out", "task", "overwrite", "progress"})
-O = TypeVar("O")
+OptionsT = TypeVar("OptionsT")
 
 
 def train_flag(field_name: str) -> str:
@@ -152,7 +153,7 @@ def set_fields(req: TrainRequest) -> list[str]:
     return names
 
 
-def train_options(req: TrainRequest, options: type[O]) -> O:
+def train_options(req: TrainRequest, options: type[OptionsT]) -> OptionsT:
     """``req`` as the task's options class (a frozen dataclass its assistant owns).
 
     An option the user set is refused when the class lists it in ``REFUSED`` (with the reason
@@ -196,7 +197,7 @@ def train(
     task: str = typer.Option("auto", "--task", help="auto | " + " | ".join(TRAIN_HANDLERS)),
     target: str = typer.Option(None, "--target", "--outcome", help="Outcome column (bundled data sets have a default)."),
     model: str = typer.Option(None, "--model", help="Model family (diagnosis: mlp | ft | auto: the deep model or a logistic regression, whichever has the higher validation AUC)."),
-    size: ModelSize = typer.Option(ModelSize.SMALL, "--size", case_sensitive=False, help="Model size; large has over a million parameters."),
+    size: ModelSize = typer.Option(None, "--size", case_sensitive=False, show_default=False, help="Model size (default small; images: base). large has over a million parameters, and so has base (images only)."),
     seed: int = typer.Option(0, "--seed", help="Seed for splits, initialisation and data order."),
     id_column: str = typer.Option(None, "--id-column", help="Patient ID column: splits keep a patient's rows together."),
     positive_class: str = typer.Option(None, "--positive-class", help="Positive class of a binary outcome."),
@@ -214,6 +215,7 @@ def train(
     better: str = typer.Option(None, "--better", help="Treatment: higher | lower outcome is better."),
     assignment: str = typer.Option(None, "--assignment", help="Treatment: randomised | observational (default observational for a CSV)."),
     window: str = typer.Option(None, "--window", help="Images: CT window preset for DICOM/NIfTI (lung | mediastinum | brain | bone | abdomen)."),
+    init_from: Path = typer.Option(None, "--init-from", help="Images: start from a local checkpoint (.safetensors, a medassist bundle folder, or a PyTorch state-dict file); layers that do not fit are listed and skipped."),
     categorical: list[str] = typer.Option([], "--categorical", help="Diagnosis: encode this column as categories (repeatable); few-valued integer codes are by default."),
     numeric: list[str] = typer.Option([], "--numeric", help="Diagnosis: encode this column as a number, not as categories (repeatable)."),
     dictionary: Path = typer.Option(None, "--dictionary", help="Diagnosis: data dictionary (REDCap CSV, CSV, YAML or JSON): labels, units, codes, column types."),
@@ -229,13 +231,14 @@ def train(
     task = (infer_task(data, survival_outcome=bool(time_column and event_column and not treatment_column))
             if task == "auto" else task.strip().lower())
     request = TrainRequest(
-        data=data, out=out_dir, task=task, target=target, model=model, size=size, seed=seed, id_column=id_column,
+        data=data, out=out_dir, task=task, target=target, model=model, seed=seed, id_column=id_column,
+        size=size if size is not None else (ModelSize.BASE if task == "image" else ModelSize.SMALL),
         positive_class=positive_class, exclude=tuple(exclude), epochs=epochs, ensemble=ensemble,
         class_weight=class_weight, drop_missing_target=drop_missing_target, smiles_column=smiles_column,
         treatment_column=treatment_column, overwrite=overwrite, progress=not no_progress,
         dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_max_grad_norm=dp_max_grad_norm,
         time_column=time_column, event_column=event_column, horizon=tuple(horizon), reference_arm=reference_arm,
-        better=better, assignment=assignment, window=window,
+        better=better, assignment=assignment, window=window, init_from=init_from,
         categorical=tuple(categorical), numeric=tuple(numeric), allow_leaky_column=tuple(allow_leaky_column), dictionary=dictionary,
         missing_values=tuple(missing_values),
     )
@@ -273,21 +276,19 @@ def emit_evaluation(req: EvaluateRequest, result: dict[str, Any], *, lines: list
     """Show an evaluation: JSON to ``--out`` (written whole, then renamed) and to stdout with
     ``--json``; otherwise a short summary (``lines``, or every metric with its interval)."""
     import json
-    import os
+
+    from medassist.fileio import write_atomic
 
     text = json.dumps(result, indent=1, default=float)
     if req.out is not None:
-        target = Path(req.out)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, target)
+        write_atomic(Path(req.out), text + "\n", encoding=None)
     if req.json_output:
         typer.echo(text)
         return
     if lines is None:
         lines = []
-        metrics = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
+        given = result.get("metrics")
+        metrics = given if isinstance(given, dict) else {}
         shown = [f"{k} {format_interval(m)}" for k, m in metrics.items() if isinstance(m, dict) and "value" in m]
         if "n" in result:
             lines.append(f"{result['n']} rows evaluated")

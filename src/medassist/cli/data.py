@@ -36,8 +36,8 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readabl
 @app.command("check")
 def check_cmd(
     file: str = typer.Argument(..., help="CSV file (or bundled data set name) to check."),
-    target: str = typer.Option(None, "--target", help="Outcome column: adds class balance and leakage checks."),
-    id_column: str = typer.Option(None, "--id-column", help="Patient ID column."),
+    target: str | None = typer.Option(None, "--target", help="Outcome column: adds class balance and leakage checks."),
+    id_column: str | None = typer.Option(None, "--id-column", help="Patient ID column."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Data-quality report: types, missingness, duplicates, ranges, ID and leakage suspects, balance."""

@@ -23,12 +23,14 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from medassist.data.catalog import list_datasets
+from medassist.options import ModelSize
 from medassist.settings import Settings
 
 out = Console() if sys.stdout.isatty() else Console(width=120)  # a pipe or a log gets the full table
@@ -121,7 +123,7 @@ def _treatment(base: Path, settings: Settings, plan: DemoPlan, epochs: int) -> t
     k = plan.treatment_ensemble
     o = train_treatment_model("colon", out=base / "colon-treatment", epochs=min(epochs, plan.treatment_epochs), ensemble=k,
                               overwrite=True, console=err)
-    fit = next(iter(o.metrics["outcome_fit"].items()), ("fit", {}))
+    fit: tuple[str, dict[str, Any]] = next(iter(o.metrics["outcome_fit"].items()), ("fit", {}))
     return "treatment", "colon (survival, 3 arms)", f"multiarm-small ×{k}, {o.n_parameters / 1e6:.2f}M", f"{fit[0]} {_ci(fit[1])}", o.bundle_dir.name
 
 
@@ -131,7 +133,8 @@ def _screening(base: Path, settings: Settings, plan: DemoPlan, epochs: int) -> t
     k = plan.screening_ensemble
     o = train_screening_model("solubility", out=base / "solubility-screening", model="fpmlp", epochs=min(epochs, plan.screening_epochs),
                               ensemble=k, overwrite=True, console=err, n_boot=200)
-    m = next(iter(o.metrics.values()), {}).get("metrics", {})
+    first: dict[str, Any] = next(iter(o.metrics.values()), {})
+    m = first.get("metrics", {})
     model = f"fpmlp-small ×{k}" if k > 1 else "fpmlp-small"
     return "screening", "solubility (Huuskonen)", f"{model}, {o.n_parameters / 1e6:.2f}M", f"RMSE {_ci(m.get('rmse'))}", o.bundle_dir.name
 
@@ -147,7 +150,7 @@ def _imaging(base: Path, settings: Settings, plan: DemoPlan, epochs: int) -> tup
     o = train_image_diagnosis(data, out=base / name, epochs=min(epochs, plan.image_epochs), overwrite=True, console=err)
     m = o.metrics["metrics"]
     label = "synthetic lesions (not clinical)" if data.synthetic else data.source
-    return "imaging", label, f"resnet18-small, {o.n_parameters / 1e6:.2f}M", f"AUC {_ci(m.get('auc') or m.get('macro_auc'))}", o.bundle_dir.name
+    return "imaging", label, f"resnet18-base, {o.n_parameters / 1e6:.2f}M", f"AUC {_ci(m.get('auc') or m.get('macro_auc'))}", o.bundle_dir.name
 
 
 def _import_cases(store, result, *, dataset: str, kind: str) -> str:
@@ -185,7 +188,7 @@ def _cases(base: Path, settings: Settings, plan: DemoPlan, epochs: int) -> tuple
     finally:
         store.db.dispose()
     k = plan.cases_members
-    spec = SurvivalSpec(size="small", seed=0, missing_outcome="drop", n_members=k,
+    spec = SurvivalSpec(size=ModelSize.SMALL, seed=0, missing_outcome="drop", n_members=k,
                         train=default_survival_config(seed=0, epochs=epochs), encoder_train=default_encoder_config(seed=0, epochs=epochs))
     o = train_survival_bundle(frame, spec=spec, source_name="case store (whas500)", out_dir=base / "cases-survival-whas500",
                               overwrite=True, console=err)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medassist.cli.commands import EvaluateRequest, PredictRequest, TrainRequest, emit_evaluation, format_interval, err, out, train_options
+from medassist.cli.commands import EvaluateRequest, PredictRequest, TrainRequest, emit_evaluation, err, format_interval, out, train_options
 from medassist.data.io.tables import write_table
 from medassist.evaluation.comparison import comparison_lines
 from medassist.exceptions import ConfigError

@@ -8,11 +8,16 @@ site's rows). All three end in an ordinary model bundle, written by whoever play
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from medassist.cli.commands import err, out
-from medassist.options import ModelSize
+from medassist.options import ModelSize, look_up_option
+
+if TYPE_CHECKING:
+    from medassist.pipeline.federated import FederatedOutcome
+    from medassist.training.federated import FederationConfig
 
 app = typer.Typer(help="Federated learning (Flower): train across sites without moving rows.", no_args_is_help=True)
 
@@ -20,14 +25,14 @@ STRATEGY_HELP = "fedavg or fedprox."
 
 
 def _config(*, strategy: str, mu: float, rounds: int, min_clients: int, dp_noise: float | None, dp_clip: float,
-            dp_delta: float, timeout: float):
-    from medassist.training.federated import FederationConfig
+            dp_delta: float, timeout: float) -> FederationConfig:
+    from medassist.training.federated import FederationConfig, FedStrategy
 
-    return FederationConfig(strategy=strategy, mu=mu, rounds=rounds, min_clients=min_clients, dp_noise=dp_noise,
+    return FederationConfig(strategy=look_up_option(strategy, FedStrategy, name="federated strategy"), mu=mu, rounds=rounds, min_clients=min_clients, dp_noise=dp_noise,
                             dp_clip=dp_clip, dp_delta=dp_delta, timeout=timeout)
 
 
-def _print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
+def _print_outcome(outcome: FederatedOutcome) -> None:
     m = outcome.metrics
     for note in outcome.notes:
         err.print(f"note: {note}", highlight=False)
@@ -45,11 +50,11 @@ def _print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
 def simulate(
     data: str = typer.Option(..., "--data", help="CSV file or bundled data set name (e.g. heart_disease)."),
     out_dir: Path = typer.Option(..., "--out", help="Where to write the model bundle."),
-    sites: int = typer.Option(None, "--sites", help="Sites: with a site column, keep the N largest; without, a seeded stratified split into N."),
-    site_column: str = typer.Option(None, "--site-column", help="Column naming each row's site (a bundled data set brings its own)."),
-    target: str = typer.Option(None, "--target", help="Outcome column (a bundled data set brings its own)."),
-    positive_class: str = typer.Option(None, "--positive-class"),
-    id_column: str = typer.Option(None, "--id-column"),
+    sites: int | None = typer.Option(None, "--sites", help="Sites: with a site column, keep the N largest; without, a seeded stratified split into N."),
+    site_column: str | None = typer.Option(None, "--site-column", help="Column naming each row's site (a bundled data set brings its own)."),
+    target: str | None = typer.Option(None, "--target", help="Outcome column (a bundled data set brings its own)."),
+    positive_class: str | None = typer.Option(None, "--positive-class"),
+    id_column: str | None = typer.Option(None, "--id-column"),
     exclude: list[str] = typer.Option([], "--exclude", help="Column to leave out (repeatable)."),
     strategy: str = typer.Option("fedavg", "--strategy", help=STRATEGY_HELP),
     mu: float = typer.Option(0.01, "--mu", help="FedProx proximal weight μ."),
@@ -58,7 +63,7 @@ def simulate(
     model: str = typer.Option("mlp", "--model"),
     size: ModelSize = typer.Option(ModelSize.SMALL, "--size", case_sensitive=False, help="Model size; large has over a million parameters."),
     seed: int = typer.Option(0, "--seed"),
-    dp_noise: float = typer.Option(None, "--dp-noise", help="Noise multiplier σ of site-level DP on the updates (off when not given)."),
+    dp_noise: float | None = typer.Option(None, "--dp-noise", help="Noise multiplier σ of site-level DP on the updates (off when not given)."),
     dp_clip: float = typer.Option(1.0, "--dp-clip", help="L2 bound of one site's update under DP."),
     dp_delta: float = typer.Option(1e-5, "--dp-delta", help="δ at which ε is reported."),
     cpus: int = typer.Option(0, "--cpus", help="CPUs for the simulation engine (0: one per site, at most the machine's)."),
@@ -68,7 +73,8 @@ def simulate(
 ) -> None:
     """Simulate a federation of the table's sites in Flower's simulation engine."""
     from medassist.data.sources import resolve_table
-    from medassist.pipeline.federated import FederatedSpec, simulate as run
+    from medassist.pipeline.federated import FederatedSpec
+    from medassist.pipeline.federated import simulate as run
 
     frame, source = resolve_table(data)
     info = source.dataset
@@ -95,12 +101,12 @@ def server(
     strategy: str = typer.Option("fedavg", "--strategy", help=STRATEGY_HELP),
     mu: float = typer.Option(0.01, "--mu", help="FedProx proximal weight μ."),
     local_epochs: int = typer.Option(2, "--local-epochs"),
-    target: str = typer.Option(None, "--target", help="Outcome the sites must report (default: whatever they agree on)."),
-    positive_class: str = typer.Option(None, "--positive-class"),
+    target: str | None = typer.Option(None, "--target", help="Outcome the sites must report (default: whatever they agree on)."),
+    positive_class: str | None = typer.Option(None, "--positive-class"),
     model: str = typer.Option("mlp", "--model"),
     size: ModelSize = typer.Option(ModelSize.SMALL, "--size", case_sensitive=False, help="Model size; large has over a million parameters."),
     seed: int = typer.Option(0, "--seed"),
-    dp_noise: float = typer.Option(None, "--dp-noise", help="Noise multiplier σ of site-level DP on the updates."),
+    dp_noise: float | None = typer.Option(None, "--dp-noise", help="Noise multiplier σ of site-level DP on the updates."),
     dp_clip: float = typer.Option(1.0, "--dp-clip"),
     dp_delta: float = typer.Option(1e-5, "--dp-delta"),
     timeout: float = typer.Option(600.0, "--timeout", help="Seconds to wait for the sites, and for any one round."),
@@ -122,9 +128,9 @@ def client(
     server_address: str = typer.Option(..., "--server", help="The server's HOST:PORT."),
     data: str = typer.Option(..., "--data", help="This site's CSV file, or a bundled data set (filtered to --site by its site column)."),
     site: str = typer.Option(..., "--site", help="This site's name (and its value in the site column, if there is one)."),
-    site_column: str = typer.Option(None, "--site-column", help="Keep only rows whose COLUMN equals --site."),
-    target: str = typer.Option(None, "--target"),
-    id_column: str = typer.Option(None, "--id-column"),
+    site_column: str | None = typer.Option(None, "--site-column", help="Keep only rows whose COLUMN equals --site."),
+    target: str | None = typer.Option(None, "--target"),
+    id_column: str | None = typer.Option(None, "--id-column"),
     exclude: list[str] = typer.Option([], "--exclude"),
     seed: int = typer.Option(0, "--seed", help="Seeds this site's train/validation/test split."),
     wait: float = typer.Option(120.0, "--wait", help="Seconds to keep trying to reach the server."),

@@ -1,8 +1,11 @@
 """Image diagnosis handlers for ``medassist train | evaluate | predict``.
 
-    medassist train --data FILE.npz|FOLDER|FILE.csv --out DIR [--model resnet18|resnet50|densenet121] [--size small|large]
-    medassist predict DIR --image FILE.dcm|FILE.nii.gz|FILE.png [--explain OUT.png]
-    medassist evaluate DIR --data FILE.npz [--report OUT.html]
+    medassist train --data FILE.npz|FOLDER|FILE.csv --out DIR [--model resnet18|resnet50|densenet121] [--size base|small|large] [--init-from CKPT]
+    medassist predict DIR --image FILE.dcm|FILE.nii.gz|FILE.png|SERIES_FOLDER [--explain OUT.png]
+    medassist evaluate DIR --data FILE.npz|FOLDER [--report OUT.html]
+
+A FOLDER of ``<class>/<case>/`` (one DICOM series or one NIfTI file each) trains a 3D model on
+whole volumes brought to one orientation (RAS+) and one voxel spacing (see data/io/volumes.py).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import json
 
 import typer
 
-from medassist.cli.commands import EvaluateRequest, emit_evaluation, PredictRequest, TrainRequest, err, out, train_options
+from medassist.cli.commands import EvaluateRequest, PredictRequest, TrainRequest, emit_evaluation, err, out, train_options
 from medassist.exceptions import ConfigError
 
 
@@ -19,11 +22,18 @@ def train_images(req: TrainRequest) -> None:
     from medassist.assistants.imaging import ImageTrainOptions, train_image_diagnosis
 
     opts = train_options(req, ImageTrainOptions)
-    outcome = train_image_diagnosis(
+    outcome = train_image_diagnosis(  # --size defaults to base for images (the CLI fills it in)
         req.data, out=req.out, model=opts.model or "resnet18", size=opts.size, seed=opts.seed, epochs=opts.epochs,
         window=opts.window, class_weight=opts.class_weight, dp_epsilon=opts.dp_epsilon, dp_delta=opts.dp_delta,
-        dp_max_grad_norm=opts.dp_max_grad_norm, overwrite=req.overwrite, progress=req.progress, console=err,
+        dp_max_grad_norm=opts.dp_max_grad_norm, init_from=opts.init_from, overwrite=req.overwrite, progress=req.progress, console=err,
     )
+    if outcome.init is not None:
+        init = outcome.init
+        err.print(f"note: {init['summary']}", highlight=False)
+        for row in init["skipped"][:20]:
+            err.print(f"  skipped {row['name']}: {row['reason']}", highlight=False)
+        if len(init["skipped"]) > 20:
+            err.print(f"  ... and {len(init['skipped']) - 20} more skipped (listed in the model card)", highlight=False)
     for note in outcome.notes[:10]:
         err.print(f"note: {note}", highlight=False)
     if outcome.privacy:
@@ -43,7 +53,15 @@ def train_images(req: TrainRequest) -> None:
     else:
         mm = outcome.metrics["medmnist"]
         line = f"test AUC {fmt(m['auc'])}  accuracy {fmt(m['accuracy'])}  ECE {fmt(m['ece'])}  (MedMNIST AUC {mm['auc']:.3f}, ACC {mm['acc']:.3f})"
-    err.print(f"{line}  ({outcome.n_parameters:,} parameters, best epoch {outcome.result.best_epoch})", highlight=False)
+    err.print(f"{line}  ({outcome.n_parameters:,} parameters, best epoch {outcome.result.best_epoch}, "
+              f"{outcome.result.seconds:.0f} s)", highlight=False)
+    for row in outcome.baselines:
+        d = row["auc_difference"]
+        auc = row["metrics"].get("auc", {}).get("value")
+        diff = "" if d.get("difference") is None else f"; difference {d['difference']:+.3f}" + (
+            f" [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]" if d.get("ci_low") is not None else "")
+        err.print(f"{row['label']}: test AUC {'n/a' if auc is None else f'{auc:.3f}'}{diff}", highlight=False)
+        err.print(f"  {row['verdict']}", highlight=False)
     out.print(f"bundle: {outcome.bundle_dir}\nreport: {outcome.report}", highlight=False)
 
 
@@ -58,7 +76,7 @@ def predict_image(req: PredictRequest) -> None:
     from medassist.assistants.imaging import ImagingAssistant
 
     if req.image is None:
-        raise ConfigError("An image model predicts from one image: pass --image FILE.dcm|FILE.nii.gz|FILE.png [--explain OUT.png].")
+        raise ConfigError("An image model predicts from one image: pass --image FILE.dcm|FILE.nii.gz|FILE.png|SERIES_FOLDER [--explain OUT.png].")
     if req.data is not None or req.out is not None:
         raise ConfigError("--data/--out are for table models; an image model takes --image FILE and prints JSON.")
     explain_path = req.explain_path if req.explain else None

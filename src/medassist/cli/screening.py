@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from medassist.cli.commands import EvaluateRequest, emit_evaluation, PredictRequest, TrainRequest, err, out, train_options
-from medassist.exceptions import ConfigError
+from medassist.cli.commands import EvaluateRequest, PredictRequest, TrainRequest, emit_evaluation, err, out, train_options
+from medassist.exceptions import ConfigError, DataError
+from medassist.fileio import write_atomic
+
+if TYPE_CHECKING:
+    from medassist.pipeline.screen import ScreenChunk
 
 
 def _fmt(v: dict) -> str:
@@ -104,9 +111,7 @@ def _write_maps(assistant, preds, path: Path) -> None:
         mol = Chem.MolFromSmiles(preds.loc[r, "smiles_canonical"])
         png = similarity_map_png(mol, atom_attributions(assistant.bundle, mol), legend=f"row {r + 1}")
         target = path if single else path / f"row_{r + 1:06d}.png"
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(png)
-        tmp.replace(target)
+        write_atomic(target, png)
     where = path if single else f"{path}/ ({len(rows)} files)"
     err.print(f"wrote atom-attribution map(s) to {where}", highlight=False, soft_wrap=True)
 
@@ -121,7 +126,8 @@ def screen(
     rank: str = typer.Option("highest", "--rank", help="highest | lowest score first."),
     smiles_column: str = typer.Option(None, "--smiles-column", help="CSV libraries: the SMILES column (default: one named like 'smiles')."),
     batch_size: int = typer.Option(2048, "--batch-size", help="Molecules per batch (memory stays bounded by it)."),
-    workers: int = typer.Option(0, "--workers", help="Featurization processes (0: every core; 1: in this process)."),
+    workers: int = typer.Option(0, "--workers", help="Featurization processes (0: every core; 1: in this process); with --ray, Ray actors (0: one per cluster CPU)."),
+    ray_address: str = typer.Option(None, "--ray", metavar="ADDRESS", help="Score on a Ray cluster: 'auto' or the head's HOST:PORT (same output as a local run)."),
     keep_duplicates: bool = typer.Option(False, "--keep-duplicates", help="Score repeated structures again."),
     skipped_out: Path = typer.Option(None, "--skipped-out", help="Also write every skipped molecule with its reason to this CSV."),
     explain_dir: Path = typer.Option(None, "--explain-dir", help="Write atom-attribution maps (PNG) of the best hits here."),
@@ -141,22 +147,55 @@ def screen(
 
         if not is_dataset_name(library):
             raise DataFileNotFoundError(f"{library}: file not found (expected a .smi, .sdf or .csv file of molecules, or a bundled library such as chembl_drugs).")
+    if out_path.is_dir():
+        raise DataError(f"{out_path}: is a directory; expected a CSV file name for the hits.")
     assistant = ScreeningAssistant.load(bundle)
-    summary = assistant.screen(
-        library, out=out_path, top=top, filters=names, exclude_failing=exclude_failing, rank=rank, smiles_column=smiles_column,
-        batch_size=batch_size, workers=workers or None, keep_duplicates=keep_duplicates, skipped_out=skipped_out,
-        explain_dir=explain_dir, explain_top=explain_top if explain_dir else 0, progress=not no_progress, console=err,
-    )
+    with ScreenProgressBar(console=err, enabled=not no_progress) as bar:
+        result = assistant.screen(
+            library, top=top, filters=names, exclude_failing=exclude_failing, rank=rank, smiles_column=smiles_column,
+            batch_size=batch_size, workers=workers or None, keep_duplicates=keep_duplicates, keep_skipped=skipped_out is not None,
+            explain_top=explain_top if explain_dir else 0, on_progress=bar.update, ray_address=ray_address or None,
+        )
+    result.write(out_path, skipped_out=skipped_out, explain_dir=explain_dir)
+    summary = result.summary
     for cat, n in sorted(summary.skipped_by_reason.items(), key=lambda kv: -kv[1]):
         err.print(f"skipped {n:,} × {cat} (e.g. {summary.skipped_examples.get(cat, [''])[0]})", highlight=False, soft_wrap=True)
+    if summary.worker_restarts:
+        err.print(f"note: {summary.worker_restarts} Ray worker(s) died mid-run; their shards were re-run on fresh workers "
+                  "(each shard counted once)", highlight=False, soft_wrap=True)
     if summary.n_failed_filters:
         err.print(f"{summary.n_failed_filters:,} high-scoring molecule(s) failed a filter and were left out", highlight=False, soft_wrap=True)
     err.print(f"read {summary.n_read:,} molecules, scored {summary.n_scored:,}, skipped {summary.n_skipped:,} "
-              f"in {summary.seconds:.1f} s ({summary.throughput:,.0f} molecules/s, {summary.workers} worker(s))", highlight=False, soft_wrap=True)
+              f"in {summary.seconds:.1f} s ({summary.throughput:,.0f} molecules/s, {summary.workers} {'Ray ' if ray_address else ''}worker(s))", highlight=False, soft_wrap=True)
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=1))
     else:
         out.print(f"hits: {summary.out} ({summary.n_hits} molecules)", highlight=False, soft_wrap=True)
+
+
+class ScreenProgressBar:
+    """The screen's progress line: molecules read, molecules per second, skipped, elapsed time."""
+
+    def __init__(self, *, console: Console, enabled: bool) -> None:
+        self._bar = Progress(SpinnerColumn(), TextColumn("[bold]screen"), TextColumn("{task.completed:,.0f} molecules"),
+                             TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[skipped]}"), TimeElapsedColumn(),
+                             console=console, disable=not enabled, transient=False)
+        self._task = self._bar.add_task("screen", total=None, rate="", skipped="")
+        self._started = False
+
+    def __enter__(self) -> ScreenProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._started:
+            self._bar.stop()
+
+    def update(self, chunk: ScreenChunk) -> None:
+        if not self._started:  # from the first batch on: a refused option draws no bar
+            self._bar.start()
+            self._started = True
+        rate = f"{chunk.n_read / chunk.seconds:,.0f} mol/s" if chunk.seconds > 0 else ""
+        self._bar.update(self._task, completed=chunk.n_read, rate=rate, skipped=f"{chunk.n_skipped:,} skipped")
 
 
 def register(app: typer.Typer) -> None:

@@ -58,11 +58,11 @@ def serve(
 ) -> None:
     """Serve the web app and the REST API (/api/v1) over every assistant with model bundles."""
     import uvicorn
+    from sqlalchemy import func, select
 
     from medassist.service.app import create_app
     from medassist.store.db import open_database
     from medassist.store.models import User
-    from sqlalchemy import func, select
 
     extra = [str(Path(b).expanduser().resolve()) for b in bundles]
     settings = _settings(host=host, port=port, bundle_dirs=extra or None)

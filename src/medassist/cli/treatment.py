@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from medassist.cli.commands import EvaluateRequest, emit_evaluation, PredictRequest, TrainRequest, err, out, train_options
+from medassist.cli.commands import EvaluateRequest, PredictRequest, TrainRequest, emit_evaluation, err, out, train_options
 from medassist.exceptions import ConfigError
 
 
@@ -21,8 +21,8 @@ def train_treatment(req: TrainRequest) -> None:
 
     if len(req.horizon) > 1:
         raise ConfigError(f"train --task treatment takes one --horizon; got {len(req.horizon)}.")
-    req = replace(req, horizon=req.horizon[0] if req.horizon else None)  # the treatment options hold one horizon
     opts = train_options(req, TreatmentTrainOptions)
+    opts = replace(opts, horizon=req.horizon[0] if req.horizon else None)  # the treatment options hold one horizon
     outcome = train_treatment_model(
         req.data, out=req.out, treatment=opts.treatment_column, outcome=opts.target, time=opts.time_column,
         event=opts.event_column, horizon=opts.horizon, reference=opts.reference_arm, better=opts.better,

@@ -35,9 +35,11 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from medassist.exceptions import DataError
+
+E = TypeVar("E", bound=StrEnum)
 
 #: Suffixes tried beside a data file ``NAME.csv``: ``NAME.dictionary<suffix>``.
 BESIDE_SUFFIXES = (".csv", ".yaml", ".yml", ".json")
@@ -209,7 +211,7 @@ class ColumnEntry:
         return out
 
 
-def _enum(value: Any, kind: type[StrEnum], *, where: str, what: str):
+def _enum(value: Any, kind: type[E], *, where: str, what: str) -> E:
     if isinstance(value, kind):
         return value
     text = str(value or "").strip().lower()
@@ -404,7 +406,7 @@ def _entry(where: str, **kw: Any) -> ColumnEntry:
         raise DataError(f"{where} ('{kw.get('name')}'): {detail}") from None
 
 
-def _read_redcap(reader: csv.DictReader, *, source: str) -> DataDictionary:
+def _read_redcap(reader: csv.DictReader[str], *, source: str) -> DataDictionary:
     """REDCap's data-dictionary export. The first field of a REDCap project is its record ID."""
     columns: dict[str, ColumnEntry] = {}
     first = True

@@ -18,6 +18,7 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from http.client import HTTPResponse
 from pathlib import Path
 
 from medassist.exceptions import ConfigError, DataError
@@ -63,9 +64,10 @@ def md5_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def _open(url: str, start: int, timeout: float):
+def _open(url: str, start: int, timeout: float) -> HTTPResponse:
     req = urllib.request.Request(url, headers={"User-Agent": "medassist-data-fetch", **({"Range": f"bytes={start}-"} if start else {})})
-    return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 (http(s) URL built from a configured base)
+    resp: HTTPResponse = urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 (http(s) URL built from a configured base)
+    return resp
 
 
 def download(url: str, dest: Path, *, md5: str, timeout: float = 60.0, on_progress: Callable[[int, int | None], None] | None = None) -> Path:

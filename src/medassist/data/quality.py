@@ -25,11 +25,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.markup import escape
 from rich.table import Table
 
@@ -581,7 +581,7 @@ def _column_findings(col: _Col, *, is_target: bool) -> list[Finding]:
         return out
     out += _spread_findings(col)
     if col.values is not None and col.kind is not ColumnKind.BINARY:
-        out += _range_findings(col)
+        out += _range_findings(col, col.values)
     return out
 
 
@@ -681,8 +681,8 @@ def _spread_findings(col: _Col) -> list[Finding]:
     return out
 
 
-def _range_findings(col: _Col) -> list[Finding]:
-    vals = col.values.to_numpy()
+def _range_findings(col: _Col, values: pd.Series) -> list[Finding]:
+    vals = values.to_numpy()
     valid = ~np.isnan(vals)
     flagged = np.zeros_like(valid)
     rng = _physiological_range(col.name)
@@ -746,15 +746,14 @@ def _range_findings(col: _Col) -> list[Finding]:
             )
             flagged |= neg
     if col.kind is ColumnKind.NUMERIC:
-        out += _outlier_findings(col, valid & ~flagged)
+        out += _outlier_findings(col, vals, valid & ~flagged)
     return out
 
 
-def _outlier_findings(col: _Col, usable: np.ndarray) -> list[Finding]:
-    """Values more than ``OUTLIER_IQR`` interquartile ranges beyond the quartiles."""
+def _outlier_findings(col: _Col, vals: np.ndarray, usable: np.ndarray) -> list[Finding]:
+    """Values (``vals``: the column's floats) more than ``OUTLIER_IQR`` interquartile ranges beyond the quartiles."""
     if usable.sum() < 20:
         return []
-    vals = col.values.to_numpy()
     q1, q3 = np.percentile(vals[usable], [25, 75])
     iqr = q3 - q1
     far = usable & ((vals < q1 - OUTLIER_IQR * iqr) | (vals > q3 + OUTLIER_IQR * iqr))
@@ -949,10 +948,11 @@ def _class_balance(tcol: _Col) -> tuple[dict[str, Any] | None, list[Finding]]:
     total = int(counts.sum())
     labels = [_label(v) for v in counts.index]
     props = {lab: int(n) / total for lab, n in zip(labels, counts, strict=True)}
-    minority = min(props, key=props.get) if len(props) > 1 else None
-    balance = {
+    minority = min(props, key=props.__getitem__) if len(props) > 1 else None
+    class_counts = dict(zip(labels, map(int, counts), strict=True))
+    balance: dict[str, Any] = {
         "n_classes": len(counts),
-        "counts": dict(zip(labels, map(int, counts), strict=True)),
+        "counts": class_counts,
         "proportions": props,
         "minority_class": minority,
     }
@@ -964,7 +964,7 @@ def _class_balance(tcol: _Col) -> tuple[dict[str, Any] | None, list[Finding]]:
         ]
     if props[minority] >= MIN_CLASS_SHARE:
         return balance, []
-    n = balance["counts"][minority]
+    n = class_counts[minority]
     msg = (
         f"Class '{minority}' of the target '{name}' has only {n} of {total} rows "
         f"({props[minority]:.1%})."
@@ -1023,8 +1023,8 @@ def _summary(p: ColumnProfile) -> str:
         return f"{p.min} … {p.max}"
     if p.top_values:
         return ", ".join(f"{v} ({c})" for v, c in p.top_values[:3])
-    if p.min is not None:
-        return f"{_num(p.min)} … {_num(p.max)} (mean {_num(p.mean)})"
+    if p.min is not None:  # a numeric column: min, max and mean are floats (only dates hold ISO strings)
+        return f"{_num(cast(float, p.min))} … {_num(cast(float, p.max))} (mean {_num(cast(float, p.mean))})"
     return "—"
 
 
@@ -1051,7 +1051,7 @@ def _render(report: QualityReport, console: Console) -> None:
         "Range / top values",
         "Flags",
     ):
-        justify = "right" if head in ("Missing", "Missing %", "Unique") else "left"
+        justify: JustifyMethod = "right" if head in ("Missing", "Missing %", "Unique") else "left"
         columns.add_column(head, justify=justify, overflow="fold")
     for p in report.columns:
         columns.add_row(
@@ -1084,13 +1084,14 @@ def _render(report: QualityReport, console: Console) -> None:
 
     if report.class_balance:
         bal = Table(title=f"Class balance of '{escape(str(report.target))}'")
-        for head, justify in (
+        bal_heads: tuple[tuple[str, JustifyMethod], ...] = (
             ("Class", "left"),
             ("Rows", "right"),
             ("Share", "right"),
             ("", "left"),
-        ):
-            bal.add_column(head, justify=justify)
+        )
+        for head, bal_justify in bal_heads:
+            bal.add_column(head, justify=bal_justify)
         for lab, n in report.class_balance["counts"].items():
             share = report.class_balance["proportions"][lab]
             bal.add_row(escape(lab), str(n), f"{share:.1%}", "█" * max(1, round(30 * share)))

@@ -7,6 +7,8 @@ several ways, a free-text column and a binary outcome that depends on a few inpu
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import numpy as np
 import pandas as pd
 
@@ -71,10 +73,16 @@ def synthetic_cases(*, n_patients: int = 100, seed: int = 0, start: int = 0, not
         >>> write_fhir_ndjson(synthetic_cases(n_patients=1000), "export/")
     """
     from dataclasses import replace
-    from datetime import date, datetime, timedelta, timezone
+    from datetime import date, datetime, timedelta
 
     from medassist.data.case_records import (
-        CaseRecord, ConditionRecord, EncounterRecord, MedicationRecord, NoteRecord, ObservationRecord, OutcomeRecord,
+        CaseRecord,
+        ConditionRecord,
+        EncounterRecord,
+        MedicationRecord,
+        NoteRecord,
+        ObservationRecord,
+        OutcomeRecord,
         PatientRecord,
     )
 
@@ -88,7 +96,7 @@ def synthetic_cases(*, n_patients: int = 100, seed: int = 0, start: int = 0, not
             ("8480-6", "Systolic BP", "mm[Hg]", 128, 16), ("2951-2", "Sodium", "mmol/L", 139, 3)]
     drugs = [("metformin", "6809", 500.0, "mg"), ("aspirin", "1191", 100.0, "mg"), ("furosemide", "4603", 40.0, "mg")]
     first_names, last_names = ["Ada", "Ben", "Cleo", "Dev", "Eva", "Finn"], ["Moss", "Reyes", "Okafor", "Lind", "Novak"]
-    base = datetime(2023, 1, 1, tzinfo=timezone.utc)
+    base = datetime(2023, 1, 1, tzinfo=UTC)
     for k in range(n_patients):
         i = start + k
         pid = f"syn-{i}"

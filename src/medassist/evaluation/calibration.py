@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from medassist.evaluation.metrics import (
-    _bin_index,
-    _calibration_target,
-    _check_inputs,
-    _check_n_bins,
-    _pos,
-    _to_numpy,
+    bin_index,
+    calibration_target,
+    check_inputs,
+    check_n_bins,
+    positive_column,
+    to_numpy,
 )
 from medassist.exceptions import ConfigError, DataError, EmptyDataError, NotFittedError
 from medassist.validation import check_number
@@ -37,7 +37,7 @@ T_MIN, T_MAX = 0.05, 20.0
 
 
 def _check_logits(logits: Any, *, owner: str) -> np.ndarray:
-    z = _to_numpy(logits)
+    z = to_numpy(logits)
     if z.ndim != 2 or z.shape[1] < 2:
         raise DataError(
             f"{owner}: logits must be a 2-D array (N, C) with C >= 2. Got shape {z.shape} instead."
@@ -91,7 +91,7 @@ class TemperatureScaler:
         import torch  # here, not at import: reading metrics should not load torch
 
         z = _check_logits(logits, owner="TemperatureScaler.fit")
-        _, y = _check_inputs(
+        _, y = check_inputs(
             _softmax(z), y_true, positive_index=1, owner="TemperatureScaler.fit"
         )
         z_t = torch.as_tensor(z, dtype=torch.float64)
@@ -196,10 +196,10 @@ def reliability_curve(
         for empty bins (matplotlib leaves those gaps), counts are ints.
     """
     owner = "reliability_curve"
-    p, y = _check_inputs(y_prob, y_true, positive_index=positive_index, owner=owner)
-    bins = _check_n_bins(n_bins, owner=owner)
-    conf, target = _calibration_target(p, y, _pos(positive_index, p.shape[1]))
-    idx = _bin_index(conf, bins)
+    p, y = check_inputs(y_prob, y_true, positive_index=positive_index, owner=owner)
+    bins = check_n_bins(n_bins, owner=owner)
+    conf, target = calibration_target(p, y, positive_column(positive_index, p.shape[1]))
+    idx = bin_index(conf, bins)
     counts = np.bincount(idx, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_predicted = np.bincount(idx, weights=conf, minlength=bins) / counts

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from medassist.evaluation.bootstrap import bootstrap
+from medassist.evaluation.survival import kaplan_meier as _kaplan_meier
 from medassist.exceptions import DataError
-from medassist.validation import check_number
 
 
 def _arrays(y: Any, arm: Any, propensity: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -75,25 +76,6 @@ def policy_value(
         return float(np.mean(match * w * yy / e_pi))
     m = np.asarray(mu, dtype=float)[rows, pi]
     return float(np.mean(m + match * w * (yy - m) / e_pi))
-
-
-def bootstrap(
-    fn: Callable[[np.ndarray], float | np.ndarray], n: int, *, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Point estimate and percentile interval of ``fn(rows)`` over row resamples.
-
-    ``fn`` takes an index array into the N rows and returns a float or an array.
-    Returns ``(point, low, high)`` as arrays of the shape ``fn`` returns.
-    """
-    check_number(n_boot, name="n_boot", owner="bootstrap", low=1, integer=True)
-    check_number(alpha, name="alpha", owner="bootstrap", low=0, high=1, low_open=True, high_open=True)
-    if n < 2:
-        raise DataError(f"bootstrap: needs at least 2 rows; got {n}.")
-    rng = np.random.default_rng(seed)
-    point = np.asarray(fn(np.arange(n)), dtype=float)
-    draws = np.stack([np.asarray(fn(rng.integers(0, n, n)), dtype=float) for _ in range(n_boot)])
-    lo, hi = np.nanquantile(draws, [alpha / 2, 1 - alpha / 2], axis=0)
-    return point, lo, hi
 
 
 def interval(point: Any, lo: Any, hi: Any) -> dict[str, float] | list[dict[str, float]]:
@@ -154,6 +136,11 @@ def blp_calibration(tau_hat: Any, pseudo: Any) -> dict[str, float]:
     return {"ate": float(beta[0]), "ate_se": float(se[0]), "slope": float(beta[1]), "slope_se": float(se[1])}
 
 
+def mean_of(values: np.ndarray) -> Callable[[np.ndarray], float]:
+    """The statistic "mean of ``values`` over the resampled rows", for :func:`bootstrap`."""
+    return lambda rows: float(values[rows].mean())
+
+
 def calibration_groups(tau_hat: Any, pseudo: Any, *, n_groups: int = 4, n_boot: int = 200, seed: int = 0) -> list[dict[str, float]]:
     """Rows grouped by quantiles of predicted effect: mean prediction beside the DR estimate
     (mean pseudo-outcome, with a bootstrap interval) in each group."""
@@ -163,7 +150,7 @@ def calibration_groups(tau_hat: Any, pseudo: Any, *, n_groups: int = 4, n_boot: 
     for g, idx in enumerate(np.array_split(order, n_groups)):
         if len(idx) < 2:
             continue
-        point, lo, hi = bootstrap(lambda r, idx=idx: p[idx][r].mean(), len(idx), n_boot=n_boot, seed=seed + g)
+        point, lo, hi = bootstrap(mean_of(p[idx]), len(idx), n_boot=n_boot, seed=seed + g)
         out.append({"group": g + 1, "n": int(len(idx)), "predicted": float(t[idx].mean()),
                     "observed": float(point), "ci_low": float(lo), "ci_high": float(hi)})
     return out
@@ -173,15 +160,15 @@ def calibration_groups(tau_hat: Any, pseudo: Any, *, n_groups: int = 4, n_boot: 
 
 
 def kaplan_meier(times: Any, events: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Kaplan-Meier estimate: distinct event times and S just after each of them."""
+    """Kaplan-Meier estimate: distinct event times and S just after each of them (the one
+    estimator, :func:`medassist.evaluation.survival.kaplan_meier`, read at its event times)."""
     t, d = np.asarray(times, dtype=float), np.asarray(events, dtype=float)
     grid = np.unique(t[d > 0])
-    s, out = 1.0, []
-    for u in grid:
-        at_risk = np.sum(t >= u)
-        s *= 1.0 - np.sum((t == u) & (d > 0)) / at_risk
-        out.append(s)
-    return grid, np.asarray(out)
+    if len(grid) == 0:
+        return grid, np.zeros(0)
+    curve = _kaplan_meier(t, d)
+    k = np.searchsorted(curve.timeline, grid, side="right") - 1
+    return grid, curve.survival[k]
 
 
 def ipcw_weights(times: Any, events: Any, horizon: float, *, groups: Any | None = None, floor: float = 0.05) -> tuple[np.ndarray, int]:

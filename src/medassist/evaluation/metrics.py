@@ -24,11 +24,18 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from medassist.evaluation.bootstrap import (
+    check_bootstrap,
+    json_float,
+    percentile_ci,
+    resample_weights,
+    resamples,
+)
 from medassist.exceptions import ConfigError, DataError, EmptyDataError
 from medassist.validation import check_number
 
@@ -47,19 +54,19 @@ class UndefinedMetricWarning(UserWarning):
 # --------------------------------------------------------------------------- validation
 
 
-def _to_numpy(x: Any) -> np.ndarray:
+def to_numpy(x: Any) -> np.ndarray:
     """Array from ndarray, list or a (CPU or GPU) torch tensor, without importing torch."""
     if hasattr(x, "detach") and hasattr(x, "cpu"):
         x = x.detach().cpu().numpy()
     return np.asarray(x)
 
 
-def _check_inputs(
+def check_inputs(
     y_prob: Any, y_true: Any, *, positive_index: int = 1, owner: str = "metric"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate and return ``(y_prob float64 (N, C), y_true int64 (N,))``."""
-    p = _to_numpy(y_prob)
-    y = _to_numpy(y_true)
+    p = to_numpy(y_prob)
+    y = to_numpy(y_true)
     if p.ndim != 2 or p.shape[1] < 2:
         raise DataError(
             f"{owner}: y_prob must be a 2-D array (N, C) with C >= 2 class columns. "
@@ -121,7 +128,7 @@ def _check_positive_index(positive_index: Any, *, owner: str) -> int:
     return int(positive_index)
 
 
-def _pos(positive_index: Any, n_classes: int) -> int:
+def positive_column(positive_index: Any, n_classes: int) -> int:
     """The positive column for a binary task; multiclass ignores it (None allowed there)."""
     return int(positive_index) if n_classes == 2 else 0
 
@@ -130,7 +137,8 @@ def _check_threshold(threshold: Any, *, owner: str) -> float:
     return float(check_number(threshold, name="threshold", owner=owner, low=0, high=1))
 
 
-def _check_n_bins(n_bins: Any, *, owner: str) -> int:
+def check_n_bins(n_bins: Any, *, owner: str) -> int:
+    """Validate the number of calibration bins (an integer >= 1)."""
     return int(check_number(n_bins, name="n_bins", owner=owner, low=1, integer=True))
 
 
@@ -165,7 +173,7 @@ def _confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     )
 
 
-def _calibration_target(
+def calibration_target(
     p: np.ndarray, y: np.ndarray, positive_index: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Binary: (p_pos, y == pos). Multiclass: (top-label confidence, top label correct)."""
@@ -174,7 +182,7 @@ def _calibration_target(
     return p.max(axis=1), (np.argmax(p, axis=1) == y).astype(np.float64)
 
 
-def _bin_index(conf: np.ndarray, n_bins: int) -> np.ndarray:
+def bin_index(conf: np.ndarray, n_bins: int) -> np.ndarray:
     """Equal-width bins [k/B, (k+1)/B) on [0, 1], the last one closed."""
     return np.clip((conf * n_bins).astype(np.int64), 0, n_bins - 1)
 
@@ -263,8 +271,8 @@ def _metric_matrix(
             loss = np.sum((p - onehot) ** 2, axis=1)
         out["brier"] = _safe_div(W @ loss, total)
     if "ece" in names:
-        conf, target = _calibration_target(p, y, pos)
-        idx = _bin_index(conf, n_bins)
+        conf, target = calibration_target(p, y, pos)
+        idx = bin_index(conf, n_bins)
         gap = _group_sum(W * conf, idx, n_bins) - _group_sum(W * target, idx, n_bins)
         out["ece"] = _safe_div(np.abs(gap).sum(axis=1), total)
     return {name: out[name] for name in names}
@@ -304,10 +312,10 @@ def _compute(
     n_bins: int = 15,
 ) -> float:
     owner = f"compute_{name}"
-    p, y = _check_inputs(y_prob, y_true, positive_index=positive_index, owner=owner)
+    p, y = check_inputs(y_prob, y_true, positive_index=positive_index, owner=owner)
     thr = _check_threshold(threshold, owner=owner)
-    bins = _check_n_bins(n_bins, owner=owner)
-    return _point_metrics(p, y, _pos(positive_index, p.shape[1]), thr, bins, (name,))[name]
+    bins = check_n_bins(n_bins, owner=owner)
+    return _point_metrics(p, y, positive_column(positive_index, p.shape[1]), thr, bins, (name,))[name]
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -403,9 +411,9 @@ def confusion_matrix(
     y_prob: Any, y_true: Any, *, positive_index: int = 1, threshold: float = 0.5
 ) -> np.ndarray:
     """Counts (C, C) int64; rows are true classes, columns predicted classes."""
-    p, y = _check_inputs(y_prob, y_true, positive_index=positive_index, owner="confusion_matrix")
+    p, y = check_inputs(y_prob, y_true, positive_index=positive_index, owner="confusion_matrix")
     thr = _check_threshold(threshold, owner="confusion_matrix")
-    return _confusion(y, _predict(p, _pos(positive_index, p.shape[1]), thr), p.shape[1])
+    return _confusion(y, _predict(p, positive_column(positive_index, p.shape[1]), thr), p.shape[1])
 
 
 # --------------------------------------------------------------------------- stateful
@@ -436,15 +444,15 @@ class ClassificationMetrics:
                                           integer=True))
         if self.n_classes == 2:
             _check_positive_index(positive_index, owner=owner)
-        self.positive_index = _pos(positive_index, self.n_classes)
+        self.positive_index = positive_column(positive_index, self.n_classes)
         self.threshold = _check_threshold(threshold, owner=owner)
-        self.n_bins = _check_n_bins(n_bins, owner=owner)
+        self.n_bins = check_n_bins(n_bins, owner=owner)
         self._probs: list[np.ndarray] = []
         self._targets: list[np.ndarray] = []
 
     def update(self, y_prob: Any, y_true: Any) -> None:
         """Add a batch: ``y_prob`` (B, C) probabilities and ``y_true`` (B,) class indices."""
-        p, y = _check_inputs(
+        p, y = check_inputs(
             y_prob, y_true, positive_index=self.positive_index, owner="ClassificationMetrics"
         )
         if p.shape[1] != self.n_classes:
@@ -472,37 +480,15 @@ class ClassificationMetrics:
 # --------------------------------------------------------------------------- bootstrap
 
 
-def _resamples(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
-    """Row indices of each bootstrap resample; one stream so every caller sees the same ones."""
-    rng = np.random.default_rng(seed)
-    for _ in range(n_boot):
-        yield rng.integers(0, n, size=n)
-
-
 def _bootstrap_matrix(
     p: np.ndarray, y: np.ndarray, pos: int, thr: float, n_bins: int, *, n_boot: int, seed: int
 ) -> np.ndarray:
     """Every metric of :data:`METRIC_NAMES` on each resample -> (n_boot, M); NaN if undefined."""
-    n = len(y)
     out = np.full((n_boot, len(METRIC_NAMES)), math.nan)
-    stream = _resamples(n, n_boot, seed)
-    chunk = max(1, _CHUNK_ELEMS // n)
-    for start in range(0, n_boot, chunk):
-        idx = np.stack([next(stream) for _ in range(min(chunk, n_boot - start))])  # (b, N)
-        b = len(idx)
-        flat = (np.arange(b)[:, None] * n + idx).ravel()
-        W = np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
+    for start, W in resample_weights(len(y), n_boot, seed, chunk_elems=_CHUNK_ELEMS):
         values = _metric_matrix(p, y, pos, thr, n_bins, W)
-        out[start : start + b] = np.column_stack([values[name] for name in METRIC_NAMES])
+        out[start : start + len(W)] = np.column_stack([values[name] for name in METRIC_NAMES])
     return out
-
-
-def _percentile_ci(values: np.ndarray, alpha: float) -> tuple[float, float, int]:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return math.nan, math.nan, 0
-    low, high = np.quantile(finite, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high), int(finite.size)
 
 
 #: How the ECE interval is built (recorded in the evaluation JSON next to the percentile method).
@@ -530,8 +516,8 @@ def _ece_interval(
     if finite.size == 0 or not math.isfinite(point):
         return math.nan, math.nan, 0
     q_lo, q_hi = np.quantile(finite, [alpha / 2, 1 - alpha / 2])
-    conf, _ = _calibration_target(p, y, pos)
-    idx = _bin_index(conf, n_bins)
+    conf, _ = calibration_target(p, y, pos)
+    idx = bin_index(conf, n_bins)
     rng = np.random.default_rng(seed + 1)  # a stream apart from the resamples of the other metrics
     null = np.empty(finite.size)
     chunk = max(1, _CHUNK_ELEMS // len(conf))
@@ -543,12 +529,6 @@ def _ece_interval(
     low = 0.0 if consistent else max(0.0, min(float(q_lo), 2 * point - float(q_hi)))
     high = min(1.0, max(float(q_hi), 2 * point - float(q_lo)))
     return min(low, point), max(high, point), int(finite.size)
-
-
-def _check_boot(n_boot: Any, alpha: Any, seed: Any, *, owner: str, min_boot: int = 1) -> None:
-    check_number(n_boot, name="n_boot", owner=owner, low=min_boot, integer=True)
-    check_number(alpha, name="alpha", owner=owner, low=0, high=1, low_open=True, high_open=True)
-    check_number(seed, name="seed", owner=owner, low=0, integer=True)
 
 
 def bootstrap_ci(
@@ -580,8 +560,8 @@ def bootstrap_ci(
         >>> bootstrap_ci(compute_roc_auc, y_prob, y_true, n_boot=500)
         (0.84, 0.79, 0.88)
     """
-    _check_boot(n_boot, alpha, seed, owner="bootstrap_ci")
-    p, y = _to_numpy(y_prob), _to_numpy(y_true)
+    check_bootstrap(n_boot, alpha, seed, owner="bootstrap_ci")
+    p, y = to_numpy(y_prob), to_numpy(y_true)
     if p.ndim < 1 or len(p) != len(y) or len(y) == 0:
         raise DataError(
             f"bootstrap_ci: y_prob and y_true must have the same number (> 0) of rows. "
@@ -591,9 +571,9 @@ def bootstrap_ci(
     values = np.empty(n_boot)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        for b, idx in enumerate(_resamples(len(y), n_boot, seed)):
+        for b, idx in enumerate(resamples(len(y), n_boot, seed)):
             values[b] = metric_fn(p[idx], y[idx])
-    low, high, _ = _percentile_ci(values, alpha)
+    low, high, _ = percentile_ci(values, alpha)
     return point, low, high
 
 
@@ -631,12 +611,12 @@ def paired_auc_difference(
         -0.012
     """
     owner = "paired_auc_difference"
-    pa, y = _check_inputs(y_prob_a, y_true, positive_index=positive_index, owner=owner)
-    pb, _ = _check_inputs(y_prob_b, y_true, positive_index=positive_index, owner=owner)
+    pa, y = check_inputs(y_prob_a, y_true, positive_index=positive_index, owner=owner)
+    pb, _ = check_inputs(y_prob_b, y_true, positive_index=positive_index, owner=owner)
     if pa.shape != pb.shape:
         raise DataError(f"{owner}: both models need probabilities of the same shape. Got {pa.shape} and {pb.shape}.")
-    _check_boot(n_boot, alpha, seed, owner=owner, min_boot=0)
-    pos = _pos(positive_index, pa.shape[1])
+    check_bootstrap(n_boot, alpha, seed, owner=owner, min_boot=0)
+    pos = positive_column(positive_index, pa.shape[1])
     n = len(y)
     one = np.ones((1, n))
     with warnings.catch_warnings():
@@ -644,18 +624,13 @@ def paired_auc_difference(
         auc_a = float(_metric_matrix(pa, y, pos, 0.5, 15, one, ("auc",))["auc"][0])
         auc_b = float(_metric_matrix(pb, y, pos, 0.5, 15, one, ("auc",))["auc"][0])
     diffs = np.full(n_boot, math.nan)
-    stream = _resamples(n, n_boot, seed)
-    chunk = max(1, _CHUNK_ELEMS // max(n, 1))
-    for start in range(0, n_boot, chunk):
-        idx = np.stack([next(stream) for _ in range(min(chunk, n_boot - start))])  # (b, N)
-        b = len(idx)
-        W = np.bincount((np.arange(b)[:, None] * n + idx).ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
-        diffs[start : start + b] = (_metric_matrix(pa, y, pos, 0.5, 15, W, ("auc",))["auc"]
-                                    - _metric_matrix(pb, y, pos, 0.5, 15, W, ("auc",))["auc"])
-    low, high, n_valid = _percentile_ci(diffs, alpha) if n_boot else (math.nan, math.nan, 0)
+    for start, W in resample_weights(n, n_boot, seed, chunk_elems=_CHUNK_ELEMS):
+        diffs[start : start + len(W)] = (_metric_matrix(pa, y, pos, 0.5, 15, W, ("auc",))["auc"]
+                                         - _metric_matrix(pb, y, pos, 0.5, 15, W, ("auc",))["auc"])
+    low, high, n_valid = percentile_ci(diffs, alpha) if n_boot else (math.nan, math.nan, 0)
     return {
-        "auc_a": _json_float(auc_a), "auc_b": _json_float(auc_b), "difference": _json_float(auc_a - auc_b),
-        "ci_low": _json_float(low), "ci_high": _json_float(high), "n_boot": int(n_boot), "n_boot_valid": n_valid,
+        "auc_a": json_float(auc_a), "auc_b": json_float(auc_b), "difference": json_float(auc_a - auc_b),
+        "ci_low": json_float(low), "ci_high": json_float(high), "n_boot": int(n_boot), "n_boot_valid": n_valid,
         "alpha": float(alpha), "seed": int(seed), "method": "paired percentile bootstrap (same resamples for both models)",
     }
 
@@ -663,11 +638,8 @@ def paired_auc_difference(
 # --------------------------------------------------------------------------- evaluation
 
 
-def _json_float(x: float) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
-def _check_classes(classes: Any, n_classes: int, *, owner: str) -> list[str]:
+def check_classes(classes: Any, n_classes: int, *, owner: str) -> list[str]:
+    """Validate class names: ``n_classes`` distinct names, one per column of y_prob."""
     if isinstance(classes, str) or not isinstance(classes, Sequence):
         raise ConfigError(f"The 'classes' parameter of {owner} must be a list of names. "
                           f"Got {classes!r} instead.")
@@ -712,13 +684,13 @@ def evaluate_classification(
         Undefined values are None, so ``json.dumps(..., allow_nan=False)`` works.
     """
     owner = "evaluate_classification"
-    p, y = _check_inputs(y_prob, y_true, positive_index=positive_index, owner=owner)
+    p, y = check_inputs(y_prob, y_true, positive_index=positive_index, owner=owner)
     n_classes = p.shape[1]
-    names = _check_classes(classes, n_classes, owner=owner)
+    names = check_classes(classes, n_classes, owner=owner)
     thr = _check_threshold(threshold, owner=owner)
-    bins = _check_n_bins(n_bins, owner=owner)
-    _check_boot(n_boot, alpha, seed, owner=owner, min_boot=0)
-    pos = _pos(positive_index, n_classes)
+    bins = check_n_bins(n_bins, owner=owner)
+    check_bootstrap(n_boot, alpha, seed, owner=owner, min_boot=0)
+    pos = positive_column(positive_index, n_classes)
 
     point = _point_metrics(p, y, pos, thr, bins)
     boot = _bootstrap_matrix(p, y, pos, thr, bins, n_boot=n_boot, seed=seed)
@@ -730,11 +702,11 @@ def evaluate_classification(
         elif name == "ece":
             low, high, n_valid = _ece_interval(p, y, pos, bins, point[name], boot[:, j], alpha, seed)
         else:
-            low, high, n_valid = _percentile_ci(boot[:, j], alpha)
+            low, high, n_valid = percentile_ci(boot[:, j], alpha)
         metrics[name] = {
-            "value": _json_float(point[name]),
-            "ci_low": _json_float(low),
-            "ci_high": _json_float(high),
+            "value": json_float(point[name]),
+            "ci_low": json_float(low),
+            "ci_high": json_float(high),
             "n_boot_valid": n_valid,
         }
     counts = np.bincount(y, minlength=n_classes)
@@ -784,11 +756,11 @@ def subgroup_metrics(
         "auc", "accuracy", "sensitivity", "specificity"}`` (undefined values are None).
     """
     owner = "subgroup_metrics"
-    p, y = _check_inputs(y_prob, y_true, positive_index=positive_index, owner=owner)
-    names = _check_classes(classes, p.shape[1], owner=owner)
+    p, y = check_inputs(y_prob, y_true, positive_index=positive_index, owner=owner)
+    names = check_classes(classes, p.shape[1], owner=owner)
     thr = _check_threshold(threshold, owner=owner)
     check_number(min_size, name="min_size", owner=owner, low=1, integer=True)
-    g = _to_numpy(groups)
+    g = to_numpy(groups)
     if g.ndim != 1 or len(g) != len(y):
         raise DataError(f"{owner}: groups must be 1-D with {len(y)} labels. Got shape {g.shape}.")
     labels = np.array(
@@ -796,7 +768,7 @@ def subgroup_metrics(
          for v in g.tolist()],
         dtype=object,
     )
-    pos = _pos(positive_index, p.shape[1])
+    pos = positive_column(positive_index, p.shape[1])
     rows = []
     for name in sorted(set(labels.tolist())):
         mask = labels == name
@@ -810,6 +782,6 @@ def subgroup_metrics(
         }
         names_ = ("auc", "accuracy", "sensitivity", "specificity")
         values = {} if row["suppressed"] else _point_metrics(pg, yg, pos, thr, 15, names_)
-        row.update({m: _json_float(values.get(m, math.nan)) for m in names_})
+        row.update({m: json_float(values.get(m, math.nan)) for m in names_})
         rows.append(row)
     return rows

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from medassist.evaluation.bootstrap import resamples
 from medassist.evaluation.metrics import UndefinedMetricWarning, compute_roc_auc
 from medassist.exceptions import DataError
 
@@ -103,10 +104,8 @@ def evaluate_multilabel(
             "sensitivity": clean(float(pred[pos, j].mean()) if pos.any() else math.nan),
             "specificity": clean(float(1 - pred[neg, j].mean()) if neg.any() else math.nan),
         })
-    rng = np.random.default_rng(seed)
     boots = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
+    for idx in resamples(len(y), n_boot, seed):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UndefinedMetricWarning)
             a = per_label_auc(s[idx], y[idx])

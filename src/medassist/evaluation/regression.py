@@ -20,16 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from medassist.evaluation.metrics import UndefinedMetricWarning, _json_float, _percentile_ci, _resamples, _to_numpy
+from medassist.evaluation.bootstrap import check_bootstrap, json_float, percentile_ci, resamples
+from medassist.evaluation.metrics import UndefinedMetricWarning, to_numpy
 from medassist.exceptions import DataError, EmptyDataError
-from medassist.validation import check_number
 
 #: Metric names in the order reports show them.
 REGRESSION_METRICS: tuple[str, ...] = ("rmse", "mae", "r2", "spearman")
 
 
 def _check(y_pred: Any, y_true: Any, *, owner: str) -> tuple[np.ndarray, np.ndarray]:
-    p, y = _to_numpy(y_pred), _to_numpy(y_true)
+    p, y = to_numpy(y_pred), to_numpy(y_true)
     if p.ndim != 1 or y.ndim != 1:
         raise DataError(f"{owner}: y_pred and y_true must be 1-D arrays (N,). Got shapes {p.shape} and {y.shape}.")
     if len(p) != len(y):
@@ -145,20 +145,18 @@ def evaluate_regression(
     """
     owner = "evaluate_regression"
     p, y = _check(y_pred, y_true, owner=owner)
-    check_number(n_boot, name="n_boot", owner=owner, low=0, integer=True)
-    check_number(alpha, name="alpha", owner=owner, low=0, high=1, low_open=True, high_open=True)
-    check_number(seed, name="seed", owner=owner, low=0, integer=True)
+    check_bootstrap(n_boot, alpha, seed, owner=owner, min_boot=0)
     point = _values(p, y)
     boot = np.full((n_boot, len(REGRESSION_METRICS)), math.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        for b, idx in enumerate(_resamples(len(y), n_boot, seed)):
+        for b, idx in enumerate(resamples(len(y), n_boot, seed)):
             v = _values(p[idx], y[idx], warn=False)
             boot[b] = [v[n] for n in REGRESSION_METRICS]
     metrics = {}
     for j, name in enumerate(REGRESSION_METRICS):
-        low, high, n_valid = _percentile_ci(boot[:, j], alpha) if n_boot else (None, None, 0)
-        metrics[name] = {"value": _json_float(point[name]), "ci_low": _json_float(low), "ci_high": _json_float(high), "n_boot_valid": n_valid}
+        low, high, n_valid = percentile_ci(boot[:, j], alpha) if n_boot else (None, None, 0)
+        metrics[name] = {"value": json_float(point[name]), "ci_low": json_float(low), "ci_high": json_float(high), "n_boot_valid": n_valid}
     return {
         "n": int(len(y)), "task": "regression", "metrics": metrics,
         "bootstrap": {"n_boot": int(n_boot), "alpha": float(alpha), "seed": int(seed), "method": "percentile"},

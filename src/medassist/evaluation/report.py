@@ -3,7 +3,7 @@
 Plots are drawn on ``matplotlib.figure.Figure`` objects (no pyplot, so no global backend or
 figure registry is touched), saved as PNG and embedded as base64 ``data:`` URIs; the page is
 rendered from the package template ``templates/report.html`` with autoescaping on and written
-atomically (a temporary file in the same folder, then ``os.replace``).
+atomically (:func:`medassist.fileio.write_atomic`: a temporary file in the same folder, then a rename).
 
 Example:
     >>> evaluation = evaluate_classification(y_prob, y_true, classes=["no", "yes"])
@@ -16,11 +16,9 @@ Example:
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
@@ -30,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medassist.evaluation.calibration import reliability_curve
-from medassist.evaluation.metrics import METRIC_NAMES, _check_classes, _check_inputs
+from medassist.evaluation.metrics import METRIC_NAMES, check_classes, check_inputs
 from medassist.evaluation.model_card import DISCLAIMER, ModelCard
 from medassist.exceptions import ConfigError, DataError
+from medassist.fileio import write_atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -386,22 +385,6 @@ def _render(context: dict[str, Any]) -> str:
     return env.from_string(source).render(**context)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is an ordinary document
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def write_report(
     path: str | os.PathLike[str],
     *,
@@ -444,8 +427,8 @@ def write_report(
         The path written.
     """
     owner = "write_report"
-    p, y = _check_inputs(y_prob, y_true, positive_index=positive_index, owner=owner)
-    names = _check_classes(classes, p.shape[1], owner=owner)
+    p, y = check_inputs(y_prob, y_true, positive_index=positive_index, owner=owner)
+    names = check_classes(classes, p.shape[1], owner=owner)
     if not isinstance(evaluation, dict) or not isinstance(evaluation.get("metrics"), dict):
         raise ConfigError(f"{owner}: 'evaluation' must be evaluate_classification() output.")
     if not isinstance(model_card, ModelCard):
@@ -501,5 +484,5 @@ def write_report(
         },
     }
     out = Path(path)
-    _write_atomic(out, _render(context))
+    write_atomic(out, _render(context), mode=0o644)  # an ordinary document, readable by all
     return out

@@ -18,8 +18,6 @@ Example:
 from __future__ import annotations
 
 import math
-import os
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from medassist.exceptions import DataError
+from medassist.fileio import atomic_path
 
 #: Penalizer of every Cox fit (lifelines' L2 penalty on standardised coefficients): enough to keep
 #: separable or collinear covariates finite, small enough to leave ordinary hazard ratios alone.
@@ -138,7 +137,7 @@ class KMCurve:
 
     def at(self, t: float) -> float:
         """S(t): the step function's value at ``t``."""
-        k = np.searchsorted(self.timeline, t, side="right") - 1
+        k = int(np.searchsorted(self.timeline, t, side="right")) - 1
         return float(self.survival[max(k, 0)])
 
     def to_dict(self) -> dict[str, Any]:
@@ -278,16 +277,12 @@ def save_png(fig: Any, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        FigureCanvasAgg(fig)
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            FigureCanvasAgg(fig)
+            fig.savefig(tmp, format="png")
     finally:
         fig.clear()
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -316,7 +311,7 @@ def time_axis(t_max: float, time_unit: str = "days", *, n_ticks: int = 6) -> tup
         unit, div = "months", _DAYS_PER["months"]
     steps = [1, 1.2, 2, 3, 6, 10] if unit == "months" else [1, 2, 2.5, 5, 10]
     top = max(float(t_max) / div, 1e-9)
-    ticks = MaxNLocator(nbins=n_ticks, steps=steps, integer=top >= 3).tick_values(0.0, top)
+    ticks = np.asarray(MaxNLocator(nbins=n_ticks, steps=steps, integer=top >= 3).tick_values(0.0, top), dtype=float)
     ticks = ticks[(ticks >= 0) & (ticks <= top * 1.0001)]
     return unit, div, ticks * div
 

@@ -13,23 +13,25 @@ Example:
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from medassist.fileio import write_atomic
+
 
 def grad_cam(model: nn.Module, x: torch.Tensor, *, target: int, layer: nn.Module) -> np.ndarray:
-    """Grad-CAM of one input ``x`` (1, C, H, W) for output ``target``: (H, W) float32 in [0, 1]."""
+    """Grad-CAM of one input ``x`` (1, C, H, W) for output ``target``: (H, W) float32 in [0, 1];
+    of a volume (1, C, D, H, W): (D, H, W), upsampled trilinearly (show it slice by slice)."""
     from captum.attr import LayerAttribution, LayerGradCam
 
     model.eval()
     x = x.detach().clone().requires_grad_(True)
     attr = LayerGradCam(model, layer).attribute(x, target=int(target), relu_attributions=True)
-    cam = LayerAttribution.interpolate(attr, tuple(x.shape[2:]), interpolate_mode="bilinear")[0, 0].detach()
+    mode = "trilinear" if x.ndim == 5 else "bilinear"
+    cam = LayerAttribution.interpolate(attr, tuple(x.shape[2:]), interpolate_mode=mode)[0, 0].detach()
     cam = cam.clamp(min=0)
     peak = float(cam.max())
     return (cam / peak).numpy().astype(np.float32) if peak > 0 else np.zeros(tuple(x.shape[2:]), dtype=np.float32)
@@ -94,15 +96,10 @@ def overlay_png(image: np.ndarray, cam: np.ndarray, *, title: str | None = None,
 
 def save_overlay(image: np.ndarray, cam: np.ndarray, path: str | Path, *, title: str | None = None) -> Path:
     """Write the overlay PNG atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(overlay_png(image, cam, title=title))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(Path(path), overlay_png(image, cam, title=title), mode=0o644)
+
+
+def volume_slices(cam: np.ndarray, k: int = 3) -> list[int]:
+    """The ``k`` axial slices (first axis of a (D, H, W) map) holding the most Grad-CAM weight, in order."""
+    mass = np.asarray(cam).reshape(len(cam), -1).sum(axis=1)
+    return sorted(np.argsort(-mass)[:k].tolist())

@@ -41,19 +41,23 @@ def atom_attributions(bundle: Any, mol: Any, *, task: int = 0, n_steps: int = 32
     if kind == "regression":
         scale = float(np.asarray(bundle.calibration["target_std"])[task])
     if _is_graph_model(model):
+        if not isinstance(x, GraphBatch):
+            raise TypeError(f"A graph model needs graph features; the bundle's featurizer gave {type(x).__name__}.")
         n_atoms = mol.GetNumAtoms()
         gate = alphas.repeat_interleave(n_atoms).requires_grad_(True)
         out = _forward(model, x._replace(atom_gate=gate), kind)
         out[:, task].sum().backward()
-        grads = gate.grad.view(n_steps, n_atoms).mean(dim=0).numpy()
+        grads = _grad(gate).view(n_steps, n_atoms).mean(dim=0).numpy()
         return grads * scale  # gate goes from 0 to 1, so IG = mean gradient
-    fp: FingerprintBatch = x
+    if not isinstance(x, FingerprintBatch):
+        raise TypeError(f"A fingerprint model needs fingerprint features; the bundle's featurizer gave {type(x).__name__}.")
+    fp = x
     nnz = len(fp.weights) // n_steps
     base = fp.weights[:nnz].clone()
     scaled = (alphas.repeat_interleave(nnz) * base.repeat(n_steps)).requires_grad_(True)
     out = _forward(model, fp._replace(weights=scaled), kind)
     out[:, task].sum().backward()
-    bit_attr = (scaled.grad.view(n_steps, nnz).mean(dim=0) * base).numpy() * scale
+    bit_attr = (_grad(scaled).view(n_steps, nnz).mean(dim=0) * base).numpy() * scale
     bits = fp.indices[:nnz].numpy()
     fz = bundle.featurizer.structure_
     env = MorganCountFeaturizer(radius=fz.radius, n_bits=fz.n_bits).bit_atoms(mol)
@@ -63,6 +67,13 @@ def atom_attributions(bundle: Any, mol: Any, *, task: int = 0, n_steps: int = 32
         for i in atoms:
             w[i] += a / len(atoms)
     return w
+
+
+def _grad(t: torch.Tensor) -> torch.Tensor:
+    """``t.grad`` after ``backward()``: set for a leaf that requires grad."""
+    if t.grad is None:
+        raise RuntimeError("No gradient reached the attributed input.")
+    return t.grad
 
 
 def _forward(model: torch.nn.Module, x: GraphBatch | FingerprintBatch, kind: str) -> torch.Tensor:

@@ -72,7 +72,8 @@ class CaseProfile:
 
     def fit(self, frame: pd.DataFrame) -> CaseProfile:
         skip = set(OUTCOME_COLUMNS) | set(CODE_COLUMNS) | set(self.exclude)
-        numeric, categorical = [], []
+        numeric: list[str] = []
+        categorical: list[str] = []
         for c in frame.columns:
             if c in skip or frame[c].isna().all():
                 continue

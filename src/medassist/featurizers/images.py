@@ -174,3 +174,159 @@ class ImageFeaturizer:
 
     def input_schema(self) -> dict[str, str]:
         return {"image": f"image {self.channels_}×{self.size_}×{self.size_}"}
+
+
+@FEATURIZERS.register("volume")
+class VolumeFeaturizer:
+    """3D volumes (CT, MRI, MedMNIST-3D): one channel, brought to one physical spacing and a cube,
+    normalised; state as JSON.
+
+    Fitted on the training split only: the cube side (the training volumes' median, unless given,
+    at most 128), the target spacing, and the mean and standard deviation of the training voxels.
+    Volumes that carry their spacing (``VoxelArray`` from NIfTI files and DICOM series) are
+    resampled to the target spacing (mm along D, H, W: ``spacing`` if given, else the training
+    volumes' median, coarsened on an axis where the training volumes' median field of view would
+    not fit in the cube), then centre-cropped or zero-padded to the cube, so one voxel means the
+    same millimetres in every volume and at prediction. Volumes without a spacing (MedMNIST-3D
+    ``.npz``) are resized to the cube instead.
+
+    Example:
+        >>> fz = VolumeFeaturizer().fit(train_volumes)        # (N, 1, D, H, W) uint8 or float
+        >>> fz.transform(volumes).shape                         # torch.float32 (N, 1, S, S, S)
+    """
+
+    spatial_dims = 3
+
+    def __init__(self, *, size: int | None = None, window: str | None = None, standardize: bool = True,
+                 spacing: float | None = None) -> None:
+        if size is not None:
+            check_number(size, name="size", owner="VolumeFeaturizer", low=8, high=256, integer=True)
+        if spacing is not None:
+            check_number(spacing, name="spacing", owner="VolumeFeaturizer", low=0.01, high=100.0)
+        self.size = size
+        self.window = window
+        self.standardize = standardize
+        self.spacing = spacing
+
+    def fit(self, volumes: Any, *, modalities: list[str] | None = None, batch_size: int = 64) -> VolumeFeaturizer:
+        from medassist.data.io.volumes import spacing_of
+
+        n = len(volumes)
+        if n == 0:
+            raise DataError("VolumeFeaturizer.fit: no training volumes.")
+        shapes = np.array([np.shape(volumes[i])[1:] for i in range(n)])
+        self.channels_ = 1
+        self.size_ = int(self.size or min(128, max(8, int(np.median(np.cbrt(shapes.prod(axis=1)))))))
+        self.modalities_ = sorted({m for m in (modalities or []) if m})
+        spacings = [spacing_of(volumes[i]) for i in range(n)]
+        self.spacing_: list[float] | None = None
+        if all(s is not None for s in spacings):
+            sp = np.array(spacings, dtype=np.float64)
+            if self.spacing is not None:
+                self.spacing_ = [float(self.spacing)] * 3
+            else:
+                fov = np.median(shapes * sp, axis=0)  # mm along (D, H, W)
+                self.spacing_ = [round(float(v), 4) for v in np.maximum(np.median(sp, axis=0), fov / self.size_)]
+        self.mean_, self.std_ = [0.0], [1.0]
+        if self.standardize:
+            s1 = s2 = count = 0.0
+            for start in range(0, n, batch_size):
+                x = self._prepare(volumes[start : start + batch_size]).double()
+                s1, s2, count = s1 + float(x.sum()), s2 + float((x**2).sum()), count + x.numel()
+            mean = s1 / count
+            std = max(s2 / count - mean**2, 0.0) ** 0.5
+            self.mean_, self.std_ = [mean], [std if std > 1e-6 else 1.0]
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "mean_"):
+            raise NotFittedError("This VolumeFeaturizer is not fitted yet; call fit() on the training volumes first.")
+
+    def _target(self) -> list[float] | None:
+        return getattr(self, "spacing_", None)  # bundles written before spacing was learnt have none
+
+    def check(self, volume: np.ndarray, *, modality: str = "", source: str = "volume") -> list[str]:
+        """Refuse a volume that cannot be made to fit; return notes on what will change."""
+        from medassist.data.io.volumes import spacing_of
+
+        self._check_fitted()
+        shape = np.shape(volume)
+        if len(shape) != 4 or shape[0] != 1:
+            raise DataError(f"{source}: shape {shape}; expected one grey volume (1, D, H, W).")
+        if modality and self.modalities_ and modality not in self.modalities_:
+            raise DataError(f"{source}: modality {modality}, but the model was trained on {', '.join(self.modalities_)} volumes.")
+        s, target, spacing = self.size_, self._target(), spacing_of(volume)
+        grid = "×".join(map(str, shape[1:]))
+        if target is not None:
+            if spacing is None:
+                raise DataError(f"{source}: the volume carries no voxel spacing, but the model was trained on volumes resampled to "
+                                f"{_mm(target)} mm; give a NIfTI file or a DICOM series with PixelSpacing.")
+            return [f"resampled from {grid} voxels of {_mm(spacing)} mm to {_mm(target)} mm, then cropped/padded to {s}×{s}×{s}."]
+        return [] if tuple(shape[1:]) == (s, s, s) else [f"resized from {grid} to {s}×{s}×{s}."]
+
+    def _resample(self, x: torch.Tensor, spacing: tuple[float, float, float], target: list[float]) -> torch.Tensor:
+        """(1, 1, D, H, W) at ``spacing`` → the target spacing, centre-cropped/zero-padded to the cube."""
+        shape = [max(1, round(n * sp / t)) for n, sp, t in zip(x.shape[2:], spacing, target)]
+        if shape != list(x.shape[2:]):
+            down = all(m <= n for m, n in zip(shape, x.shape[2:]))
+            x = F.interpolate(x, size=tuple(shape), mode="area") if down else F.interpolate(
+                x, size=tuple(shape), mode="trilinear", align_corners=False)
+        s = self.size_
+        out = x.new_zeros((1, 1, s, s, s))
+        src, dst = [], []
+        for n in x.shape[2:]:
+            lo = max(0, (n - s) // 2)  # crop: the centre of the volume
+            pad = max(0, (s - n) // 2)  # pad: centred in the cube
+            m = min(n, s)
+            src.append(slice(lo, lo + m))
+            dst.append(slice(pad, pad + m))
+        out[:, :, dst[0], dst[1], dst[2]] = x[:, :, src[0], src[1], src[2]]
+        return out
+
+    def _prepare(self, volumes: Any) -> torch.Tensor:
+        from medassist.data.io.volumes import spacing_of
+
+        s, target = self.size_, self._target()
+        out = torch.empty((len(volumes), 1, s, s, s), dtype=torch.float32)
+        for i in range(len(volumes)):
+            spacing = spacing_of(volumes[i])
+            x = torch.from_numpy(np.ascontiguousarray(_as_float(np.asarray(volumes[i]))))[None]
+            if target is not None and spacing is not None:
+                x = self._resample(x, spacing, target)
+            elif tuple(x.shape[2:]) != (s, s, s):
+                x = F.interpolate(x, size=(s, s, s), mode="trilinear", align_corners=False)
+            out[i] = x[0]
+        return out
+
+    def transform(self, volumes: Any, *, batch_size: int = 256) -> torch.Tensor:
+        """Model input: float32 (N, 1, S, S, S), normalised with the training mean and std."""
+        self._check_fitted()
+        parts = [(self._prepare(volumes[i : i + batch_size]) - self.mean_[0]) / self.std_[0] for i in range(0, len(volumes), batch_size)]
+        return torch.cat(parts) if parts else torch.empty((0, 1, self.size_, self.size_, self.size_))
+
+    def to_display(self, x: torch.Tensor) -> np.ndarray:
+        """Undo normalisation of one model input (1, S, S, S) → (S, S, S) in [0, 1] (slice it for overlays)."""
+        return (x[0] * self.std_[0] + self.mean_[0]).clamp(0, 1).numpy()
+
+    def to_dict(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {"name": "volume", "params": {"size": self.size, "window": self.window, "standardize": self.standardize,
+                                             "spacing": self.spacing},
+                "state": {"size_": self.size_, "channels_": self.channels_, "mean_": self.mean_, "std_": self.std_,
+                          "modalities_": self.modalities_, "spacing_": self._target()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VolumeFeaturizer:
+        fz = cls(**d["params"])
+        for k, v in d["state"].items():
+            setattr(fz, k, v)
+        return fz
+
+    def input_schema(self) -> dict[str, str]:
+        s, target = self.size_, self._target()
+        where = f" at {_mm(target)} mm (D×H×W), RAS+" if target is not None else ""
+        return {"image": f"volume 1×{s}×{s}×{s}{where}"}
+
+
+def _mm(spacing: Any) -> str:
+    return "×".join(f"{float(v):.3g}" for v in spacing)

@@ -146,7 +146,10 @@ class GraphArrays:
         e = np.zeros(len(graphs) + 1, dtype=np.int64)
         a[1:] = np.cumsum([g.n_atoms for g in graphs])
         e[1:] = np.cumsum([g.edge_index.shape[1] for g in graphs])
-        cat = (lambda xs, shape, dt: np.concatenate(xs) if xs else np.zeros(shape, dtype=dt))
+
+        def cat(xs: list[np.ndarray], shape: tuple[int, ...], dt: type[np.generic]) -> np.ndarray:
+            return np.concatenate(xs) if xs else np.zeros(shape, dtype=dt)
+
         return cls(
             atom_codes=cat([g.atom_codes for g in graphs], (0, len(ATOM_FIELDS)), np.int16),
             atom_mass=cat([g.atom_mass for g in graphs], (0,), np.float32),
@@ -282,7 +285,9 @@ class MorganCountFeaturizer:
         return self._generator().GetCountFingerprint(mol).GetNonzeroElements()
 
     def transform(self, mols: list[Any]) -> SparseCounts:
-        idx, val, ptr = [], [], [0]
+        idx: list[int] = []
+        val: list[int] = []
+        ptr = [0]
         for m in mols:
             nz = self.counts(m)
             idx.extend(nz.keys())
@@ -357,7 +362,8 @@ def fast_descriptor_vector(mol: Any) -> list[float]:
 
     logp, mr = R.CalcCrippenDescriptors(mol)
     return [
-        Descriptors.MolWt(mol), Descriptors.HeavyAtomMolWt(mol), logp, mr, R.CalcTPSA(mol), R.CalcLabuteASA(mol),
+        Descriptors.MolWt(mol),  # type: ignore[attr-defined]  # rdkit-stubs omit MolWt (a lambda set at import)
+        Descriptors.HeavyAtomMolWt(mol), logp, mr, R.CalcTPSA(mol), R.CalcLabuteASA(mol),
         R.CalcNumHBD(mol), R.CalcNumHBA(mol), R.CalcNumRotatableBonds(mol), R.CalcNumRings(mol), R.CalcNumAromaticRings(mol),
         R.CalcNumAliphaticRings(mol), R.CalcNumSaturatedRings(mol), R.CalcNumAromaticHeterocycles(mol),
         R.CalcNumAromaticCarbocycles(mol), R.CalcNumAliphaticHeterocycles(mol), R.CalcFractionCSP3(mol), mol.GetNumHeavyAtoms(),
@@ -568,6 +574,7 @@ class MoleculeFeaturizer:
 def concat_features(parts: list[MoleculeFeatures]) -> MoleculeFeatures:
     """Join the features of consecutive chunks (as worker processes return them)."""
     first = parts[0].structure
+    structure: SparseCounts | GraphArrays
     if isinstance(first, SparseCounts):
         structure = SparseCounts.concat([p.structure for p in parts])
     else:

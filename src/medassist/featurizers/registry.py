@@ -6,6 +6,15 @@ A featurizer class registered here provides ``to_dict() -> {"name", "params", "s
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from medassist.parts import PartRegistry
 
-FEATURIZERS: PartRegistry[type] = PartRegistry("featurizer")
+
+class FeaturizerClass(Protocol):
+    """What the registry holds: a featurizer class, rebuilt by ``from_dict`` from its ``to_dict()``."""
+
+    def from_dict(self, d: dict[str, Any], /) -> Any: ...
+
+
+FEATURIZERS: PartRegistry[FeaturizerClass] = PartRegistry("featurizer")

@@ -229,15 +229,12 @@ class TabularFeaturizer:
             if len(codes) and codes.notna().all() and not pd.api.types.is_bool_dtype(s):
                 # integer codes (race = 1/2/3, ftv = 0..6): a code beyond them is out of range too
                 self.range_[col] = [float(codes.min()), float(codes.max())]
-        names, groups = [], []
-        for col in self.numeric_:
-            names.append(col), groups.append(col)
-        for col in self.indicator_:
-            names.append(f"{col}__is_missing"), groups.append(col)
-        for col in self.categorical_:
-            for lev in self.categories_[col]:
-                names.append(f"{col}={lev}"), groups.append(col)
-        self.feature_names_, self.feature_groups_ = names, groups
+        # (feature name, input column it comes from), in the order of the feature matrix
+        pairs = [(col, col) for col in self.numeric_]
+        pairs += [(f"{col}__is_missing", col) for col in self.indicator_]
+        pairs += [(f"{col}={lev}", col) for col in self.categorical_ for lev in self.categories_[col]]
+        self.feature_names_ = [name for name, _ in pairs]
+        self.feature_groups_ = [col for _, col in pairs]
         return self
 
     def _check_fitted(self) -> None:
@@ -271,7 +268,43 @@ class TabularFeaturizer:
                 f"{source}: the model needs column(s) {', '.join(repr(c) for c in missing)}, "
                 f"which the table does not have (expected columns: {', '.join(self.columns_)})."
             )
-        n = len(df)
+        numeric = {c: parse_numeric(self._declared(df[c], c), column=c, source=source).to_numpy() for c in self.numeric_}
+        categorical = {c: self._declared(df[c], c).to_numpy() for c in self.categorical_}
+        return self._encode(len(df), numeric, categorical, source=source)
+
+    def transform_arrays(self, columns: dict[str, np.ndarray], *, source: str = "input data") -> FeatureMatrix:
+        """Encode already-validated columns, no table: the service's path from JSON rows.
+
+        Args:
+            columns: every fitted input column → an (N,) array: numeric columns as floats with
+                NaN for missing, categorical columns as an object array of the raw values
+                (``None`` for missing).
+
+        Returns:
+            The same :class:`FeatureMatrix` as :meth:`transform` of a table holding those
+            columns (bit for bit: the encoding below is shared).
+        """
+        self._check_fitted()
+        missing = [c for c in self.columns_ if c not in columns]
+        if missing:
+            raise SchemaError(f"{source}: the model needs column(s) {', '.join(repr(c) for c in missing)} (expected columns: "
+                              f"{', '.join(self.columns_)}).")
+        n = len(columns[self.columns_[0]]) if self.columns_ else 0
+        declared = self.missing_values or {}
+        numeric, categorical = {}, {}
+        for c in self.numeric_:
+            x = np.asarray(columns[c], dtype=float)
+            if declared.get(c):  # rare: declared missing values go through the table path's rule
+                x = parse_numeric(self._declared(pd.Series(x), c), column=c, source=source).to_numpy()
+            numeric[c] = x
+        for c in self.categorical_:
+            v = np.asarray(columns[c], dtype=object)
+            categorical[c] = self._declared(pd.Series(v), c).to_numpy() if declared.get(c) else v
+        return self._encode(n, numeric, categorical, source=source)
+
+    def _encode(self, n: int, numeric: dict[str, np.ndarray], categorical: dict[str, np.ndarray], *, source: str) -> FeatureMatrix:
+        """The encoding itself: numeric (N,) float arrays (NaN = missing) and categorical (N,)
+        object arrays, with declared missing values already read as missing."""
         blocks: list[np.ndarray] = []
         n_imputed = np.zeros(n, dtype=np.int64)
         n_unknown = np.zeros(n, dtype=np.int64)
@@ -280,8 +313,9 @@ class TabularFeaturizer:
         ranges = getattr(self, "range_", {})  # bundles written before ranges were stored have none
         nums = np.zeros((n, len(self.numeric_)), dtype=np.float32)
         inds = np.zeros((n, len(self.indicator_)), dtype=np.float32)
+        indicator = {c: k for k, c in enumerate(self.indicator_)}
         for j, col in enumerate(self.numeric_):
-            x = parse_numeric(self._declared(df[col], col), column=col, source=source).to_numpy()
+            x = numeric[col]
             self.check_plausible(col, x, source=source)
             miss = np.isnan(x)
             n_imputed += miss
@@ -289,26 +323,26 @@ class TabularFeaturizer:
                 lo, hi = ranges[col]
                 margin = RANGE_MARGIN * (hi - lo)
                 with np.errstate(invalid="ignore"):
-                    for i in np.flatnonzero((x < lo - margin) | (x > hi + margin)):
-                        outside[i].append(col)
+                    for row in np.flatnonzero((x < lo - margin) | (x > hi + margin)):
+                        outside[row].append(col)
             x = np.where(miss, self.median_[col], x)
             nums[:, j] = (x - self.mean_[col]) / self.scale_[col]
-            if col in self.indicator_:
-                inds[:, self.indicator_.index(col)] = miss
+            if col in indicator:
+                inds[:, indicator[col]] = miss
         blocks += [nums, inds]
         for col in self.categorical_:
-            s = self._declared(df[col], col)
+            values = categorical[col]
             if col in ranges:
                 lo, hi = ranges[col]
                 margin = RANGE_MARGIN * (hi - lo)
-                codes = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+                codes = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
                 with np.errstate(invalid="ignore"):
-                    for i in np.flatnonzero((codes < lo - margin) | (codes > hi + margin)):
-                        outside[i].append(col)
+                    for row in np.flatnonzero((codes < lo - margin) | (codes > hi + margin)):
+                        outside[row].append(col)
             levels = self.categories_[col]
             onehot = np.zeros((n, len(levels)), dtype=np.float32)
             lookup = {lev: i for i, lev in enumerate(levels)}
-            for i, v in enumerate(s.to_numpy()):
+            for i, v in enumerate(values):
                 if pd.isna(v):
                     key = MISSING
                     n_imputed[i] += MISSING not in lookup

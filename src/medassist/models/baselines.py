@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -98,7 +98,7 @@ class LogisticModel(nn.Module):
     (safetensors weights, temperature, attributions).
     """
 
-    PRESETS = {"small": {}, "large": {}}
+    PRESETS: dict[str, dict[str, Any]] = {"small": {}, "large": {}}
 
     def __init__(self, *, n_features: int, n_outputs: int) -> None:
         super().__init__()
@@ -112,8 +112,9 @@ class LogisticModel(nn.Module):
         """The module and its spec from :func:`fit_logistic` state."""
         params = {"n_features": int(state["n_features"]), "n_outputs": int(state["n_classes"])}
         model = cls(**params)
+        linear = cast(nn.Linear, model.head[0])
         with torch.no_grad():
-            model.head[0].weight.copy_(torch.as_tensor(np.asarray(state["coef"]), dtype=torch.float32))
-            model.head[0].bias.copy_(torch.as_tensor(np.asarray(state["intercept"]), dtype=torch.float32))
+            linear.weight.copy_(torch.as_tensor(np.asarray(state["coef"]), dtype=torch.float32))
+            linear.bias.copy_(torch.as_tensor(np.asarray(state["intercept"]), dtype=torch.float32))
         model.eval()
         return model, {"name": "logistic", "size": "small", "params": params}

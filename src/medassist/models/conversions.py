@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from torch import nn
+from torch import Tensor, nn
 
 from medassist.options import unknown_name_error
 
@@ -39,7 +39,7 @@ class CloneOutput(nn.Module):
     """Returns a copy of its input: an in-place op after it no longer touches the hooked output
     of the layer before (same values, same gradients)."""
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return x.clone()
 
 

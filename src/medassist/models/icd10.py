@@ -286,29 +286,29 @@ class ICD10Index:
         for i, (w, s, e) in enumerate(words):
             pos[w].append(i)
             groups[(s, e)].add(w)
-        out = []
+        out: list[tuple[_Entry, list[int], float]] = []
         for w in pos:
             for ei in self.by_key.get(w, ()):
-                e = self.entries[ei]
-                if not e.required <= pos.keys():
+                entry = self.entries[ei]
+                if not entry.required <= pos.keys():
                     continue
-                if e.forbidden and e.forbidden <= pos.keys():
+                if entry.forbidden and entry.forbidden <= pos.keys():
                     continue
-                window = _min_window([pos[r] for r in e.required])
+                window = _min_window([pos[r] for r in entry.required])
                 if window is None:
                     continue
                 lo, hi = window
                 span_words = len({words[i][1] for i in range(lo, hi + 1)})  # expansions share offsets
-                n_written = len({words[i][1] for i in range(lo, hi + 1) if words[i][0] in e.required})
+                n_written = len({words[i][1] for i in range(lo, hi + 1) if words[i][0] in entry.required})
                 if span_words > 2 * n_written + 3:
                     continue
-                used = [i for i in range(lo, hi + 1) if words[i][0] in e.required]
+                used = [i for i in range(lo, hi + 1) if words[i][0] in entry.required]
                 # "CHF, CKD" is not "kidney failure": at most one abbreviation may be used in part.
-                partial = sum(1 for g in {words[i][1:] for i in used} if len(groups[g]) > 1 and not groups[g] <= e.required)
+                partial = sum(1 for g in {words[i][1:] for i in used} if len(groups[g]) > 1 and not groups[g] <= entry.required)
                 if partial > 1:
                     continue
-                score = e.weight * math.sqrt(n_written / span_words) * _SOURCE_WEIGHT[e.source] * (0.9 if e.other else 1.0)
-                out.append((e, used, score))
+                score = entry.weight * math.sqrt(n_written / span_words) * _SOURCE_WEIGHT[entry.source] * (0.9 if entry.other else 1.0)
+                out.append((entry, used, score))
         return out
 
 
@@ -319,7 +319,8 @@ def _min_window(lists: list[list[int]]) -> tuple[int, int] | None:
     if len(lists) == 1:
         return lists[0][0], lists[0][0]
     events = sorted((p, k) for k, x in enumerate(lists) for p in x)
-    need, have, best, left = len(lists), defaultdict(int), None, 0
+    have: defaultdict[int, int] = defaultdict(int)
+    need, best, left = len(lists), None, 0
     covered = 0
     for right in range(len(events)):
         k = events[right][1]
@@ -437,8 +438,7 @@ class ICD10Coder:
                 code = entry.code if idx.is_leaf(entry.code) else idx.default_leaf(entry.code)
                 cands.append(_Cand(code, score * (1.02 if idx.is_leaf(code) else 1.0), entry.required, spans, ctx, entry.code))
         kept = _prune(cands, idx)
-        out = [self._finish(c, text) for c in kept]
-        out = [s for s in out if s is not None and s.status in include]
+        out = [s for s in (self._finish(c, text) for c in kept) if s.status in include]
         rank = {"suggested": 0, "flagged": 1, "excluded": 2}
         out.sort(key=lambda s: (rank[s.status], -s.score, s.code))
         seen: set[tuple[str, str]] = set()
@@ -449,26 +449,24 @@ class ICD10Coder:
                 uniq.append(s)
         return uniq[:top] if top else uniq
 
-    def _finish(self, c: _Cand, text: str) -> CodeSuggestion | None:
+    def _finish(self, c: _Cand, text: str) -> CodeSuggestion:
         idx = self.index
         ev = tuple(Evidence(s, e, text[s:e]) for s, e in _merge_spans(c.spans))
-        flags = tuple(c.context.flags())
-        base = dict(score=c.score, flags=flags, evidence=ev, triggers=c.context.triggers)
+        code, status = c.code, "suggested"
+        source_code: str | None = None
         if c.context.negated:
-            return CodeSuggestion(code=c.code, description=idx.description(c.code), status="excluded",
-                                  billable=idx.is_leaf(c.code), **base)
-        if c.context.hypothetical or c.context.uncertain:
-            return CodeSuggestion(code=c.code, description=idx.description(c.code), status="flagged",
-                                  billable=idx.is_leaf(c.code), **base)
-        if c.context.family or c.context.historical:
+            status = "excluded"
+        elif c.context.hypothetical or c.context.uncertain:
+            status = "flagged"
+        elif c.context.family or c.context.historical:
             z = _history_code(idx, c, family=c.context.family)
             if z is None:
-                return CodeSuggestion(code=c.code, description=idx.description(c.code), status="flagged",
-                                      billable=idx.is_leaf(c.code), **base)
-            return CodeSuggestion(code=z, description=idx.description(z), status="suggested", billable=idx.is_leaf(z),
-                                  source_code=c.code, **base)
-        return CodeSuggestion(code=c.code, description=idx.description(c.code), status="suggested",
-                              billable=idx.is_leaf(c.code), **base)
+                status = "flagged"
+            else:  # the family/personal-history Z code stands for the condition
+                code, source_code = z, c.code
+        return CodeSuggestion(code=code, description=idx.description(code), score=c.score, status=status,
+                              flags=tuple(c.context.flags()), evidence=ev, billable=idx.is_leaf(code),
+                              source_code=source_code, triggers=c.context.triggers)
 
 
 def _merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

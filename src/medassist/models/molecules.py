@@ -16,7 +16,13 @@ import torch
 from torch import nn
 
 from medassist.featurizers.molecules import (
-    ATOM_OFFSETS, BOND_OFFSETS, N_ATOM_CODES, N_BOND_CODES, GraphArrays, MoleculeFeatures, SparseCounts,
+    ATOM_OFFSETS,
+    BOND_OFFSETS,
+    N_ATOM_CODES,
+    N_BOND_CODES,
+    GraphArrays,
+    MoleculeFeatures,
+    SparseCounts,
 )
 from medassist.models.registry import MODELS, model_from_spec
 
@@ -99,6 +105,9 @@ class DMPNN(nn.Module):
     Shapes: GraphBatch with B molecules → (B, T).
     """
 
+    atom_offsets: torch.Tensor  # buffers (register_buffer in __init__)
+    bond_offsets: torch.Tensor
+
     PRESETS = {
         "small": {"hidden": 300, "depth": 3, "ffn_hidden": 300, "ffn_layers": 1, "dropout": 0.0, "aggregation": "mean"},
         "large": {"hidden": 600, "depth": 4, "ffn_hidden": 600, "ffn_layers": 2, "dropout": 0.1, "aggregation": "mean"},
@@ -152,6 +161,8 @@ class DMPNN(nn.Module):
     def forward(self, g: GraphBatch) -> torch.Tensor:
         z = self.encode(g)
         if self.n_descriptors:
+            if g.descriptors is None:
+                raise ValueError(f"This model takes {self.n_descriptors} descriptors per molecule; the batch has none.")
             z = torch.cat([z, g.descriptors], dim=1)
         return self.head(z)
 

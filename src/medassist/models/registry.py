@@ -6,14 +6,21 @@ module from it, so a bundle never stores a class.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol, cast
 
 from torch import nn
 
-from medassist.options import ModelSize, look_up_option
+from medassist.options import ModelSize, look_up_option, unknown_name_error
 from medassist.parts import PartRegistry
 
 MODELS: PartRegistry[type[nn.Module]] = PartRegistry("model")
+
+
+class _Presets(Protocol):
+    """What ``build_model`` reads of a registered model class: keyword values per size."""
+
+    PRESETS: Mapping[str, Mapping[str, Any]]
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -30,7 +37,10 @@ def build_model(
     """
     cls = MODELS.get(name)
     size = look_up_option(size, ModelSize, name="model size")
-    params = {**cls.PRESETS[size.value], **(overrides or {}), **dims}
+    presets = cast(_Presets, cls).PRESETS  # every registered model class declares PRESETS
+    if size.value not in presets:
+        raise unknown_name_error(size.value, list(presets), kind=f"size for model '{name}'")
+    params = {**presets[size.value], **(overrides or {}), **dims}
     spec = {"name": name.lower(), "size": size.value, "params": params}
     return cls(**params), spec
 

@@ -6,19 +6,29 @@ Output layout of :class:`MultiArmNet` (one flat tensor, so the shared Trainer ca
 binary logit, K = J hazard logits for a discrete-time survival outcome), then A propensity
 logits. :func:`split_outputs` reads it back by name.
 
-Survival helpers turn hazard logits over J bins (edges ``e_0 = 0 < ... < e_J = horizon``) into
-survival curves, restricted mean survival time (RMST) and risk at the horizon.
+:class:`TreatmentModel` holds a fitted ensemble with its featurizer and turns the raw outputs into
+outcomes per member (the pipeline builds it; evaluation and the assistant read it).
+
+A survival outcome uses the one survival core of ``models/survival.py``: hazard logits over J
+bins (edges ``e_0 = 0 < ... < e_J = horizon``), its likelihood, curves, RMST and risk at the horizon.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medassist.featurizers.tabular import TabularFeaturizer
 from medassist.models.registry import MODELS, model_from_spec
+
+# the one survival core: curves, RMST and the discrete-time likelihood (re-exported for old imports)
+from medassist.models.survival import discrete_time_nll, risk_at_horizon, survival_at_edges
+from medassist.models.survival import restricted_mean as rmst
 from medassist.models.tabular import _ResidualBlock
 
 
@@ -75,14 +85,16 @@ class MultiArmNet(nn.Module):
         self.stem = nn.Linear(n_features, d_hidden)
         self.blocks = nn.Sequential(*[_ResidualBlock(d=d_hidden, expansion=expansion, dropout=dropout) for _ in range(n_blocks)])
         self.norm = nn.LayerNorm(d_hidden)
-        self.heads = nn.ModuleList([
-            nn.Sequential(nn.Linear(d_hidden, d_head), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_head, n_outputs))
-            for _ in range(n_arms)
-        ])
+        heads, lasts = [], []
+        for _ in range(n_arms):
+            hidden = nn.Linear(d_hidden, d_head)  # built before the last layer: the same random draws as always
+            lasts.append(nn.Linear(d_head, n_outputs))
+            heads.append(nn.Sequential(hidden, nn.GELU(), nn.Dropout(dropout), lasts[-1]))
+        self.heads = nn.ModuleList(heads)
         self.base = nn.Sequential(nn.Linear(d_hidden, d_head), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_head, n_outputs))
-        for head in self.heads:  # arms start with no effect: heterogeneity must be earned
-            nn.init.zeros_(head[-1].weight)
-            nn.init.zeros_(head[-1].bias)
+        for last in lasts:  # arms start with no effect: heterogeneity must be earned
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
         self.propensity = nn.Linear(d_hidden, n_arms)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,15 +120,22 @@ class EffectCorrection(nn.Module):
 
     def __init__(self, *, n_features: int, n_contrasts: int, d_hidden: int, dropout: float) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(n_features, d_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_hidden, d_hidden), nn.GELU(),
-            nn.Linear(d_hidden, n_contrasts),
-        )
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        trunk = [nn.Linear(n_features, d_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_hidden, d_hidden), nn.GELU()]
+        last = nn.Linear(d_hidden, n_contrasts)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.net = nn.Sequential(*trunk, last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    @torch.no_grad()
+    def start_at(self, effect: torch.Tensor) -> None:
+        """Make the untrained correction output ``effect`` (A - 1,) for every input (its output bias)."""
+        last = self.net[-1]
+        if not isinstance(last, nn.Linear):
+            raise TypeError(f"EffectCorrection ends in {type(last).__name__}, not the linear layer it was built with.")
+        last.bias.copy_(effect)
 
 
 @MODELS.register("treatment_ensemble")
@@ -143,9 +162,95 @@ class TreatmentEnsemble(nn.Module):
             return None
         return torch.stack([e(x) for e in self.effects])
 
+    def load_effects(self, effects: list[nn.Module]) -> None:
+        """Copy K fitted effect corrections into this ensemble's own."""
+        if self.effects is None:
+            raise ValueError("This treatment ensemble was built without effect corrections.")
+        for dst, src in zip(self.effects, effects, strict=True):
+            dst.load_state_dict(src.state_dict())
+
 
 def treatment_ensemble_spec(member: dict[str, Any], effect: dict[str, Any] | None, n_members: int) -> dict[str, Any]:
     return {"name": "treatment_ensemble", "size": member["size"], "params": {"member": member, "effect": effect, "n_members": n_members}}
+
+
+# ---------------------------------------------------------------------------- a fitted model
+
+
+class TreatmentModel:
+    """Featurizer + ensemble + what is needed to turn outputs into outcomes (from training or a bundle).
+
+    ``info`` holds plain JSON: arms, ref, kind, better, y_mean, y_sd, edges, corr_scale, and more.
+    """
+
+    def __init__(self, *, featurizer: TabularFeaturizer, ensemble: TreatmentEnsemble, info: dict[str, Any]) -> None:
+        self.featurizer, self.ensemble, self.info = featurizer, ensemble, info
+        self.n_arms, self.ref, self.kind = len(info["arms"]), int(info["ref"]), info["kind"]
+        self.n_outputs = len(info["edges"]) - 1 if self.kind == "survival" else 1
+
+    def features(self, frame: pd.DataFrame, *, source: str) -> np.ndarray:
+        return self.featurizer.transform(frame, source=source).values
+
+    def member_outcomes(self, x: torch.Tensor, *, corrected: bool = True) -> dict[str, torch.Tensor]:
+        """Per-member predictions in outcome units: ``pred`` (K, B, A), ``risk`` (survival),
+        ``propensity`` (K, B, A) probabilities."""
+        raw = self.ensemble(x)
+        parts = split_outputs(raw.reshape(-1, raw.shape[-1]), n_arms=self.n_arms, n_outputs=self.n_outputs)
+        k, b = raw.shape[0], raw.shape[1]
+        arm = parts.arm.reshape(k, b, self.n_arms, self.n_outputs)
+        out: dict[str, torch.Tensor] = {"propensity": torch.softmax(parts.propensity.reshape(k, b, self.n_arms), dim=-1)}
+        if self.kind == "continuous":
+            mu = arm[..., 0] * self.info["y_sd"] + self.info["y_mean"]
+        elif self.kind == "binary":
+            mu = torch.sigmoid(arm[..., 0])
+        else:
+            edges = torch.tensor(self.info["edges"], dtype=arm.dtype)
+            mu = rmst(arm, edges)
+            out["risk"] = risk_at_horizon(arm)
+        if corrected:
+            corr = self.ensemble.corrections(x)
+            if corr is not None:
+                cols = list(torch.unbind(corr * self.info["corr_scale"], dim=-1))
+                cols.insert(self.ref, torch.zeros_like(cols[0]))
+                mu = mu + torch.stack(cols, dim=-1)
+                if self.kind == "binary":
+                    mu = mu.clamp(0.0, 1.0)
+        out["pred"] = mu
+        return out
+
+    @torch.no_grad()
+    def draws(self, x: np.ndarray, *, corrected: bool = True, batch_size: int = 1024) -> dict[str, np.ndarray]:
+        self.ensemble.eval()
+        chunks: dict[str, list[np.ndarray]] = {}
+        for s in range(0, len(x), batch_size):
+            for key, v in self.member_outcomes(torch.as_tensor(x[s : s + batch_size]), corrected=corrected).items():
+                chunks.setdefault(key, []).append(v.numpy())
+        return {k: np.concatenate(v, axis=1) for k, v in chunks.items()}
+
+    def propensity(self, prop_draws: np.ndarray) -> np.ndarray:
+        """(N, A) assignment probabilities: known by design, or the ensemble's estimate, clipped."""
+        n = prop_draws.shape[1]
+        if self.info["assignment"] == "randomised":
+            p = np.array([self.info["arm_probabilities"][a] for a in self.info["arms"]])
+            return np.tile(p, (n, 1))
+        e = np.clip(prop_draws.mean(axis=0), self.info["propensity_clip"], 1.0)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+class _ContrastModule(nn.Module):
+    """x (B, F) → (B, 1): the ensemble's mean effect of arm ``a`` over the reference (for attributions)."""
+
+    def __init__(self, model: TreatmentModel, arm: int) -> None:
+        super().__init__()
+        self.model, self.arm, self.inner = model, arm, model.ensemble
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pred = self.model.member_outcomes(x)["pred"].mean(dim=0)
+        return (pred[:, self.arm] - pred[:, self.model.ref]).unsqueeze(1)
+
+
+def contrast_module(model: TreatmentModel, arm: int) -> nn.Module:
+    return _ContrastModule(model, arm)
 
 
 # ---------------------------------------------------------------------------- losses
@@ -173,34 +278,13 @@ def multiarm_loss(
     elif kind == "binary":
         loss = F.binary_cross_entropy_with_logits(own[:, 0], y)
     else:
-        j = y.long()
-        event = target[:, 2]
-        grid = torch.arange(n_outputs, device=own.device).unsqueeze(0)
-        survived = (grid < j.unsqueeze(1)).float()
-        at_event = (grid == j.unsqueeze(1)).float() * event.unsqueeze(1)
-        ll = survived * F.logsigmoid(-own) + at_event * F.logsigmoid(own)
-        loss = -ll.sum(dim=1).mean()
+        loss = discrete_time_nll(own, target[:, 1:3])
     if propensity_weight > 0:
         loss = loss + propensity_weight * F.cross_entropy(parts.propensity, arm)
     return loss
 
 
-# ---------------------------------------------------------------------------- survival
-
-
-def survival_at_edges(hazard_logits: torch.Tensor) -> torch.Tensor:
-    """S(e_0..e_J) from hazard logits (..., J): (..., J + 1), starting at 1."""
-    s = torch.cumprod(torch.sigmoid(-hazard_logits), dim=-1)
-    return torch.cat([torch.ones_like(s[..., :1]), s], dim=-1)
-
-
-def rmst(hazard_logits: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
-    """Restricted mean survival time up to ``edges[-1]`` (trapezoid rule over the bins): (...,)."""
-    s = survival_at_edges(hazard_logits)
-    widths = edges[1:] - edges[:-1]
-    return ((s[..., 1:] + s[..., :-1]) * 0.5 * widths).sum(dim=-1)
-
-
-def risk_at_horizon(hazard_logits: torch.Tensor) -> torch.Tensor:
-    """Probability of the event by the horizon, 1 - S(e_J): (...,)."""
-    return 1.0 - survival_at_edges(hazard_logits)[..., -1]
+__all__ = [
+    "EffectCorrection", "MultiArmNet", "MultiArmOutputs", "TreatmentEnsemble", "TreatmentModel", "contrast_module", "multiarm_loss",
+    "risk_at_horizon", "rmst", "split_outputs", "survival_at_edges", "treatment_ensemble_spec",
+]

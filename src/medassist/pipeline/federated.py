@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -409,7 +409,7 @@ def write_bundle(
                         positive_class=plan["positive_class"], id_column=spec.id_column)
     texts = default_card_texts(schema.kind, target)
     source_name = source.name if source is not None else "federated sites: " + ", ".join(sorted(sites))
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    created = datetime.now(UTC).isoformat(timespec="seconds")
     history = _history(result)
     card = ModelCard(
         name=f"{spec.model}-{spec.size} for {target} (federated, {len(sites)} sites)", version="1", created=created,

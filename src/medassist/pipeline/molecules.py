@@ -3,120 +3,51 @@ Bemis–Murcko scaffold, seeded) → featurize (fitted on training molecules onl
 Trainer; K members for an ensemble) → evaluate (bootstrap CIs) → bundle with the applicability
 domain (training fingerprints as packed bits in safetensors).
 
+This module wires the stages; each lives with its kind: splits in ``data.splits``, masked losses
+in ``training.losses``, the applicability domain in ``evaluation.applicability``, metrics, model
+card and report in ``evaluation.molecules``.
+
 The CLI and the service call ``assistants.screening``; it calls these functions. Library
 screening (streaming, worker processes) lives in ``pipeline.screen``.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import html
-import io
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 import torch
 from rich.console import Console
-from safetensors.numpy import load as st_load
-from safetensors.numpy import save as st_save
 from torch.utils.data import Dataset
 
 from medassist.data.io.molecules import MoleculeSet, Skipped, read_molecule_table, summarize_skipped
-from medassist.data.splits import SplitIndices
-from medassist.evaluation.metrics import evaluate_classification
-from medassist.evaluation.model_card import DISCLAIMER, ModelCard, default_card_texts
-from medassist.evaluation.regression import evaluate_regression
-from medassist.exceptions import BundleError, ConfigError, DataError
-from medassist.featurizers.molecules import MoleculeFeatures, MoleculeFeaturizer, morgan_bits, tanimoto_max
+from medassist.data.splits import SplitKind, make_split
+from medassist.evaluation.applicability import (
+    AD_FILE,
+    ApplicabilityDomain,
+    fit_applicability_domain,
+    summarize_evaluation,
+    summarize_test_split,
+)
+from medassist.evaluation.molecules import evaluate_predictions, headline, molecule_card, molecule_report
+from medassist.exceptions import BundleError, ConfigError, DataError, TrainingError
+from medassist.featurizers.molecules import MoleculeFeatures, MoleculeFeaturizer
 from medassist.models import build_model, count_parameters
 from medassist.models.molecules import MoleculeEnsemble, make_batch, mol_ensemble_spec
 from medassist.options import ModelSize, look_up_option
 from medassist.registry.bundle import ModelBundle, check_out_dir, save_bundle
 from medassist.training import TrainConfig, Trainer, TrainResult
+from medassist.training.losses import masked_bce, masked_mse
 from medassist.types import Batch, TaskSchema
 from medassist.validation import check_number
 
 TASK = "screening"
-AD_FILE = "applicability_domain.safetensors"
-#: A held-out molecule counts as inside the applicability domain when its nearest training
-#: neighbour is at least as similar as this quantile of held-out molecules' nearest neighbours.
-AD_QUANTILE = 0.05
 POSITIVE_NAMES = ("1", "true", "yes", "active", "positive", "pos", "bbb+", "+", "permeable")
-
-
-class SplitKind(StrEnum):
-    RANDOM = "random"
-    SCAFFOLD = "scaffold"
-
-
-# --------------------------------------------------------------------------- splits
-
-
-def _sizes(n: int, fractions: tuple[float, float, float]) -> tuple[int, int]:
-    n_test = max(1, int(round(fractions[2] * n)))
-    n_val = max(1, int(round(fractions[1] * n)))
-    if n - n_test - n_val < 2:
-        raise DataError(f"{n} molecules are too few to split into training, validation and test sets.")
-    return n_val, n_test
-
-
-def random_split(n: int, *, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0) -> SplitIndices:
-    """Seeded random train/val/test split of ``n`` molecules."""
-    n_val, n_test = _sizes(n, fractions)
-    perm = np.random.default_rng(seed).permutation(n)
-    return SplitIndices(train=np.sort(perm[n_val + n_test:]), val=np.sort(perm[n_test:n_test + n_val]), test=np.sort(perm[:n_test]))
-
-
-def murcko_scaffold(mol: Any) -> str:
-    """Bemis–Murcko scaffold SMILES (empty for acyclic molecules)."""
-    from rdkit import Chem
-    from rdkit.Chem.Scaffolds import MurckoScaffold
-
-    try:
-        return Chem.MolToSmiles(MurckoScaffold.GetScaffoldForMol(mol))
-    except Exception:  # noqa: BLE001 (an odd molecule gets its own group, which is safe)
-        return Chem.MolToSmiles(mol)
-
-
-def scaffold_split(mols: list[Any], *, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0) -> SplitIndices:
-    """Bemis–Murcko scaffold split, balanced as in Chemprop: molecules sharing a scaffold stay in
-    one split; scaffold sets larger than half the test size go to training first, the others are
-    shuffled (seeded) and fill validation and test, then training."""
-    n = len(mols)
-    n_val, n_test = _sizes(n, fractions)
-    groups: dict[str, list[int]] = {}
-    for i, m in enumerate(mols):
-        groups.setdefault(murcko_scaffold(m), []).append(i)
-    sets = list(groups.values())
-    big = [s for s in sets if len(s) > n_test / 2]
-    small = [s for s in sets if len(s) <= n_test / 2]
-    rng = np.random.default_rng(seed)
-    rng.shuffle(big)
-    rng.shuffle(small)
-    train, val, test = [], [], []
-    n_train = n - n_val - n_test
-    for s in big + small:
-        if len(train) + len(s) <= n_train:
-            train += s
-        elif len(val) + len(s) <= n_val:
-            val += s
-        else:
-            test += s
-    if not val or not test:
-        raise DataError("The scaffold split left the validation or test set empty (too few distinct scaffolds); use --split random.")
-    return SplitIndices(train=np.sort(train), val=np.sort(val), test=np.sort(test))
-
-
-def make_split(kind: str, mols: list[Any], *, seed: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> SplitIndices:
-    kind = look_up_option(kind, SplitKind, name="split")
-    return random_split(len(mols), fractions=fractions, seed=seed) if kind == SplitKind.RANDOM else scaffold_split(mols, fractions=fractions, seed=seed)
 
 
 # --------------------------------------------------------------------------- targets
@@ -178,18 +109,18 @@ def prepare_targets(frame: pd.DataFrame, targets: list[str], *, positive_class: 
                     raise DataError(f"{source}: target '{t}' has {len(present)} distinct values; a screening classifier needs exactly two "
                                     "(or pass a numeric column for regression).")
                 if positive_class is not None and positive_class in present:
-                    pos = positive_class
+                    positive = positive_class
                 else:
                     if positive_class is not None:
                         raise ConfigError(f"--positive-class '{positive_class}' is not a value of '{t}'; its values are {present}.")
                     lowered = {c.lower(): c for c in present}
                     named = [lowered[n] for n in POSITIVE_NAMES if n in lowered]
-                    pos = named[0] if named else labels.value_counts().idxmin()
+                    positive = named[0] if named else labels.value_counts().idxmin()
                     if not named:
-                        notes.append(f"'{t}': positive class '{pos}' chosen as the minority class; pass --positive-class to change it.")
-                names = [c for c in present if c != pos] + [pos]
+                        notes.append(f"'{t}': positive class '{positive}' chosen as the minority class; pass --positive-class to change it.")
+                names = [c for c in present if c != positive] + [positive]
             cls[t] = names
-            values.append(labels.map(lambda v: np.nan if pd.isna(v) else float(names.index(v))).to_numpy(dtype=float))
+            values.append(labels.map(lambda v, names=names: np.nan if pd.isna(v) else float(names.index(v))).to_numpy(dtype=float))
         kinds.append(want)
         n_missing = int(np.isnan(values[-1]).sum())
         if n_missing:
@@ -281,19 +212,8 @@ class MoleculeDataset(Dataset):
 
     def get_batch(self, indices: torch.Tensor) -> Batch:
         pos = self.index[indices.numpy()]
+        # types.Batch.inputs is annotated Tensor though documented as "whatever the model's forward takes".
         return Batch(inputs=make_batch(self.features, pos), target=self.targets[pos])
-
-
-def masked_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    mask = ~torch.isnan(target)
-    diff = torch.where(mask, out - torch.nan_to_num(target), torch.zeros_like(out))
-    return (diff**2).sum() / mask.sum().clamp(min=1)
-
-
-def masked_bce(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    mask = ~torch.isnan(target)
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(out, torch.nan_to_num(target), reduction="none")
-    return (loss * mask).sum() / mask.sum().clamp(min=1)
 
 
 def _auc_metric(out: np.ndarray, y: np.ndarray) -> float:
@@ -333,10 +253,9 @@ def predict_features(model: torch.nn.Module, features: MoleculeFeatures, *, clas
                      batch_size: int = 512, uncertainty_scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     model.eval()
     preds, spreads = [], []
-    ens = isinstance(model, MoleculeEnsemble)
     for s in range(0, len(features), batch_size):
         x = make_batch(features, np.arange(s, min(s + batch_size, len(features))))
-        if ens:
+        if isinstance(model, MoleculeEnsemble):
             members = model.member_outputs(x).numpy()  # (K, B, T): probabilities or standardised values
             preds.append(members.mean(axis=0))
             spreads.append(members.std(axis=0, ddof=1) if members.shape[0] > 1 else np.full(members.shape[1:], np.nan))
@@ -410,6 +329,8 @@ def fit_screening(
         # molecules, makes (y - mean) / sd have unit variance there.
         val_feat = _subset(features, val_idx)
         pred, sd = fitted.predict(val_feat)
+        if sd is None:  # an ensemble always reports its members' spread
+            raise TrainingError(f"the {spec.n_members}-member ensemble returned no spread to calibrate its uncertainty with.")
         z2 = ((y[val_idx] - pred) / np.where(sd > 1e-12, sd, np.nan)) ** 2
         fitted.uncertainty_scale = np.sqrt(np.nanmean(z2, axis=0))
         fitted.uncertainty_scale = np.where(np.isfinite(fitted.uncertainty_scale), fitted.uncertainty_scale, 1.0)
@@ -421,6 +342,7 @@ def _subset(features: MoleculeFeatures, idx: np.ndarray) -> MoleculeFeatures:
 
     idx = np.asarray(idx, dtype=np.int64)
     s = features.structure
+    sub: GraphArrays | SparseCounts
     if isinstance(s, GraphArrays):
         g = s.select(idx)
         na = np.bincount(g["atom_batch"], minlength=len(idx))
@@ -433,75 +355,6 @@ def _subset(features: MoleculeFeatures, idx: np.ndarray) -> MoleculeFeatures:
         sub = SparseCounts(i.astype(np.int32), c, np.concatenate([o, [len(i)]]))
     desc = None if features.descriptors is None else features.descriptors[idx]
     return MoleculeFeatures(sub, desc, features.n_imputed[idx])
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-def evaluate_predictions(pred: np.ndarray, y: np.ndarray, *, targets: Targets | None = None, names: list[str], kind: str,
-                         classes: dict[str, list[str]], n_boot: int, seed: int = 0) -> dict[str, Any]:
-    """Metrics per task (NaN targets skipped) with bootstrap CIs."""
-    out: dict[str, Any] = {}
-    for t, name in enumerate(names):
-        m = ~np.isnan(y[:, t])
-        if m.sum() < 2:
-            out[name] = {"n": int(m.sum()), "note": "fewer than two measured molecules; no metrics"}
-            continue
-        if kind == "regression":
-            out[name] = evaluate_regression(pred[m, t], y[m, t], n_boot=n_boot, seed=seed)
-        else:
-            p = pred[m, t]
-            out[name] = evaluate_classification(np.column_stack([1 - p, p]), y[m, t].astype(int), classes=classes[name],
-                                                positive_index=1, n_boot=n_boot, seed=seed)
-    return out
-
-
-def headline(metrics: dict[str, Any], kind: str) -> dict[str, float | None]:
-    """One number per task: RMSE (regression) or AUC (classification)."""
-    key = "rmse" if kind == "regression" else "auc"
-    return {t: (m.get("metrics", {}).get(key, {}) or {}).get("value") for t, m in metrics.items()}
-
-
-# --------------------------------------------------------------------------- applicability domain
-
-
-@dataclass
-class ApplicabilityDomain:
-    """Training-set fingerprints (packed Morgan bits, radius 2, 2048 bits) and the similarity
-    threshold below which a molecule is flagged as outside the domain."""
-
-    fingerprints: np.ndarray
-    threshold: float
-    radius: int = 2
-    n_bits: int = 2048
-
-    def similarity(self, mols: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """(max Tanimoto similarity to any training molecule, position of that molecule)."""
-        if not mols:
-            return np.zeros(0), np.zeros(0, dtype=np.int64)
-        return tanimoto_max(morgan_bits(mols, radius=self.radius, n_bits=self.n_bits), self.fingerprints)
-
-    def to_bytes(self) -> bytes:
-        return st_save({"fingerprints": self.fingerprints}, metadata={
-            "threshold": repr(float(self.threshold)), "radius": str(self.radius), "n_bits": str(self.n_bits)})
-
-    @classmethod
-    def from_bundle(cls, bundle: ModelBundle) -> ApplicabilityDomain:
-        if bundle.path is None:
-            raise BundleError("The bundle has no directory, so its applicability domain cannot be read.")
-        path = Path(bundle.path) / AD_FILE
-        if not path.exists():
-            raise BundleError(f"{bundle.path}: not a complete screening bundle ({AD_FILE} is missing).")
-        data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != bundle.meta.get("files", {}).get(AD_FILE):
-            raise BundleError(f"{path}: does not match the checksum in bundle.json; the bundle was altered or damaged.")
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="numpy") as fh:
-            meta = fh.metadata() or {}
-        fps = st_load(data)["fingerprints"]
-        return cls(fingerprints=fps, threshold=float(meta.get("threshold", "0.3")), radius=int(meta.get("radius", 2)),
-                   n_bits=int(meta.get("n_bits", 2048)))
 
 
 # --------------------------------------------------------------------------- train → bundle
@@ -518,94 +371,6 @@ class ScreeningOutcome:
     n_members: int
     skipped: list[Skipped]
     seconds: float = 0.0
-
-
-def _card(spec: ScreeningSpec, targets: Targets, *, source: Any, data: dict[str, Any], model: dict[str, Any], training: dict[str, Any],
-          metrics: dict[str, Any], calibration: dict[str, Any], limitations: list[str]) -> tuple[dict[str, Any], str]:
-    """The model card as JSON and Markdown. Regression cards are written as plain dicts with the
-    ModelCard layout, because ModelCard requires class names."""
-    target = ", ".join(targets.names)
-    kind = "binary" if targets.classification else "regression"
-    texts = default_card_texts(kind, target)
-    texts["intended_use"] = (f"Research and decision support in drug discovery: ranks molecules by predicted '{target}' with an "
-                             "uncertainty and an applicability-domain flag, to help a qualified scientist prioritise which "
-                             "molecules to make or test. It does not replace measurement.")
-    texts["out_of_scope"] = ("Decisions about patients; safety or dosing decisions; molecules unlike the training set (flagged "
-                             "out of domain); any use as a certified medical device.")
-    common = dict(name=f"{spec.model}-{spec.size} for {target} ({source.name})", version="1",
-                  created=datetime.now(UTC).isoformat(timespec="seconds"), target=target,
-                  intended_use=texts["intended_use"], out_of_scope=texts["out_of_scope"], data=data, model=model,
-                  training=training, metrics=metrics, calibration=calibration,
-                  limitations=limitations + texts["limitations"][:1], ethical_considerations=[
-                      "A ranked list can make a model look more certain than it is; read each score with its uncertainty and domain flag.",
-                  ], privacy={})
-    if targets.classification and len(targets.names) == 1:
-        cls = targets.classes[targets.names[0]]
-        card = ModelCard(task="binary", classes=cls, positive_class=cls[1], **common)
-        return card.to_dict(), card.to_markdown()
-    d = {**common, "task": "regression" if not targets.classification else "binary", "classes": [], "positive_class": None, "schema_version": 1}
-    lines = [f"# Model card: {d['name']} (version 1)", "", f"> **{DISCLAIMER}**", "", f"- **Task:** {d['task']} of `{target}`",
-             f"- **Created:** {d['created']}", "", "## Intended use", "", d["intended_use"], "", "## Out of scope", "", d["out_of_scope"], ""]
-    for title in ("data", "model", "training", "calibration"):
-        lines += [f"## {title.capitalize()}", ""] + [f"- **{k}:** {v}" for k, v in d[title].items()] + [""]
-    lines += ["## Performance on the test split", ""]
-    for t, m in metrics.items():
-        for name, v in (m.get("metrics") or {}).items():
-            if v.get("value") is not None:
-                ci = "" if v.get("ci_low") is None else f" (95% CI {v['ci_low']:.3f} to {v['ci_high']:.3f})"
-                lines.append(f"- {t} {name}: {v['value']:.3f}{ci}")
-    lines += ["", "## Limitations", ""] + [f"- {x}" for x in d["limitations"]]
-    return d, "\n".join(lines) + "\n"
-
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def _report(title: str, metrics: dict[str, Any], pred: np.ndarray, y: np.ndarray, targets: Targets, card_md: str,
-            ad: dict[str, Any], history: list[dict[str, Any]]) -> bytes:
-    """A self-contained HTML report: metrics with CIs, parity (regression) plots, AD analysis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             "<style>body{font-family:sans-serif;max-width:980px;margin:auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1><p><b>{html.escape(DISCLAIMER)}</b></p>"]
-    for t, m in metrics.items():
-        parts.append(f"<h2>{html.escape(t)} (test split, n = {m.get('n')})</h2><table><tr><th>metric</th><th>value</th><th>95% CI</th></tr>")
-        for name, v in (m.get("metrics") or {}).items():
-            val = "n/a" if v.get("value") is None else f"{v['value']:.3f}"
-            ci = "n/a" if v.get("ci_low") is None else f"{v['ci_low']:.3f} to {v['ci_high']:.3f}"
-            parts.append(f"<tr><td>{name}</td><td>{val}</td><td>{ci}</td></tr>")
-        parts.append("</table>")
-        j = targets.names.index(t)
-        mask = ~np.isnan(y[:, j])
-        if not targets.classification and mask.any():
-            fig = Figure(figsize=(4, 4))
-            ax = fig.subplots()
-            ax.scatter(y[mask, j], pred[mask, j], s=8, alpha=0.6)
-            lo, hi = float(np.nanmin(y[mask, j])), float(np.nanmax(y[mask, j]))
-            ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-            ax.set_xlabel(f"measured {t}")
-            ax.set_ylabel(f"predicted {t}")
-            parts.append(f"<img alt='parity plot' src='data:image/png;base64,{_png(fig)}'>")
-    if history:
-        fig = Figure(figsize=(5, 3))
-        ax = fig.subplots()
-        ax.plot([h["epoch"] for h in history], [h["train_loss"] for h in history], label="train")
-        ax.plot([h["epoch"] for h in history], [h["val_loss"] for h in history], label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
-        ax.legend()
-        parts.append(f"<h2>Training</h2><img alt='training curves' src='data:image/png;base64,{_png(fig)}'>")
-    parts.append(f"<h2>Applicability domain</h2><pre>{html.escape(json.dumps(ad, indent=1))}</pre>")
-    parts.append(f"<h2>Model card</h2><pre>{html.escape(card_md)}</pre></body></html>")
-    return "".join(parts).encode()
 
 
 def train_screening(frame: pd.DataFrame, *, spec: ScreeningSpec, source: Any, out_dir: Path, overwrite: bool = False,
@@ -640,25 +405,10 @@ def train_screening(frame: pd.DataFrame, *, spec: ScreeningSpec, source: Any, ou
     y_test = y[splits.test]
     metrics = evaluate_predictions(pred, y_test, names=targets.names, kind=targets.kind, classes=targets.classes, n_boot=spec.n_boot, seed=spec.seed)
     # Applicability domain: nearest-training-neighbour similarity of held-out molecules.
-    train_bits = morgan_bits([mols[i] for i in splits.train])
     held = np.concatenate([splits.val, splits.test])
-    held_sim, _ = tanimoto_max(morgan_bits([mols[i] for i in held]), train_bits)
-    threshold = float(np.quantile(held_sim, AD_QUANTILE))
-    ad = ApplicabilityDomain(fingerprints=train_bits, threshold=threshold)
-    test_sim = held_sim[len(splits.val):]
-    inside = test_sim >= threshold
-    ad_info: dict[str, Any] = {"threshold": round(threshold, 4), "rule": f"max Tanimoto (Morgan r=2, 2048 bits) to the training set >= the {AD_QUANTILE:.0%} quantile of held-out molecules",
-                               "test_inside": int(inside.sum()), "test_outside": int((~inside).sum())}
-    if targets.kind == "regression":
-        for t, name in enumerate(targets.names):
-            err = np.abs(pred[:, t] - y_test[:, t])
-            ok = ~np.isnan(err)
-            ad_info[f"{name}_mae_inside"] = float(np.mean(err[ok & inside])) if (ok & inside).any() else None
-            ad_info[f"{name}_mae_outside"] = float(np.mean(err[ok & ~inside])) if (ok & ~inside).any() else None
-            if spread is not None and ok.sum() > 2:
-                from medassist.evaluation.regression import compute_spearman
-
-                ad_info[f"{name}_spearman_error_vs_uncertainty"] = compute_spearman(spread[ok, t], err[ok])
+    ad, held_sim = fit_applicability_domain([mols[i] for i in splits.train], [mols[i] for i in held])
+    ad_info = summarize_test_split(held_sim[len(splits.val):], ad.threshold, pred=pred, y=y_test, names=targets.names,
+                                   kind=targets.kind, spread=spread)
     n_params = count_parameters(fitted.model)
     schema = TaskSchema(
         input_schema={spec.smiles_column: "smiles"}, output_schema={t: targets.kind for t in targets.names},
@@ -681,12 +431,14 @@ def train_screening(frame: pd.DataFrame, *, spec: ScreeningSpec, source: Any, ou
                   "ensemble_members": spec.n_members, "hyperparameters": fitted.model_spec["params"] if spec.n_members == 1 else fitted.model_spec["params"]["member"]["params"]}
     training = {**spec.train.to_dict(), "best_epoch": fitted.result.best_epoch, "epochs_run": len(fitted.result.history),
                 "stopped_early": fitted.result.stopped_early, "seconds": round(fitted.result.seconds, 2)}
-    card, card_md = _card(spec, targets, source=source, data=data, model=model_info, training=training, metrics=metrics,
+    card, card_md = molecule_card(family=spec.model, size=spec.size, names=targets.names, classification=targets.classification,
+                                  classes=targets.classes, source=source, data=data, model=model_info, training=training, metrics=metrics,
                           calibration={k: v for k, v in calibration.items() if k != "applicability_domain"},
                           limitations=["Evaluated on a held-out split of the same source; molecules unlike the training set "
                                        "(flagged out of domain) are predicted less reliably.", *notes])
     title = f"medassist screening model: {', '.join(targets.names)} ({source.name})"
-    report = _report(title, metrics, pred, y_test, targets, card_md, ad_info, fitted.result.history)
+    report = molecule_report(title, metrics, pred, y_test, names=targets.names, classification=targets.classification,
+                             card_md=card_md, ad=ad_info, history=fitted.result.history)
     bundle = ModelBundle(
         model=fitted.model, model_spec=fitted.model_spec, featurizer=fitted.featurizer, schema=schema, calibration=calibration,
         metrics={"test": metrics, "headline": headline(metrics, targets.kind)}, model_card=card, model_card_markdown=card_md,
@@ -706,10 +458,21 @@ def train_screening(frame: pd.DataFrame, *, spec: ScreeningSpec, source: Any, ou
 # --------------------------------------------------------------------------- using a bundle
 
 
+_T = TypeVar("_T")
+
+
+def _extra(bundle: ModelBundle, key: str, expected: type[_T]) -> _T:
+    """``bundle.schema.extras[key]``, checked to be of the type a screening bundle stores there."""
+    value = bundle.schema.extras[key]
+    if not isinstance(value, expected):
+        raise BundleError(f"{bundle.path}: schema extra '{key}' should be a {expected.__name__}, got {type(value).__name__}.")
+    return value
+
+
 def bundle_predict_mols(bundle: ModelBundle, mols: list[Any], *, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray | None]:
     """Predictions (N, T) (target units or positive-class probabilities) and uncertainty."""
     if not mols:
-        t = len(bundle.schema.extras["targets"])
+        t = len(_extra(bundle, "targets", list))
         return np.zeros((0, t)), None
     feats = bundle.featurizer.transform(mols)
     return bundle_predict_features(bundle, feats, batch_size=batch_size)
@@ -718,7 +481,7 @@ def bundle_predict_mols(bundle: ModelBundle, mols: list[Any], *, batch_size: int
 def bundle_predict_features(bundle: ModelBundle, feats: MoleculeFeatures, *, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray | None]:
     cal = bundle.calibration
     scale = cal.get("uncertainty_scale")
-    return predict_features(bundle.model, feats, classification=bundle.schema.extras["kind"] == "binary",
+    return predict_features(bundle.model, feats, classification=_extra(bundle, "kind", str) == "binary",
                             mean=np.asarray(cal["target_mean"]), std=np.asarray(cal["target_std"]), batch_size=batch_size,
                             uncertainty_scale=None if scale is None else np.asarray(scale))
 
@@ -726,7 +489,7 @@ def bundle_predict_features(bundle: ModelBundle, feats: MoleculeFeatures, *, bat
 def score_columns(bundle: ModelBundle) -> list[tuple[str, str]]:
     """(score column, uncertainty column) per task: ``score``/``uncertainty`` for one task,
     ``score_<target>``/``uncertainty_<target>`` for several."""
-    names = bundle.schema.extras["targets"]
+    names = _extra(bundle, "targets", list)
     if len(names) == 1:
         return [("score", "uncertainty")]
     return [(f"score_{t}", f"uncertainty_{t}") for t in names]
@@ -738,7 +501,7 @@ def _input_smiles_column(bundle: ModelBundle, frame: pd.DataFrame, given: str | 
     from medassist.data.io.molecules import find_smiles_column
     from medassist.exceptions import SchemaError
 
-    trained = bundle.schema.extras["smiles_column"]
+    trained = _extra(bundle, "smiles_column", str)
     if given or trained in frame.columns:
         return find_smiles_column(frame, given or trained, source=source)
     try:
@@ -772,7 +535,7 @@ def predict_frame(bundle: ModelBundle, frame: pd.DataFrame, *, smiles_column: st
     out["status"] = "ok"
     for s in mset.skipped:
         out.loc[s.row - 1, "status"] = f"skipped: {s.reason}"
-    classification = bundle.schema.extras["kind"] == "binary"
+    classification = _extra(bundle, "kind", str) == "binary"
     for t, (sc, unc) in enumerate(score_columns(bundle)):
         out[sc] = np.nan
         out.loc[pos, sc] = np.round(pred[:, t], 6)
@@ -780,8 +543,8 @@ def predict_frame(bundle: ModelBundle, frame: pd.DataFrame, *, smiles_column: st
         if spread is not None:
             out.loc[pos, unc] = np.round(spread[:, t], 6)
         if classification:
-            name = bundle.schema.extras["targets"][t]
-            cls = bundle.schema.extras["classes"][name]
+            name = _extra(bundle, "targets", list)[t]
+            cls = _extra(bundle, "classes", dict)[name]
             pc = "prediction" if len(score_columns(bundle)) == 1 else f"prediction_{name}"
             out[pc] = ""
             out.loc[pos, pc] = [cls[1] if p >= 0.5 else cls[0] for p in pred[:, t]]
@@ -804,25 +567,22 @@ def predict_frame(bundle: ModelBundle, frame: pd.DataFrame, *, smiles_column: st
 def evaluate_frame(bundle: ModelBundle, frame: pd.DataFrame, *, smiles_column: str | None, source: str, n_boot: int = 1000,
                    seed: int = 0, molblocks: list[str] | None = None) -> dict[str, Any]:
     """Metrics (per target, bootstrap 95% CIs) of a bundle on labelled molecules."""
-    ex = bundle.schema.extras
+    names: list[str] = _extra(bundle, "targets", list)
+    kind = _extra(bundle, "kind", str)
     col = None if molblocks else _input_smiles_column(bundle, frame, smiles_column, source)
     mset = read_molecule_table(frame, smiles_column=col, standardizer=bundle.featurizer.make_standardizer(), source=source, molblocks=molblocks)
     if len(mset) < 2:
         raise DataError(f"{source}: fewer than two usable molecules; nothing to evaluate.")
-    targets = prepare_targets(mset.frame, ex["targets"], positive_class=None, source=source, rows=mset.rows, kind=ex["kind"],
-                              classes=ex["classes"] if ex["kind"] == "binary" else None)
+    targets = prepare_targets(mset.frame, names, positive_class=None, source=source, rows=mset.rows, kind=kind,
+                              classes=_extra(bundle, "classes", dict) if kind == "binary" else None)
     pred, spread = bundle_predict_mols(bundle, mset.mols)
-    result: dict[str, Any] = {"task": ex["kind"], "targets": ex["targets"], "n_rows": int(len(frame) if molblocks is None else len(molblocks)),
+    result: dict[str, Any] = {"task": kind, "targets": names, "n_rows": int(len(frame) if molblocks is None else len(molblocks)),
                               "n_molecules": len(mset), "n_skipped": len(mset.skipped), "skipped": summarize_skipped(mset.skipped)}
-    result["metrics"] = evaluate_predictions(pred, targets.values, names=ex["targets"], kind=ex["kind"], classes=ex.get("classes", {}),
+    result["metrics"] = evaluate_predictions(pred, targets.values, names=names, kind=kind,
+                                             classes=_extra(bundle, "classes", dict) if "classes" in bundle.schema.extras else {},
                                              n_boot=n_boot, seed=seed)
     ad = ApplicabilityDomain.from_bundle(bundle)
     sim, _ = ad.similarity(mset.mols)
-    inside = sim >= ad.threshold
-    result["applicability_domain"] = {"threshold": ad.threshold, "inside": int(inside.sum()), "outside": int((~inside).sum())}
-    if ex["kind"] == "regression" and inside.any() and (~inside).any():
-        err = np.abs(pred - targets.values)
-        result["applicability_domain"]["mae_inside"] = [float(np.nanmean(err[inside, t])) for t in range(err.shape[1])]
-        result["applicability_domain"]["mae_outside"] = [float(np.nanmean(err[~inside, t])) for t in range(err.shape[1])]
+    result["applicability_domain"] = summarize_evaluation(ad, sim, pred=pred, y=targets.values, kind=kind)
     result["bundle"] = str(bundle.path) if bundle.path else None
     return result

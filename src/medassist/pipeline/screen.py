@@ -1,15 +1,21 @@
 """Library screening with a screening bundle: stream a library of any size in batches (bounded
 memory), parse/standardise/featurize in worker processes, score in the main process, keep the
-best ``top`` molecules in a heap, and write a ranked CSV with score, uncertainty,
+best ``top`` molecules in a heap, and hand back the ranked shortlist with score, uncertainty,
 applicability-domain flag, QED and medicinal-chemistry filters (Lipinski, Veber, PAINS, Brenk).
 
 Only molecules that enter the shortlist pay for QED, filters and the similarity search, so a
 library costs about what parsing, standardising, featurizing and scoring it costs.
 
+Results are values: ``iter_screen`` yields a ``ScreenChunk`` per batch (progress and that batch's
+skipped molecules) and ``screen`` returns a ``ScreenResult`` (hits table, skipped rows, summary).
+Drawing progress and writing files belong to the caller (``ScreenResult.write`` writes the CSVs
+the CLI has always written).
+
 Example:
-    >>> summary = screen_library(bundle, Path("library.smi"), out=Path("hits.csv"), top=100,
-    ...                          filters=["lipinski", "pains"])
-    >>> summary.n_scored, summary.skipped_by_reason
+    >>> result = screen(bundle, Path("library.smi"), top=100, filters=["lipinski", "pains"],
+    ...                 on_progress=lambda chunk: print(chunk.n_read))
+    >>> result.hits.head(), result.summary.skipped_by_reason
+    >>> result.write(Path("hits.csv"))
 """
 
 from __future__ import annotations
@@ -20,21 +26,21 @@ import multiprocessing as mp
 import os
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from medassist.data.io.molecules import RawBatch, iter_raw_batches
 from medassist.data.io.tables import write_table
-from medassist.exceptions import ConfigError, DataError, EmptyDataError
+from medassist.evaluation.applicability import ApplicabilityDomain
+from medassist.exceptions import BundleError, ConfigError, EmptyDataError
 from medassist.featurizers.molecules import featurize_chunk, init_worker
-from medassist.pipeline.molecules import ApplicabilityDomain, bundle_predict_features, score_columns
+from medassist.pipeline.molecules import bundle_predict_features, score_columns
 from medassist.registry.bundle import ModelBundle
 from medassist.types import SCORE_DECIMALS
 from medassist.validation import check_number
@@ -78,8 +84,9 @@ class MolFilters:
         out: dict[str, Any] = {}
         for name in self.names:
             if name == "lipinski":
-                checks = [("MW", Descriptors.MolWt(mol), 500), ("LogP", Crippen.MolLogP(mol), 5),
-                          ("HBD", Lipinski.NumHDonors(mol), 5), ("HBA", Lipinski.NumHAcceptors(mol), 10)]
+                # rdkit's stubs leave out descriptors that rdkit defines as lambdas (MolWt, MolLogP, NumH*).
+                checks = [("MW", Descriptors.MolWt(mol), 500), ("LogP", Crippen.MolLogP(mol), 5),  # type: ignore[attr-defined]
+                          ("HBD", Lipinski.NumHDonors(mol), 5), ("HBA", Lipinski.NumHAcceptors(mol), 10)]  # type: ignore[attr-defined]
                 bad = [f"{n} {v:.4g}>{lim}" for n, v, lim in checks if v > lim]
                 out["lipinski_pass"], out["lipinski_alert"] = len(bad) <= 1, "; ".join(bad)  # Ro5 allows one violation
             elif name == "veber":
@@ -97,9 +104,10 @@ class MolFilters:
 
 @dataclass
 class ScreenSummary:
-    """What a screen did: counts, skipped molecules by reason, speed and where the hits are."""
+    """What a screen did: counts, skipped molecules by reason, speed and where the hits went
+    (``out``, once written)."""
 
-    out: Path
+    out: Path | None = None
     n_read: int = 0
     n_scored: int = 0
     n_duplicates: int = 0
@@ -109,6 +117,8 @@ class ScreenSummary:
     skipped_examples: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
     workers: int = 1
+    #: Ray runs: workers lost mid-run whose shard was re-run on a fresh worker.
+    worker_restarts: int = 0
 
     @property
     def n_skipped(self) -> int:
@@ -119,13 +129,21 @@ class ScreenSummary:
         return self.n_read / self.seconds if self.seconds > 0 else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"out": str(self.out), "read": self.n_read, "scored": self.n_scored, "duplicates": self.n_duplicates,
+        return {"out": None if self.out is None else str(self.out), "read": self.n_read, "scored": self.n_scored, "duplicates": self.n_duplicates,
                 "skipped": self.n_skipped, "skipped_by_reason": self.skipped_by_reason, "skipped_examples": self.skipped_examples,
                 "failed_filters": self.n_failed_filters, "hits": self.n_hits, "seconds": round(self.seconds, 3),
-                "molecules_per_second": round(self.throughput, 1), "workers": self.workers}
+                "molecules_per_second": round(self.throughput, 1), "workers": self.workers, "worker_restarts": self.worker_restarts}
 
 
-def _frame_batches(frame: pd.DataFrame, smiles_column: str, batch_size: int):
+def bundle_targets(bundle: ModelBundle) -> list[str]:
+    """The names of the targets a molecule bundle scores, in the order of its outputs."""
+    names = bundle.schema.extras["targets"]
+    if not isinstance(names, list):
+        raise BundleError(f"The bundle's schema should list its target names; got {names!r}.")
+    return [str(n) for n in names]
+
+
+def _frame_batches(frame: pd.DataFrame, smiles_column: str | None, batch_size: int) -> Iterator[RawBatch]:
     from medassist.data.io.molecules import find_smiles_column
 
     col = find_smiles_column(frame, smiles_column, source="library")
@@ -143,13 +161,85 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def screen_library(
-    bundle: ModelBundle, library: Path | pd.DataFrame, *, out: Path, top: int = 100, filters: list[str] | None = None,
+class SkippedRow(NamedTuple):
+    """A molecule that was not scored: its library row (from 1), the input (at most 300
+    characters) and why."""
+
+    row: int
+    input: str
+    reason: str
+
+
+SKIPPED_COLUMNS = list(SkippedRow._fields)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScreenChunk:
+    """One batch of the library, screened: running totals and this batch's skipped molecules."""
+
+    n_rows: int
+    n_read: int
+    n_scored: int
+    n_skipped: int
+    seconds: float
+    skipped: list[SkippedRow]
+
+
+@dataclass(kw_only=True)
+class ScreenResult:
+    """The ranked shortlist (``hits``: one row per molecule, best first; ``rank`` and
+    ``input_row`` int, scores float, ``in_domain`` and the ``*_pass`` columns bool), every
+    skipped molecule with its reason (when kept), the summary and the best hits' atom-attribution
+    maps (PNG bytes, rank 1 first)."""
+
+    hits: pd.DataFrame
+    skipped: pd.DataFrame
+    summary: ScreenSummary
+    explanations: list[bytes] = field(default_factory=list)
+
+    def hits_table(self) -> pd.DataFrame:
+        """The hits as the CSV shows them (``in_domain`` as yes/no)."""
+        table = self.hits.copy()
+        table["in_domain"] = table["in_domain"].map({True: "yes", False: "no"})
+        return table
+
+    def write(self, out: Path, *, skipped_out: Path | None = None, explain_dir: Path | None = None) -> None:
+        """Write the hits CSV (and the skipped molecules' CSV, and the maps as ``rank_0001.png``...)."""
+        out = Path(out)
+        if skipped_out is not None:
+            write_table(self.skipped, skipped_out)
+        write_table(self.hits_table(), out)
+        self.summary.out = out
+        if explain_dir is not None and self.explanations:
+            Path(explain_dir).mkdir(parents=True, exist_ok=True)
+            for k, png in enumerate(self.explanations):
+                (Path(explain_dir) / f"rank_{k + 1:04d}.png").write_bytes(png)
+
+
+def screen(bundle: ModelBundle, library: Path | pd.DataFrame, *, on_progress: Callable[[ScreenChunk], None] | None = None,
+           **options: Any) -> ScreenResult:
+    """Screen ``library`` to the end and return the ranked shortlist; ``on_progress`` is called
+    with each batch's ``ScreenChunk``. ``options`` are those of ``iter_screen``."""
+    run = iter_screen(bundle, library, **options)
+    while True:
+        try:
+            chunk = next(run)
+        except StopIteration as done:
+            return done.value
+        if on_progress is not None:
+            on_progress(chunk)
+
+
+def iter_screen(
+    bundle: ModelBundle, library: Path | pd.DataFrame, *, top: int = 100, filters: list[str] | None = None,
     batch_size: int = 2048, workers: int | None = None, smiles_column: str | None = None, rank: str = "highest",
-    keep_duplicates: bool = False, exclude_failing: bool = False, task: int = 0, progress: bool = True,
-    console: Console | None = None, skipped_out: Path | None = None, explain_dir: Path | None = None, explain_top: int = 0,
-) -> ScreenSummary:
-    """Screen ``library`` (a .smi/.sdf/.csv path, or a table) and write the ranked shortlist.
+    keep_duplicates: bool = False, exclude_failing: bool = False, task: int = 0, keep_skipped: bool = True,
+    explain_top: int = 0, ray_address: str | None = None,
+) -> Generator[ScreenChunk, None, ScreenResult]:
+    """Screen ``library`` (a .smi/.sdf/.csv path, or a table) batch by batch.
+
+    Yields a ``ScreenChunk`` after each batch; the generator's return value (what ``screen``
+    returns) is the ``ScreenResult``. Bad options raise before the library is read.
 
     Args:
         top: how many molecules to keep (by score; classification: positive-class probability).
@@ -159,8 +249,15 @@ def screen_library(
         rank: ``highest`` or ``lowest`` score first.
         keep_duplicates: score repeated structures again (default: the first occurrence only).
         workers: featurization processes (default: every core; 1 runs in this process).
-        skipped_out: also write every skipped molecule (row, input, reason) to this CSV.
-        explain_dir: write a similarity-map PNG for the best ``explain_top`` hits here.
+        keep_skipped: keep every skipped molecule (row, input, reason) in ``ScreenResult.skipped``
+            (off: only the counts and three examples per reason, for memory on huge libraries).
+        explain_top: draw a similarity map for the best ``explain_top`` hits.
+        ray_address: score the batches on a Ray cluster (``auto`` or ``HOST:PORT``) instead of
+            local processes; ``workers`` is then the number of Ray actors (default: one per CPU
+            of the cluster). The output is the same as a local run's (``pipeline.screen_ray``).
+
+    Ties in score are broken by library row (the earlier row ranks first), so the shortlist does
+    not depend on how the library was split into batches or workers.
     """
     owner = "screen"
     check_number(top, name="top", owner=owner, low=1, integer=True)
@@ -170,140 +267,236 @@ def screen_library(
     filters = parse_filters(filters)
     if exclude_failing and not filters:
         raise ConfigError("--exclude-failing needs --filters (which filters should a hit pass?).")
-    n_tasks = len(bundle.schema.extras["targets"])
+    n_tasks = len(bundle_targets(bundle))
     if not 0 <= task < n_tasks:
         raise ConfigError(f"--task-index must be in 0..{n_tasks - 1}.")
-    out = Path(out)
-    if out.is_dir():
-        raise DataError(f"{out}: is a directory; expected a CSV file name for the hits.")
-    workers = default_workers() if workers is None else int(check_number(workers, name="workers", owner=owner, low=1, integer=True))
-    console = console or Console(stderr=True)
-    sign = 1.0 if rank == "highest" else -1.0
+    if workers is not None:
+        workers = int(check_number(workers, name="workers", owner=owner, low=1, integer=True))
+    if ray_address is None and workers is None:
+        workers = default_workers()
+    return (yield from _screen(bundle, library, top=top, filters=filters, batch_size=batch_size, workers=workers,
+                               smiles_column=smiles_column, rank=rank, keep_duplicates=keep_duplicates,
+                               exclude_failing=exclude_failing, task=task, keep_skipped=keep_skipped, explain_top=explain_top,
+                               ray_address=ray_address))
+
+
+class ShardJob(NamedTuple):
+    """The part of a library batch that needs parsing and scoring: its first occurrences of each
+    input text (1-based library ``rows``, ``texts``, ``kind``) and whether the worker should
+    return canonical SMILES."""
+
+    rows: list[int]
+    texts: list[str]
+    kind: str
+    canonical: bool
+
+
+#: A runner scores ``(index, ShardJob)`` pairs and yields ``(index, result)`` in index order;
+#: a result is ``featurize_chunk``'s dict, with ``pred``/``spread`` when the worker scored it.
+ShardRunner = Callable[[Iterator[tuple[int, ShardJob]]], Iterator[tuple[int, dict[str, Any]]]]
+
+_PENDING = object()
+
+
+def _plan(batches: Iterator[RawBatch], *, dedupe: bool, texts_seen: dict[str, Any],
+          planned: deque) -> Iterator[tuple[int, ShardJob]]:
+    """Split each batch into the rows to score and the rows whose exact input text already came
+    (their outcome is the first occurrence's), so repeated lines are never parsed or scored."""
+    for k, b in enumerate(batches):
+        if not dedupe:
+            planned.append((b, list(range(len(b.rows)))))
+            yield k, ShardJob(b.rows, b.texts, b.kind, False)
+            continue
+        fresh: list[int] = []
+        for i, text in enumerate(b.texts):
+            if text not in texts_seen:
+                texts_seen[text] = _PENDING
+                fresh.append(i)
+        planned.append((b, fresh))
+        yield k, ShardJob([b.rows[i] for i in fresh], [b.texts[i] for i in fresh], b.kind, True)
+
+
+def _local_runner(bundle: ModelBundle, workers: int) -> ShardRunner:
     fz = bundle.featurizer
-    fz_dict = fz.to_dict()
+
+    def run(jobs: Iterator[tuple[int, ShardJob]]) -> Iterator[tuple[int, dict[str, Any]]]:
+        if workers <= 1:
+            for k, j in jobs:
+                yield k, featurize_chunk(j.rows, j.texts, j.kind, featurizer=fz, canonical=j.canonical)
+            return
+        # fork (Linux): workers start at once with the parent's modules and the model already in
+        # memory, and score their own chunks, so only scores travel back and the parent only
+        # reads the file and keeps the heap. Elsewhere (spawn) workers featurize and the parent
+        # scores.
+        fork = "fork" in mp.get_all_start_methods()
+        ctx = mp.get_context("fork" if fork else "spawn")
+        _FORKED["bundle"] = bundle
+        try:
+            pool = (ProcessPoolExecutor(max_workers=workers, mp_context=ctx) if fork else
+                    ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker, initargs=(fz.to_dict(),)))
+            with pool:
+                pending: deque = deque()
+                for k, j in jobs:
+                    job = (_score_chunk, j.rows, j.texts, j.kind, j.canonical) if fork else \
+                        (featurize_chunk, j.rows, j.texts, j.kind, None, j.canonical)
+                    pending.append((k, pool.submit(*job)))
+                    if len(pending) >= 2 * workers:  # a bounded window keeps memory flat
+                        kk, fut = pending.popleft()
+                        yield kk, fut.result()
+                while pending:
+                    kk, fut = pending.popleft()
+                    yield kk, fut.result()
+        finally:
+            _FORKED.clear()
+
+    return run
+
+
+def _screen(
+    bundle: ModelBundle, library: Path | pd.DataFrame, *, top: int, filters: list[str], batch_size: int, workers: int | None,
+    smiles_column: str | None, rank: str, keep_duplicates: bool, exclude_failing: bool, task: int, keep_skipped: bool,
+    explain_top: int, ray_address: str | None = None,
+) -> Generator[ScreenChunk, None, ScreenResult]:
+    sign = 1.0 if rank == "highest" else -1.0
     cols = score_columns(bundle)
     mf = MolFilters(names=filters)
-    std = fz.make_standardizer()
-    summary = ScreenSummary(out=out, workers=workers)
+    std = bundle.featurizer.make_standardizer()
+    summary = ScreenSummary(workers=workers or 1)
     skipped_counts: Counter[str] = Counter()
     examples: dict[str, list[str]] = {}
-    skipped_rows: list[tuple[int, str, str]] = []
+    skipped_rows: list[SkippedRow] = []
+    chunk_skipped: list[SkippedRow] = []
     seen: dict[str, int] = {}
+    # exact input text -> its first occurrence's canonical SMILES, or ("skip", reason)
+    texts_seen: dict[str, Any] = {}
+    # (key, -row): the heap's smallest is the worst hit; on equal scores the later row goes first,
+    # so the shortlist is the top ``top`` by (score, earlier row) whatever the batching.
     heap: list[tuple[float, int, dict[str, Any]]] = []
-    tie = itertools.count()
 
-    def skip(row: int, text: str, reason: str) -> None:
+    def skip(row: int, text: str | None, reason: str) -> None:
         cat = reason.split(":", 1)[0]
         skipped_counts[cat] += 1
         if len(examples.setdefault(cat, [])) < 3:
             examples[cat].append(f"row {row}: {reason}")
-        if skipped_out is not None:
-            skipped_rows.append((row, str(text)[:300], reason))
+        chunk_skipped.append(SkippedRow(row, str(text)[:300], reason))
 
-    def consume(batch: RawBatch, res: dict[str, Any]) -> None:
+    def consume(batch: RawBatch, fresh: list[int], res: dict[str, Any]) -> ScreenChunk:
+        chunk_skipped.clear()
         summary.n_read += len(batch.rows)
-        for row, text, reason in res["skipped"]:
-            skip(row, text, reason)
         ok = res["ok"]
-        if not ok:
-            return
-        if "pred" in res:  # scored in a forked worker
-            pred, spread = res["pred"], res["spread"]
-        else:
-            pred, spread = bundle_predict_features(bundle, res["features"])
-        keys = sign * pred[:, task]
+        pred = spread = keys = None
+        if ok:
+            if "pred" in res:  # scored in a worker
+                pred, spread = res["pred"], res["spread"]
+            else:
+                pred, spread = bundle_predict_features(bundle, res["features"])
+            keys = sign * pred[:, task]
+        outcome: dict[int, Any] = {}  # fresh row -> position in res, or ("skip", text, reason)
+        for row, text, reason in res["skipped"]:
+            outcome[row] = ("skip", text, reason)
         for j, i in enumerate(ok):
-            smi = res["smiles"][j]  # None with keep_duplicates: computed for shortlisted molecules only
-            row = batch.rows[i]
-            if not keep_duplicates:
-                first = seen.get(smi)
-                if first is not None:
+            outcome[batch.rows[fresh[i]]] = j
+        bad: list[tuple[int, str, str]] = []
+        good: list[tuple[int, int, int | None, str | None]] = []  # (row, position in batch, position in res, smiles)
+        fresh_rows = {batch.rows[p] for p in fresh}
+        for p, row in enumerate(batch.rows):
+            if row in fresh_rows:
+                o = outcome[row]
+                if isinstance(o, tuple):
+                    bad.append((row, o[1], o[2]))
+                    if not keep_duplicates:
+                        texts_seen[batch.texts[p]] = ("skip", o[2])
+                else:
+                    smi = res["smiles"][o]
+                    good.append((row, p, o, smi))
+                    if not keep_duplicates:
+                        texts_seen[batch.texts[p]] = smi
+            else:  # an exact repeat of an earlier line: the first occurrence's outcome, unparsed
+                first = texts_seen[batch.texts[p]]
+                if isinstance(first, tuple):
+                    bad.append((row, batch.texts[p] if batch.kind == "smiles" else f"record {row}", first[1]))
+                else:
+                    good.append((row, p, None, first))
+        for row, text, reason in bad:
+            skip(row, text, reason)
+        for row, p, pos, smi in good:
+            # smi is None with keep_duplicates: computed for shortlisted molecules only
+            if smi is not None and not keep_duplicates:
+                first_row = seen.get(smi)
+                if first_row is not None:
                     summary.n_duplicates += 1
-                    skip(row, smi, f"duplicate: same standardised structure as row {first}")
+                    skip(row, smi, f"duplicate: same standardised structure as row {first_row}")
                     continue
                 seen[smi] = row
+            if pos is None or keys is None or pred is None:
+                raise RuntimeError(f"row {row}: a repeated line whose first occurrence was not scored (a bug in screen).")
             summary.n_scored += 1
-            key = float(keys[j])
+            key = float(keys[pos])
             if not np.isfinite(key):
                 skip(row, smi, "no score: the model returned NaN")
                 continue
-            if len(heap) >= top and key <= heap[0][0]:
+            order = (key, -row)
+            if len(heap) >= top and order <= heap[0][:2]:
                 continue
             if smi is None:
-                smi = _canonical(batch.texts[i], batch.kind, std)
-            rec = {"input_row": row, "columns": batch.columns[i], "smiles": smi,
-                   "pred": pred[j], "spread": None if spread is None else spread[j]}
+                smi = _canonical(batch.texts[p], batch.kind, std)
+            rec = {"input_row": row, "columns": batch.columns[p], "smiles": smi,
+                   "pred": pred[pos], "spread": None if spread is None else spread[pos]}
             if exclude_failing:
                 rec["filters"] = _filter(mf, smi)
                 if not rec["filters"]["passes_filters"]:
                     summary.n_failed_filters += 1
                     continue
-            item = (key, next(tie), rec)
+            item = (key, -row, rec)
             if len(heap) < top:
                 heapq.heappush(heap, item)
             else:
                 heapq.heapreplace(heap, item)
+        if keep_skipped:
+            skipped_rows.extend(chunk_skipped)
+        return ScreenChunk(n_rows=len(batch.rows), n_read=summary.n_read, n_scored=summary.n_scored,
+                           n_skipped=sum(skipped_counts.values()), seconds=time.perf_counter() - t0, skipped=list(chunk_skipped))
 
+    runner: ShardRunner
+    ray_runner = None
+    if ray_address is not None:
+        from medassist.pipeline.screen_ray import RayShardRunner
+
+        ray_runner = RayShardRunner(bundle, address=ray_address, workers=workers)  # connects, or refuses in one line
+        runner = ray_runner.run
+        summary.workers = ray_runner.n_workers
     source = library if isinstance(library, pd.DataFrame) else Path(library)
     batches = (_frame_batches(source, smiles_column, batch_size) if isinstance(source, pd.DataFrame)
                else iter_raw_batches(source, batch_size=batch_size, smiles_column=smiles_column))
     t0 = time.perf_counter()
-    with Progress(SpinnerColumn(), TextColumn("[bold]screen"), TextColumn("{task.completed:,.0f} molecules"),
-                  TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[skipped]}"), TimeElapsedColumn(),
-                  console=console, disable=not progress, transient=False) as bar:
-        ptask = bar.add_task("screen", total=None, rate="", skipped="")
-
-        def tick() -> None:
-            el = time.perf_counter() - t0
-            bar.update(ptask, completed=summary.n_read, rate=f"{summary.n_read / el:,.0f} mol/s" if el > 0 else "",
-                       skipped=f"{sum(skipped_counts.values()):,} skipped")
-
+    try:
         batches = iter(batches)
-        head = list(itertools.islice(batches, 2))
-        if len(head) < 2 and (not head or len(head[0].rows) < batch_size):
-            workers = 1  # one short batch: starting worker processes would cost more than it saves
-        summary.workers = workers
-        batches = itertools.chain(head, batches)
-        if workers <= 1:
-            for b in batches:
-                consume(b, featurize_chunk(b.rows, b.texts, b.kind, featurizer=fz, canonical=not keep_duplicates))
-                tick()
-        else:
-            # fork (Linux): workers start at once with the parent's modules and the model already in
-            # memory, and score their own chunks, so only scores travel back and the parent only
-            # reads the file and keeps the heap. Elsewhere (spawn) workers featurize and the parent
-            # scores.
-            fork = "fork" in mp.get_all_start_methods()
-            ctx = mp.get_context("fork" if fork else "spawn")
-            _FORKED["bundle"] = bundle
-            init = (None, ()) if fork else (init_worker, (fz_dict,))
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init[0], initargs=init[1]) as pool:
-                pending: deque = deque()
-                for b in batches:
-                    job = (_score_chunk, b.rows, b.texts, b.kind, not keep_duplicates) if fork else \
-                        (featurize_chunk, b.rows, b.texts, b.kind, None, not keep_duplicates)
-                    pending.append((b, pool.submit(*job)))
-                    if len(pending) >= 2 * workers:  # a bounded window keeps memory flat
-                        bb, fut = pending.popleft()
-                        consume(bb, fut.result())
-                        tick()
-                while pending:
-                    bb, fut = pending.popleft()
-                    consume(bb, fut.result())
-                    tick()
-            _FORKED.clear()
-        tick()
+        if ray_address is None:
+            head = list(itertools.islice(batches, 2))
+            n = workers or 1
+            if len(head) < 2 and (not head or len(head[0].rows) < batch_size):
+                n = 1  # one short batch: starting worker processes would cost more than it saves
+            summary.workers = n
+            runner = _local_runner(bundle, n)
+            batches = itertools.chain(head, batches)
+        planned: deque = deque()
+        for _, res in runner(_plan(batches, dedupe=not keep_duplicates, texts_seen=texts_seen, planned=planned)):
+            b, fresh = planned.popleft()
+            yield consume(b, fresh, res)
+    finally:
+        if ray_runner is not None:
+            summary.worker_restarts = ray_runner.restarts
+            ray_runner.close()
     summary.seconds = time.perf_counter() - t0
     summary.skipped_by_reason = dict(skipped_counts)
     summary.skipped_examples = examples
     if summary.n_read == 0:
-        raise EmptyDataError(f"{library}: no molecules found in the library.")
-    hits = _hits_table(bundle, sorted(heap, key=lambda it: (-it[0], it[1])), cols, task, mf, explain_dir, explain_top)
+        name = "library" if isinstance(library, pd.DataFrame) else library
+        raise EmptyDataError(f"{name}: no molecules found in the library.")
+    hits, maps = _hits_table(bundle, sorted(heap, key=lambda it: (-it[0], -it[1])), cols, task, mf, explain_top)
     summary.n_hits = len(hits)
-    if skipped_out is not None:
-        write_table(pd.DataFrame(skipped_rows, columns=["row", "input", "reason"]), skipped_out)
-    write_table(hits, out)
-    return summary
+    return ScreenResult(hits=hits, skipped=pd.DataFrame(skipped_rows, columns=SKIPPED_COLUMNS), summary=summary,
+                        explanations=maps)
 
 
 _FORKED: dict[str, Any] = {}
@@ -337,7 +530,7 @@ def _filter(mf: MolFilters, smiles: str) -> dict[str, Any]:
 
 
 def _hits_table(bundle: ModelBundle, items: list, cols: list[tuple[str, str]], task: int, mf: MolFilters,
-                explain_dir: Path | None, explain_top: int) -> pd.DataFrame:
+                explain_top: int) -> tuple[pd.DataFrame, list[bytes]]:
     from rdkit import Chem
     from rdkit.Chem import QED
 
@@ -356,7 +549,7 @@ def _hits_table(bundle: ModelBundle, items: list, cols: list[tuple[str, str]], t
             row[sc] = round(float(r["pred"][t]), SCORE_DECIMALS)
             row[unc] = None if r["spread"] is None or not np.isfinite(r["spread"][t]) else round(float(r["spread"][t]), SCORE_DECIMALS)
         row["ad_similarity"] = round(float(sim[k]), 4)
-        row["in_domain"] = "yes" if sim[k] >= ad.threshold else "no"
+        row["in_domain"] = bool(sim[k] >= ad.threshold)
         row["qed"] = round(float(QED.qed(m)), 4)
         row.update(r.get("filters") or mf.apply(m))
         row["input_row"] = r["input_row"]
@@ -366,11 +559,10 @@ def _hits_table(bundle: ModelBundle, items: list, cols: list[tuple[str, str]], t
         frame = pd.DataFrame(columns=ours)
     if classification:
         frame.attrs["score_meaning"] = "probability of the positive class"
-    if explain_dir is not None and explain_top > 0 and recs:
+    maps = []
+    if explain_top > 0 and recs:
         from medassist.explain.molecules import atom_attributions, similarity_map_png
 
-        Path(explain_dir).mkdir(parents=True, exist_ok=True)
         for k, m in enumerate(mols[:explain_top]):
-            w = atom_attributions(bundle, m, task=task)
-            (Path(explain_dir) / f"rank_{k + 1:04d}.png").write_bytes(similarity_map_png(m, w, legend=f"rank {k + 1}"))
-    return frame
+            maps.append(similarity_map_png(m, atom_attributions(bundle, m, task=task), legend=f"rank {k + 1}"))
+    return frame, maps

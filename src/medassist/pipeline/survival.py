@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 from rich.console import Console
+from torch import nn
 
 from medassist.data.splits import kfold_indices, split_indices
 from medassist.evaluation.model_card import ModelCard, default_card_texts
@@ -36,11 +37,22 @@ from medassist.evaluation.survival import brier_times, harrell_c, integrated_bri
 from medassist.exceptions import ConfigError, DataError, SchemaError
 from medassist.featurizers.tabular import TabularFeaturizer, infer_column_kind, parse_numeric
 from medassist.models import build_model, count_parameters
+from medassist.models.sizes import check_size
 from medassist.models.survival import (
-    CaseModels, baseline_hazard_logits, case_models_spec, discrete_time_nll, discretise, interpolate_survival, mean_restricted_mean,
-    reconstruction_loss, time_grid,
+    CaseModels,
+    DiscreteHazardNet,
+    baseline_hazard_logits,
+    case_models_spec,
+    discrete_time_nll,
+    discretise,
+    interpolate_survival,
+    mean_restricted_mean,
+    mixture_nll,
+    reconstruction_loss,
+    survival_at_edges,
+    time_grid,
 )
-from medassist.options import ModelSize, look_up_option
+from medassist.options import ModelSize
 from medassist.pipeline.treatment import FloatTargetDataset
 from medassist.registry.bundle import ModelBundle, check_out_dir, load_bundle, save_bundle
 from medassist.training import Monitor, TrainConfig, Trainer, TrainResult, seed_everything
@@ -48,6 +60,8 @@ from medassist.types import TaskSchema
 from medassist.validation import check_number
 
 TASK = "cases-survival"
+#: The networks a survival bundle is built from; a size is accepted when each has a preset for it.
+NETWORKS = ("survnet", "case_autoencoder")
 CODE_COLUMNS = ("conditions", "medications")
 CODE_SEP = ";"
 
@@ -70,10 +84,13 @@ class SurvivalSpec:
         time, event: outcome columns (follow-up time; 1 event / 0 censored).
         covariates: explicit covariates (default: every other usable column).
         exclude: columns that are never covariates (identifiers, post-outcome fields).
-        size: ``small`` or ``large`` (over a million parameters).
+        size: ``small`` or ``large`` (over a million parameters); any size the networks in
+            ``NETWORKS`` have no preset for is refused here, naming the accepted ones.
         n_bins: J, time intervals of the hazard network.
         n_members: K cross-fitted hazard networks whose survival curves are averaged (1: one
             network, early stopping on the validation rows).
+        linear: give each hazard network a linear path beside its trunk (see ``DiscreteHazardNet``).
+        cox_mix: stack a ridge Cox model with the networks, its weight chosen out of fold (see :func:`fit_cox_mix`).
         max_codes, min_code_count: multi-hot vocabulary per code column.
         missing_outcome: ``error`` or ``drop`` (and report) rows without a time or event.
     """
@@ -86,6 +103,8 @@ class SurvivalSpec:
     seed: int = 0
     n_bins: int = 24
     n_members: int = 5
+    linear: bool = False
+    cox_mix: bool = False
     max_codes: int = 64
     min_code_count: int = 2
     test_fraction: float = 0.2
@@ -95,7 +114,7 @@ class SurvivalSpec:
     encoder_train: TrainConfig = field(default_factory=default_encoder_config)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "size", look_up_option(self.size, ModelSize, name="model size"))
+        object.__setattr__(self, "size", check_size(self.size, task="survival", models=NETWORKS))
         owner = "SurvivalSpec"
         check_number(self.n_bins, name="n_bins", owner=owner, low=2, high=200, integer=True)
         check_number(self.n_members, name="n_members", owner=owner, low=1, high=20, integer=True)
@@ -159,7 +178,7 @@ def _event_value(v: Any) -> Any:
 
 def split_codes(s: pd.Series) -> list[set[str]]:
     """';'-joined code strings → one set of codes per row (empty for missing)."""
-    out = []
+    out: list[set[str]] = []
     for v in s.to_numpy():
         if pd.isna(v):
             out.append(set())
@@ -317,10 +336,9 @@ class SurvivalModel:
 
     def member_survival(self, x: np.ndarray, times: np.ndarray) -> np.ndarray:
         """S(t | x) of each ensemble member at ``times``: (K, N, T) (their spread is the ensemble's interval)."""
-        from medassist.models.survival import survival_at_edges
-
         k = len(self.nets.members)
-        edges_s = self._run(x, lambda b: survival_at_edges(self.nets(b)).permute(1, 0, 2)) if len(x) else np.zeros((0, k, len(self.edges)))
+        edges_s = (self._run(x, lambda b: self.nets.member_survival_at_edges(b).permute(1, 0, 2)) if len(x)
+                   else np.zeros((0, k, len(self.edges))))
         return np.stack([interpolate_survival(edges_s[:, j, :], self.edges, times) for j in range(k)])
 
     def embed(self, x: np.ndarray, *, outcome_aware: bool = False) -> np.ndarray:
@@ -357,30 +375,103 @@ def fit_survival(
         folds = [(train, val)]
     else:
         folds = [(pool[tr], pool[va]) for tr, va in kfold_indices(event[pool].astype(int), n_splits=spec.n_members, seed=spec.seed)]
-    members, results, surv_spec = [], [], None
+    members: list[nn.Module] = []
+    results: list[TrainResult] = []
+    surv_spec: dict[str, Any] = {}
     for k, (tr, va) in enumerate(folds):
         seed_everything(spec.seed * 100 + k)
-        net, surv_spec = build_model("survnet", size=spec.size, n_features=x.shape[1], n_bins=len(edges) - 1)
+        net, surv_spec = build_model("survnet", size=spec.size, n_features=x.shape[1], n_bins=len(edges) - 1,
+                                     overrides={"linear": True} if spec.linear else None)
+        if not isinstance(net, DiscreteHazardNet):
+            raise TypeError(f"Model 'survnet' built a {type(net).__name__}, not a DiscreteHazardNet.")
         with torch.no_grad():  # start from the population's hazards (see baseline_hazard_logits)
             net.head.bias.copy_(torch.as_tensor(baseline_hazard_logits(y[tr], len(edges) - 1), dtype=torch.float32))
         trainer = Trainer(config=TrainConfig.from_dict({**spec.train.to_dict(), "seed": spec.seed * 100 + k}), progress=progress, console=console)
         results.append(trainer.fit(net, train_data=FloatTargetDataset(features=x[tr], targets=y[tr]),
                                    val_data=FloatTargetDataset(features=x[va], targets=y[va]), loss_fn=discrete_time_nll))
         members.append(net)
+    cox = fit_cox_mix(x, time, event, y, edges, pool=pool, folds=folds, members=members) if spec.cox_mix else None
     seed_everything(spec.seed + 1)
     ae, ae_spec = build_model("case_autoencoder", size=spec.size, n_features=x.shape[1])
     etrainer = Trainer(config=TrainConfig.from_dict({**spec.encoder_train.to_dict(), "seed": spec.seed}), progress=progress, console=console)
     enc_result = etrainer.fit(ae, train_data=FloatTargetDataset(features=x[train], targets=x[train]),
                               val_data=FloatTargetDataset(features=x[val], targets=x[val]), loss_fn=reconstruction_loss)
-    spec_dict = case_models_spec(surv_spec, ae_spec, len(members))
-    nets = CaseModels(survival=surv_spec, encoder=ae_spec, n_members=len(members))
+    cox_params = None if cox is None else {"n_features": int(x.shape[1]), "n_edges": int(len(edges))}
+    spec_dict = case_models_spec(surv_spec, ae_spec, len(members), cox=cox_params)
+    nets = CaseModels(survival=surv_spec, encoder=ae_spec, n_members=len(members), cox=cox_params)
     for dst, src in zip(nets.members, members):
         dst.load_state_dict(src.state_dict())
     nets.encoder.load_state_dict(ae.state_dict())
+    if cox is not None:
+        nets.load_cox(coef=torch.as_tensor(cox["coef"], dtype=torch.float32),
+                      base_cumhaz=torch.as_tensor(cox["base_cumhaz"], dtype=torch.float32), mix=float(cox["mix"]))
     info = {"time": spec.time, "event": spec.event, "edges": edges.tolist(), "covariates": covariates, "vocab": enc.vocab,
             "log_columns": enc.log_columns, "size": spec.size, "n_members": len(members)}
+    if cox is not None:
+        info["cox_mix"] = {"weight": float(cox["mix"]), "ridge_alpha": cox["alpha"], "oof_nll": cox["oof_nll"], "oof_c": cox["oof_c"],
+                           "chosen_by": "out-of-fold Harrell C of the mixture (the discrete-time log-likelihood among weights within 0.001 of the best)"}
     model = SurvivalModel(encoder=enc, nets=nets, edges=edges, info=info)
     return FittedSurvival(model=model, spec_dict=spec_dict, results=results, encoder_result=enc_result, notes=[])
+
+
+#: Mixing weights of the Cox curve tried out of fold.
+COX_MIX_GRID = tuple(i / 10 for i in range(11))
+
+
+def _cox_curves(x_tr: np.ndarray, t_tr: np.ndarray, d_tr: np.ndarray, edges: np.ndarray, *, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge Cox (scikit-survival, Breslow baseline) on the rows given: coefficients (F,) and the
+    baseline cumulative hazard at the edges (J + 1,) (0 before the first event)."""
+    import warnings
+
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+    from sksurv.util import Surv
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence chatter; the ridge keeps it finite
+        m = CoxPHSurvivalAnalysis(alpha=alpha, ties="breslow").fit(x_tr, Surv.from_arrays(d_tr.astype(bool), t_tr))
+    fn = m.cum_baseline_hazard_
+    k = np.searchsorted(fn.x, edges, side="right") - 1
+    return np.asarray(m.coef_, dtype=float), np.where(k >= 0, fn.y[np.maximum(k, 0)], 0.0)
+
+
+def _cox_at_edges(x: np.ndarray, coef: np.ndarray, base: np.ndarray) -> np.ndarray:
+    return np.exp(-base[None, :] * np.exp(np.clip(x @ coef, -30, 30))[:, None])
+
+
+def fit_cox_mix(
+    x: np.ndarray, time: np.ndarray, event: np.ndarray, y: np.ndarray, edges: np.ndarray, *, pool: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]], members: list[torch.nn.Module],
+) -> dict[str, Any]:
+    """Stack a ridge Cox model with the networks: on each fold's held-out rows, mix member k's
+    curve with a Cox model fitted on member k's training rows, choose the weight w whose mixture
+    ranks the held-out rows best (Harrell's C of minus the RMST; the discrete-time likelihood
+    breaks near-ties), then refit the Cox model on every pool row. w = 0 keeps the networks alone.
+
+    Not the default: the folds score single members, while the bundle's curve is the members'
+    mean, which ranks better than any one of them; so the Cox curve is over-weighted (see
+    ``benchmarks/README.md``)."""
+    alpha = 0.01 * len(pool)  # ridge strength 0.01 per training row (the partial likelihood is a sum over rows)
+    oof_net, oof_cox, oof_rows = [], [], []
+    for (tr, va), net in zip(folds, members):
+        coef, base = _cox_curves(x[tr], time[tr], event[tr], edges, alpha=0.01 * len(tr))
+        net.eval()
+        with torch.no_grad():
+            oof_net.append(survival_at_edges(net(torch.as_tensor(x[va], dtype=torch.float32))).numpy().astype(float))
+        oof_cox.append(_cox_at_edges(x[va], coef, base))
+        oof_rows.append(va)
+    s_net, s_cox, rows = np.concatenate(oof_net), np.concatenate(oof_cox), np.concatenate(oof_rows)
+    e = torch.as_tensor(edges, dtype=torch.float64)
+    nll, conc = {}, {}
+    for w in COX_MIX_GRID:
+        s = (1 - w) * s_net + w * s_cox
+        nll[w] = mixture_nll(s, y[rows])
+        conc[w] = harrell_c(-mean_restricted_mean(torch.as_tensor(s), e).numpy(), time[rows], event[rows])
+    # C first (what the model is judged by), the likelihood breaks near-ties (within 0.001)
+    best_c = max(conc.values())
+    mix = min((w for w in COX_MIX_GRID if conc[w] >= best_c - 1e-3), key=lambda w: (nll[w], w))
+    coef, base = _cox_curves(x[pool], time[pool], event[pool], edges, alpha=alpha)
+    return {"coef": coef, "base_cumhaz": base, "mix": mix, "alpha": alpha, "oof_nll": {f"{w:.1f}": v for w, v in nll.items()},
+            "oof_c": {f"{w:.1f}": v for w, v in conc.items()}}
 
 
 def evaluate_survival(
@@ -440,7 +531,7 @@ def train_survival_bundle(
     x = model.features(oc.frame)
     metrics = evaluate_survival(model, x[test], oc.time[test], oc.event[test], train_time=oc.time[train], train_event=oc.event[train])
     n_params = count_parameters(model.nets.members[0])
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    created = datetime.now(UTC).isoformat(timespec="seconds")
     texts = default_card_texts("survival", spec.time)
     card = ModelCard(
         name=f"survnet-{spec.size} for {spec.time}/{spec.event} ({source_name})", version="1", created=created, task="survival",
@@ -448,7 +539,8 @@ def train_survival_bundle(
         data={"source": source_name, "n_rows": int(len(oc.frame)), "n_train": int(len(train)), "n_val": int(len(val)),
               "n_test": int(len(test)), "events": int(oc.event.sum()), "covariates": covariates,
               "codes": {k: len(v) for k, v in model.encoder.vocab.items()}, "split": f"stratified by event, seed {spec.seed}"},
-        model={"family": "discrete-time hazard network (logistic hazards over event-time quantiles) + patient autoencoder",
+        model={"family": "discrete-time hazard network (logistic hazards over event-time quantiles"
+                         + (", with a linear path beside the residual trunk" if spec.linear else "") + ") + patient autoencoder",
                "size": spec.size, "n_parameters_per_member": n_params, "ensemble_members": spec.n_members,
                "n_bins": len(model.edges) - 1},
         training={**spec.train.to_dict(), "best_epochs": [r.best_epoch for r in fitted.results]},
@@ -492,7 +584,10 @@ def survival_model_from_bundle(bundle: ModelBundle, *, path: str | Path = "bundl
 
     if bundle.task not in SURVIVAL_TASKS:
         raise BundleError(f"{path}: a '{bundle.task}' bundle; case analysis needs a '{TASK}' bundle (medassist cases train-survival).")
-    info = dict(bundle.schema.extras["survival"])
+    extras = bundle.schema.extras.get("survival")
+    if not isinstance(extras, dict) or not isinstance(bundle.model, CaseModels):
+        raise BundleError(f"{path}: not a survival bundle (it lacks the survival description or the case models).")
+    info = dict(extras)
     enc = CaseEncoder(featurizer=bundle.featurizer, covariates=list(info["covariates"]), vocab={k: list(v) for k, v in info["vocab"].items()},
                       log_columns=list(info.get("log_columns", [])))
     return SurvivalModel(encoder=enc, nets=bundle.model, edges=np.asarray(info["edges"]), info=info)
@@ -507,6 +602,10 @@ SKSURV_SETS = {
     "veteran": ("load_veterans_lung_cancer", "Status", "Survival_in_days", ()),
     # flchain's 'chapter' is the cause of death: known only for those who died (outcome leakage)
     "flchain": ("load_flchain", "death", "futime", ("chapter",)),
+    # ACTG 320 (time to AIDS or death); 'txgrp' restates 'tx' and stays, as it ships
+    "aids": ("load_aids", "censor", "time", ()),
+    # 198 node-negative patients, 76 genes + clinical covariates; time to distant metastasis
+    "breast_cancer": ("load_breast_cancer", "e.tdm", "t.tdm", ()),
 }
 
 

@@ -10,7 +10,7 @@ import hashlib
 import json
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +19,17 @@ import pandas as pd
 import torch
 from rich.console import Console
 
+from medassist.data.dictionary import ColumnType, DataDictionary, model_title, subject_of
 from medassist.data.quality import FindingCode, QualityReport, Severity, assess_quality, is_coded_category
 from medassist.data.sources import DataSource
-from medassist.data.splits import SplitIndices, split_indices
+from medassist.data.splits import SplitIndices, kfold_indices, split_indices
 from medassist.evaluation.calibration import TemperatureScaler, calibration_warning
+from medassist.evaluation.comparison import compare, model_words
 from medassist.evaluation.metrics import compute_ece, compute_roc_auc, evaluate_classification, subgroup_metrics
 from medassist.evaluation.model_card import ModelCard, default_card_texts, input_descriptions
 from medassist.evaluation.report import write_report
-from medassist.exceptions import ConfigError, DataError
+from medassist.exceptions import ConfigError, DataError, TrainingError
 from medassist.explain.attributions import group_attributions, integrated_gradients, top_attributions
-from medassist.evaluation.comparison import compare, model_words
 from medassist.featurizers.tabular import (
     TabularFeaturizer,
     category_key,
@@ -37,16 +38,13 @@ from medassist.featurizers.tabular import (
     infer_column_kind,
     parse_numeric,
 )
+from medassist.models import Ensemble, build_model, count_parameters, ensemble_spec
 from medassist.models.baselines import HGB_NOT_STORED, LogisticModel, fit_hgb, fit_logistic, hgb_proba, logistic_logits, softmax
-from medassist.data.dictionary import ColumnType, DataDictionary, model_title, subject_of
-from medassist.data.splits import kfold_indices
 from medassist.options import ModelSize, look_up_option
 from medassist.privacy.ledger import PrivacyLedger
-from medassist.models import Ensemble, build_model, count_parameters, ensemble_spec
 from medassist.registry.bundle import ModelBundle, check_out_dir, save_bundle
 from medassist.training import (
     ArrayDataset,
-    Monitor,
     TrainConfig,
     Trainer,
     TrainResult,
@@ -54,6 +52,7 @@ from medassist.training import (
     classification_loss,
     distributed,
 )
+from medassist.training.trainer import TrainerCallback
 from medassist.types import SCORE_DECIMALS, TaskSchema
 from medassist.validation import check_number
 
@@ -371,7 +370,7 @@ def fit_tabular(
     frame: pd.DataFrame, codes: np.ndarray, *, train_idx: np.ndarray, val_idx: np.ndarray, features: list[str],
     n_classes: int, positive_index: int, spec: TabularSpec, progress: bool = False, console: Console | None = None,
     checkpoint_dir: Path | None = None, groups: np.ndarray | None = None,
-    numeric: list[str] | None = None, categorical: list[str] | None = None,
+    numeric: list[str] | None = None, categorical: list[str] | None = None, callbacks: list[TrainerCallback] | None = None,
 ) -> FittedTabular:
     """Fit featurizer (training rows only), network (Trainer) and temperature (held-out rows).
 
@@ -397,7 +396,8 @@ def fit_tabular(
             config=TrainConfig.from_dict({**spec.train.to_dict(), "seed": seed}), progress=progress, console=console)
         balanced = spec.class_weight == "balanced"
         result = t.fit(model, train_data=train_data, val_data=val_data,
-                       loss_fn=classification_loss(codes[tr], n_classes, balanced=balanced), metric_fn=metric)
+                       loss_fn=classification_loss(codes[tr], n_classes, balanced=balanced), metric_fn=metric,
+                       callbacks=callbacks, member=(seed - spec.seed + 1, spec.n_members))
         if balanced:
             undo_class_weighting(model, class_weights(codes[tr], n_classes))
         val_logits, _ = t.predict_logits(model, val_data)
@@ -497,6 +497,8 @@ def fit_baselines(
     }
     if not spec.select_model:
         return fitted, record, probs
+    if fitted.val_logits is None:  # fit_tabular always keeps them; a loaded bundle does not
+        raise TrainingError("--model auto needs the validation logits of the deep model; this fitted model has none.")
     y_va = codes[splits.val]
     lr_val_logits = logistic_logits(lr_state, x_va)
     auc_deep = compute_roc_auc(softmax(fitted.val_logits), y_va, positive_index=pos)
@@ -531,7 +533,7 @@ def undo_class_weighting(model: torch.nn.Module, weights: np.ndarray) -> None:
     if not isinstance(last, torch.nn.Linear) or last.bias is None:
         raise ConfigError(f"class_weight='balanced' needs a model whose head ends in a linear layer; {type(model).__name__} does not.")
     with torch.no_grad():
-        last.bias -= torch.log(torch.as_tensor(np.where(weights > 0, weights, 1.0), dtype=last.bias.dtype))
+        last.bias.sub_(torch.log(torch.as_tensor(np.where(weights > 0, weights, 1.0), dtype=last.bias.dtype)))
 
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:
@@ -566,6 +568,7 @@ class TrainOutcome:
 def train_tabular(
     frame: pd.DataFrame, *, spec: TabularSpec, source: DataSource, out_dir: Path, overwrite: bool = False,
     progress: bool = True, console: Console | None = None, ledger: PrivacyLedger | None = None,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> TrainOutcome:
     """Preprocess → build → train → evaluate → bundle, for one table.
 
@@ -601,7 +604,7 @@ def train_tabular(
     data = frame.loc[tgt.kept].reset_index(drop=True)
     numeric, categorical, kind_notes = feature_kinds(checked.loc[tgt.kept].reset_index(drop=True), features=features, spec=spec,
                                                      source=source.name, dictionary=source.data_dictionary())
-    declared = {c: {"values": v, "n_rows": n} for (c, v), n in zip(spec.missing_values.items(),
+    declared: dict[str, dict[str, Any]] = {c: {"values": v, "n_rows": n} for (c, v), n in zip(spec.missing_values.items(),
                                                                     count_declared_missing(data, spec.missing_values).values())}
     notes = tgt.notes + notes + kind_notes + [declared_missing_note(c, d["values"], d["n_rows"]) for c, d in declared.items()]
     groups = None
@@ -615,7 +618,7 @@ def train_tabular(
     fitted = fit_tabular(
         data, tgt.codes, train_idx=splits.train, val_idx=splits.val, features=features, n_classes=n_classes,
         positive_index=pos, spec=spec, progress=progress, console=console, groups=groups,
-        numeric=numeric, categorical=categorical,
+        numeric=numeric, categorical=categorical, callbacks=callbacks,
     )
     if not distributed.is_main():  # under torchrun only rank 0 evaluates and writes
         return TrainOutcome(bundle_dir=Path(out_dir), metrics={}, report=Path(out_dir) / "report.html", notes=notes,
@@ -658,7 +661,7 @@ def train_tabular(
     card = ModelCard(
         name=model_title(subject=subject_of(source.data_dictionary(), target=spec.target, fallback=f"{spec.target} ({source.name})"),
                          family=chosen, size=str(spec.size)),
-        version="1", created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        version="1", created=datetime.now(UTC).isoformat(timespec="seconds"),
         task=schema.kind, target=spec.target, classes=tgt.classes, positive_class=tgt.positive_class,
         intended_use=texts["intended_use"], out_of_scope=texts["out_of_scope"],
         data={
@@ -882,8 +885,8 @@ def _evaluate_baselines(
     state = rec.get("logistic")
     family = _family(bundle)
     if family == "logistic":
-        return [], [f"the deployed model is the logistic regression (chosen by --model auto); the deep model it was "
-                    f"compared with is not stored, see the model card for its test figures", *notes[:1]]
+        return [], ["the deployed model is the logistic regression (chosen by --model auto); the deep model it was "
+                    "compared with is not stored, see the model card for its test figures", *notes[:1]]
     if not state:
         return [], ["no logistic baseline stored with this bundle (see the model card for why)", *notes]
     if rec.get("feature_names") != list(bundle.featurizer.feature_names_):

@@ -16,13 +16,18 @@ Member k predicts arm a as mu_a^k(x) (+ correction_a^k(x) for a non-reference ar
 the K members gives 95% intervals (Student t with K-1 degrees of freedom). 20% of rows are held
 out to measure outcome fit, effect calibration, overlap and the policy value of the
 recommendations.
+
+This module wires the stages: preprocessing (:func:`prepare_treatment`), fitting
+(:func:`fit_treatment`) and the bundle (:func:`train_treatment`). The networks and the fitted
+:class:`~medassist.models.treatment.TreatmentModel` live in ``models/treatment.py``; ranking,
+interval calibration, overlap, support and the held-out report in ``evaluation/treatment_policy.py``.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -31,25 +36,37 @@ import numpy as np
 import pandas as pd
 import torch
 from rich.console import Console
-from scipy import stats
 from torch import nn
 from torch.utils.data import Dataset
 
+from medassist.data.dictionary import model_title, subject_of
 from medassist.data.sources import DataSource
 from medassist.data.splits import kfold_indices, split_indices
-from medassist.evaluation.causal import (
-    blp_calibration, bootstrap, calibration_groups, dr_pseudo_outcomes, interval, ipcw_weights, policy_value,
-)
-from medassist.evaluation.metrics import compute_roc_auc
+from medassist.evaluation.causal import dr_pseudo_outcomes, ipcw_weights
 from medassist.evaluation.model_card import ModelCard, default_card_texts, input_descriptions
-from medassist.exceptions import ConfigError, DataError, SchemaError
+from medassist.evaluation.treatment_policy import (
+    best_single_arm,
+    evaluate_rows,
+    fit_support,
+    interval_calibration,
+    overlap_report,
+    restricted_outcome,
+    survival_outcome,
+    t_multiplier,
+)
+from medassist.exceptions import BundleError, ConfigError, DataError, SchemaError
 from medassist.featurizers.tabular import TabularFeaturizer, infer_column_kind, parse_numeric
 from medassist.models import build_model, count_parameters
+from medassist.models.sizes import check_size
+from medassist.models.survival import discretise, time_grid
 from medassist.models.treatment import (
-    TreatmentEnsemble, multiarm_loss, risk_at_horizon, rmst, split_outputs, treatment_ensemble_spec,
+    EffectCorrection,
+    TreatmentEnsemble,
+    TreatmentModel,
+    multiarm_loss,
+    treatment_ensemble_spec,
 )
 from medassist.options import ModelSize, look_up_option
-from medassist.data.dictionary import model_title, subject_of
 from medassist.pipeline.tabular import frame_fingerprint, prepare_target
 from medassist.registry.bundle import ModelBundle, check_out_dir, save_bundle
 from medassist.training import Monitor, TrainConfig, Trainer, TrainResult
@@ -57,6 +74,9 @@ from medassist.types import Batch, TaskSchema
 from medassist.validation import check_number
 
 TASK = "treatment"
+#: The networks a treatment model is built from; a size is accepted when each has a preset for it.
+NETWORKS = ("multiarm", "effect_mlp")
+NO_OUTCOME = "Which column is the outcome? Pass --outcome COLUMN, or --time COLUMN --event COLUMN for a survival outcome."
 
 
 class OutcomeKind(StrEnum):
@@ -137,7 +157,7 @@ class TreatmentSpec:
     n_boot: int = 500
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "size", look_up_option(self.size, ModelSize, name="model size"))
+        object.__setattr__(self, "size", check_size(self.size, task=TASK, models=NETWORKS))
         owner = "TreatmentSpec"
         check_number(self.n_members, name="n_members", owner=owner, low=2, high=20, integer=True)
         check_number(self.n_bins, name="n_bins", owner=owner, low=2, high=200, integer=True)
@@ -157,7 +177,15 @@ class TreatmentSpec:
         if (self.time is None) != (self.event is None):
             raise ConfigError("A survival outcome needs both --time and --event (the follow-up time and the 1/0 event indicator).")
         if self.time is None and self.outcome is None:
-            raise ConfigError("Which column is the outcome? Pass --outcome COLUMN, or --time COLUMN --event COLUMN for a survival outcome.")
+            raise ConfigError(NO_OUTCOME)
+
+    @property
+    def target(self) -> str:
+        """The outcome's column: the time column of a survival outcome, else the outcome column."""
+        target = self.time or self.outcome
+        if target is None:
+            raise ConfigError(NO_OUTCOME)
+        return target
 
 
 # ============================================================================ preprocessing
@@ -219,7 +247,10 @@ def prepare_treatment(frame: pd.DataFrame, *, spec: TreatmentSpec, source: str) 
         raise DataError(f"{source}: treatment '{spec.treatment}' is missing in {int(arms_s.isna().sum())} row(s) (rows {_rows(arms_s.isna().to_numpy())}); "
                         "a patient's arm is never guessed. Remove those rows.")
     # ---- outcome
-    if spec.time is not None:
+    event: np.ndarray | None
+    classes: list[str] | None
+    pos: str | None
+    if spec.time is not None and spec.event is not None:
         kind = OutcomeKind.SURVIVAL.value if spec.outcome_kind in ("auto", "survival") else spec.outcome_kind
         if kind != "survival":
             raise ConfigError(f"--time/--event describe a survival outcome, but the outcome kind is '{spec.outcome_kind}'.")
@@ -230,7 +261,7 @@ def prepare_treatment(frame: pd.DataFrame, *, spec: TreatmentSpec, source: str) 
             raise DataError(f"{source}: time column '{spec.time}' has negative values (rows {_rows(present & (np.nan_to_num(t) < 0))}); expected times >= 0.")
         y, event, classes, pos = t, d, None, None
         outcome_name = f"{spec.time}/{spec.event}"
-    else:
+    elif spec.outcome is not None:
         col = frame[spec.outcome]
         numeric = infer_column_kind(col) == "numeric"
         n_distinct = col.dropna().nunique()
@@ -251,10 +282,14 @@ def prepare_treatment(frame: pd.DataFrame, *, spec: TreatmentSpec, source: str) 
             if len(tgt.classes) != 2:
                 raise DataError(f"{source}: outcome '{spec.outcome}' has {len(tgt.classes)} classes; a binary outcome needs exactly 2 "
                                 "(pass --outcome-kind continuous for a measurement).")
+            if tgt.positive_class is None:
+                raise DataError(f"{source}: outcome '{spec.outcome}' has no positive class; pass --positive-class.")
             y = np.full(len(frame), np.nan)
-            y[present] = (tgt.codes == tgt.classes.index(tgt.positive_class)).astype(float)
+            y[present] = np.equal(tgt.codes, tgt.classes.index(tgt.positive_class)).astype(float)
             classes, pos, event = tgt.classes, tgt.positive_class, None
             notes += tgt.notes
+    else:
+        raise ConfigError(NO_OUTCOME)
     # ---- arms with no or missing outcomes
     arm_values = arms_s.to_numpy()
     for a in sorted(set(arm_values)):
@@ -301,7 +336,7 @@ def prepare_treatment(frame: pd.DataFrame, *, spec: TreatmentSpec, source: str) 
             notes.append("Randomised with equal probabilities per arm (assumed; pass the design's probabilities if unequal).")
     # ---- horizon
     horizon = None
-    if kind == "survival":
+    if kind == "survival" and event is not None:  # event is None for every other kind
         horizon = float(spec.horizon) if spec.horizon is not None else float(np.quantile(y, 0.75))
         if spec.horizon is None:
             notes.append(f"Horizon {horizon:g} (75th percentile of follow-up); RMST and risk are reported up to it (pass --horizon to change).")
@@ -364,198 +399,15 @@ class FloatTargetDataset(Dataset):
 
 
 def survival_bins(times: np.ndarray, events: np.ndarray, *, horizon: float, n_bins: int) -> np.ndarray:
-    """Bin edges 0 = e_0 < ... < e_J = horizon at quantiles of the event times before the horizon."""
-    ev = times[(events > 0) & (times < horizon)]
-    inner = np.unique(np.quantile(ev, np.linspace(0, 1, n_bins + 1)[1:-1])) if len(ev) else np.array([])
-    inner = inner[(inner > 0) & (inner < horizon)]
-    return np.concatenate([[0.0], inner, [horizon]])
+    """Bin edges 0 = e_0 < ... < e_J = horizon at quantiles of the event times before the horizon
+    (the survival core's :func:`~medassist.models.survival.time_grid`, cut at the horizon)."""
+    return time_grid(times, events, n_bins=n_bins, horizon=horizon)
 
 
 def bin_targets(times: np.ndarray, events: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(bin index, event) per row; follow-up reaching the horizon survives every bin (index J)."""
-    horizon, n_bins = edges[-1], len(edges) - 1
-    j = np.clip(np.searchsorted(edges, times, side="right") - 1, 0, n_bins - 1)
-    beyond = times >= horizon
-    return np.where(beyond, n_bins, j).astype(float), np.where(beyond, 0.0, events)
-
-
-# ============================================================================ the model
-
-
-class TreatmentModel:
-    """Featurizer + ensemble + what is needed to turn outputs into outcomes (from training or a bundle).
-
-    ``info`` holds plain JSON: arms, ref, kind, better, y_mean, y_sd, edges, corr_scale, and more.
-    """
-
-    def __init__(self, *, featurizer: TabularFeaturizer, ensemble: TreatmentEnsemble, info: dict[str, Any]) -> None:
-        self.featurizer, self.ensemble, self.info = featurizer, ensemble, info
-        self.n_arms, self.ref, self.kind = len(info["arms"]), int(info["ref"]), info["kind"]
-        self.n_outputs = len(info["edges"]) - 1 if self.kind == "survival" else 1
-
-    def features(self, frame: pd.DataFrame, *, source: str) -> np.ndarray:
-        return self.featurizer.transform(frame, source=source).values
-
-    def member_outcomes(self, x: torch.Tensor, *, corrected: bool = True) -> dict[str, torch.Tensor]:
-        """Per-member predictions in outcome units: ``pred`` (K, B, A), ``risk`` (survival),
-        ``propensity`` (K, B, A) probabilities."""
-        raw = self.ensemble(x)
-        parts = split_outputs(raw.reshape(-1, raw.shape[-1]), n_arms=self.n_arms, n_outputs=self.n_outputs)
-        k, b = raw.shape[0], raw.shape[1]
-        arm = parts.arm.reshape(k, b, self.n_arms, self.n_outputs)
-        out: dict[str, torch.Tensor] = {"propensity": torch.softmax(parts.propensity.reshape(k, b, self.n_arms), dim=-1)}
-        if self.kind == "continuous":
-            mu = arm[..., 0] * self.info["y_sd"] + self.info["y_mean"]
-        elif self.kind == "binary":
-            mu = torch.sigmoid(arm[..., 0])
-        else:
-            edges = torch.tensor(self.info["edges"], dtype=arm.dtype)
-            mu = rmst(arm, edges)
-            out["risk"] = risk_at_horizon(arm)
-        if corrected:
-            corr = self.ensemble.corrections(x)
-            if corr is not None:
-                cols = list(torch.unbind(corr * self.info["corr_scale"], dim=-1))
-                cols.insert(self.ref, torch.zeros_like(cols[0]))
-                mu = mu + torch.stack(cols, dim=-1)
-                if self.kind == "binary":
-                    mu = mu.clamp(0.0, 1.0)
-        out["pred"] = mu
-        return out
-
-    @torch.no_grad()
-    def draws(self, x: np.ndarray, *, corrected: bool = True, batch_size: int = 1024) -> dict[str, np.ndarray]:
-        self.ensemble.eval()
-        chunks: dict[str, list[np.ndarray]] = {}
-        for s in range(0, len(x), batch_size):
-            for key, v in self.member_outcomes(torch.as_tensor(x[s : s + batch_size]), corrected=corrected).items():
-                chunks.setdefault(key, []).append(v.numpy())
-        return {k: np.concatenate(v, axis=1) for k, v in chunks.items()}
-
-    def propensity(self, prop_draws: np.ndarray) -> np.ndarray:
-        """(N, A) assignment probabilities: known by design, or the ensemble's estimate, clipped."""
-        n = prop_draws.shape[1]
-        if self.info["assignment"] == "randomised":
-            p = np.array([self.info["arm_probabilities"][a] for a in self.info["arms"]])
-            return np.tile(p, (n, 1))
-        e = np.clip(prop_draws.mean(axis=0), self.info["propensity_clip"], 1.0)
-        return e / e.sum(axis=1, keepdims=True)
-
-
-def t_multiplier(n_members: int) -> float:
-    return float(stats.t.ppf(0.975, df=n_members - 1))
-
-
-#: The conservative rule's threshold reported beside the shipped rule (``--min-confidence``).
-CONSERVATIVE = 0.9
-#: Normal 97.5% quantile.
-Z95 = float(stats.norm.ppf(0.975))
-#: Nearest neighbours (in other folds) whose residuals are averaged by :func:`shared_error_variance`.
-CALIBRATION_NEIGHBOURS = 10
-
-
-def shared_error_variance(x: np.ndarray, resid: np.ndarray, fold: np.ndarray, *, k: int = CALIBRATION_NEIGHBOURS) -> float:
-    """Estimate E[b(x)^2], the squared error of one member's fitted mean, from out-of-fold
-    residuals r_i = b_k(x_i) + noise_i.
-
-    The noise of two different patients is independent, so r_i times the mean residual of its k
-    nearest neighbours in the *same* fold (featurized space; predicted by the same member, which
-    trained on neither) has expectation ~E[b(x_i) b(x_j)] ≈ E[b^2] where b varies smoothly; the
-    noise cancels. (Neighbours from other folds would not do: their member trained on row i, and
-    its fit to i's noise makes the product negative.) It underestimates b^2 where b changes faster
-    than the neighbourhood (sharp thresholds).
-    """
-    n = len(resid)
-    if n < 2 * k + 2:
-        return 0.0
-    prods = np.empty(n)
-    for s in range(0, n, 512):
-        xi = x[s : s + 512]
-        dist = ((xi[:, None, :] - x[None]) ** 2).sum(-1)
-        dist[fold[s : s + 512, None] != fold[None]] = np.inf
-        dist[np.arange(len(xi)), np.arange(s, s + len(xi))] = np.inf
-        nn_idx = np.argpartition(dist, k, axis=1)[:, :k]
-        prods[s : s + 512] = resid[s : s + 512] * resid[nn_idx].mean(axis=1)
-    return float(np.mean(prods))
-
-
-def interval_calibration(model: TreatmentModel, prep: Prepared, *, x: np.ndarray, pool: np.ndarray, folds: list,
-                         pseudo: np.ndarray, weights: np.ndarray | None) -> dict[str, Any]:
-    """Scale factors for the ensemble spread, fitted on cross-fitted (out-of-fold) training rows.
-
-    Member spread alone misses the error the members share (all smooth over the same threshold),
-    which is why t·sd intervals covered the true expected outcome for only 71-92% of patients.
-    For per-arm outcomes the shared error variance b^2 is estimated from out-of-fold outcome
-    residuals (IPCW-weighted for survival), for effects from the out-of-fold residuals of the DR
-    pseudo-outcomes, by :func:`shared_error_variance`; the interval is then
-    mean ± t(0.975, K-1) · c · sd (t because sd comes from K members) with c^2 = (b^2 - (1 - 1/K) mean(sd^2)) / mean(sd^2) (the squared error of
-    the ensemble mean over the members' variance), never below 1.
-    """
-    fold = np.zeros(len(x), dtype=int)
-    for k, (_, va) in enumerate(folds):
-        fold[va] = k
-    d = model.draws(x[pool])
-    member = fold[pool]
-    pred_oof = d["pred"][member, np.arange(len(pool))]  # (P, A): each row by the member that never saw it
-    ref = prep.ref
-    y = restricted_outcome(prep)[pool]
-    arm = prep.arm[pool]
-    own = pred_oof[np.arange(len(pool)), arm]
-    w = np.ones(len(pool)) if weights is None else weights[pool]
-    keep = w > 0
-    xp = x[pool]
-    sd_arm = d["pred"].std(axis=0, ddof=1)
-    b2_arm = 0.0
-    for a in range(len(prep.arms)):
-        rows = np.flatnonzero((arm == a) & keep)
-        b2_arm += shared_error_variance(xp[rows], (w * (y - own))[rows], member[rows]) * len(rows)
-    b2_arm /= max(int(keep.sum()), 1)
-    diff = np.delete(d["pred"] - d["pred"][:, :, [ref]], ref, axis=2)
-    sd_eff = diff.std(axis=0, ddof=1)
-    tau_oof = np.delete(pred_oof - pred_oof[:, [ref]], ref, axis=1)
-    res_eff = pseudo[pool] - tau_oof
-    b2_eff = float(np.mean([shared_error_variance(xp, res_eff[:, c], member) for c in range(res_eff.shape[1])]))
-    v_arm, v_eff = float(np.mean(sd_arm ** 2)), float(np.mean(sd_eff ** 2))
-    shrink = 1.0 - 1.0 / len(folds)  # a member's own scatter around the ensemble mean averages out over K members
-    c_arm = float(np.sqrt(max(1.0, (b2_arm - shrink * v_arm) / max(v_arm, 1e-12))))
-    c_eff = float(np.sqrt(max(1.0, (b2_eff - shrink * v_eff) / max(v_eff, 1e-12))))
-    return {"arm": c_arm, "effect": c_eff, "z": t_multiplier(len(folds)), "shared_error_var_arm": b2_arm, "shared_error_var_effect": b2_eff,
-            "mean_member_var_arm": v_arm, "mean_member_var_effect": v_eff, "neighbours": CALIBRATION_NEIGHBOURS,
-            "method": "mean ± t(0.975, K-1)·c·sd over K members (t: sd is estimated from K members); c² = max(1, (b² - (1 - 1/K)·mean(sd²)) / mean(sd²)), b² = squared error "
-                      "of one member, estimated on out-of-fold training rows as the mean product of each row's residual with "
-                      "the residuals of its nearest neighbours in the same fold (outcome residuals per arm; DR pseudo-outcome "
-                      "residuals per effect)"}
-
-
-def interval_multipliers(info: dict[str, Any]) -> tuple[float, float]:
-    """Half-width per unit of member sd, (per-arm, per-effect); an uncalibrated bundle keeps t(0.975, K-1)."""
-    cal = info.get("interval_scale")
-    if not cal:
-        t = t_multiplier(int(info.get("n_members", 5)))
-        return t, t
-    return float(cal["z"]) * float(cal["arm"]), float(cal["z"]) * float(cal["effect"])
-
-
-def summarise(d: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and mean ± t·sd over members (axis 0)."""
-    mean, sd = d.mean(axis=0), d.std(axis=0, ddof=1)
-    return mean, mean - t * sd, mean + t * sd
-
-
-class _ContrastModule(nn.Module):
-    """x (B, F) → (B, 1): the ensemble's mean effect of arm ``a`` over the reference (for attributions)."""
-
-    def __init__(self, model: TreatmentModel, arm: int) -> None:
-        super().__init__()
-        self.model, self.arm, self.inner = model, arm, model.ensemble
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pred = self.model.member_outcomes(x)["pred"].mean(dim=0)
-        return (pred[:, self.arm] - pred[:, self.model.ref]).unsqueeze(1)
-
-
-def contrast_module(model: TreatmentModel, arm: int) -> nn.Module:
-    return _ContrastModule(model, arm)
+    y = discretise(times, events, edges, past_end="survived").astype(float)
+    return y[:, 0], y[:, 1]
 
 
 # ============================================================================ fitting
@@ -578,13 +430,8 @@ def _outcome_targets(prep: Prepared, rows: np.ndarray, info: dict[str, Any]) -> 
         return np.column_stack([prep.arm[rows], (y - info["y_mean"]) / info["y_sd"], np.zeros(len(rows))])
     if prep.kind == "binary":
         return np.column_stack([prep.arm[rows], y, np.zeros(len(rows))])
-    j, ev = bin_targets(y, prep.event[rows], np.asarray(info["edges"]))
+    j, ev = bin_targets(y, survival_outcome(prep)[0][rows], np.asarray(info["edges"]))
     return np.column_stack([prep.arm[rows], j, ev])
-
-
-def restricted_outcome(prep: Prepared) -> np.ndarray:
-    """The outcome the effects are about: y (continuous/binary) or min(T, horizon) (survival)."""
-    return np.minimum(prep.y, prep.horizon) if prep.kind == "survival" else prep.y
 
 
 def fit_treatment(
@@ -603,8 +450,9 @@ def fit_treatment(
         info["y_mean"], info["y_sd"] = float(prep.y[pool].mean()), float(prep.y[pool].std() or 1.0)
         info["corr_scale"] = info["y_sd"]
     elif prep.kind == "survival":
-        info["edges"] = survival_bins(prep.y[pool], prep.event[pool], horizon=prep.horizon, n_bins=spec.n_bins).tolist()
-        info["corr_scale"] = prep.horizon
+        event, horizon = survival_outcome(prep)
+        info["edges"] = survival_bins(prep.y[pool], event[pool], horizon=horizon, n_bins=spec.n_bins).tolist()
+        info["corr_scale"] = horizon
     n_arms = len(prep.arms)
     n_out = len(info["edges"]) - 1 if prep.kind == "survival" else 1
     pw = spec.propensity_weight if spec.propensity_weight is not None else (0.1 if spec.assignment == "randomised" else 1.0)
@@ -614,7 +462,9 @@ def fit_treatment(
 
     folds = [(pool[tr], pool[va]) for tr, va in kfold_indices(prep.arm[pool], n_splits=spec.n_members,
                                                               groups=None if groups is None else groups[pool], seed=spec.seed)]
-    members, results, member_spec = [], [], None
+    members: list[nn.Module] = []
+    results: list[TrainResult] = []
+    member_spec: dict[str, Any] = {}
     oof_raw = np.zeros((len(prep.data), n_arms * n_out + n_arms), dtype=np.float32)
     for k, (tr, va) in enumerate(folds):
         torch.manual_seed(spec.seed + k)
@@ -643,24 +493,26 @@ def fit_treatment(
     y_r = restricted_outcome(prep)
     weights = None
     if prep.kind == "survival":
-        weights, _ = ipcw_weights(prep.y[pool], prep.event[pool], prep.horizon, groups=prep.arm[pool])
-        w_full = np.zeros(len(x))
-        w_full[pool] = weights
-        weights = w_full
+        event, horizon = survival_outcome(prep)
+        w_pool, _ = ipcw_weights(prep.y[pool], event[pool], horizon, groups=prep.arm[pool])
+        weights = np.zeros(len(x))
+        weights[pool] = w_pool
     pseudo = np.full((len(x), n_arms - 1), np.nan)
     pseudo[pool] = dr_pseudo_outcomes(y_r[pool], prep.arm[pool], mu_oof[pool], e_oof[pool], ref=prep.ref,
                                       weights=None if weights is None else weights[pool])
     plugin = np.delete(mu_oof - mu_oof[:, [prep.ref]], prep.ref, axis=1)
     effect_results: list[TrainResult] = []
-    effect_spec = None
+    effect_spec: dict[str, Any] | None = None
     if spec.dr_correction:
         resid = (pseudo - plugin) / info["corr_scale"]
-        effects = []
+        effects: list[nn.Module] = []
         for k, (tr, va) in enumerate(folds):
             torch.manual_seed(10_000 + spec.seed + k)
             enet, effect_spec = build_model("effect_mlp", size=spec.size, n_features=x.shape[1], n_contrasts=n_arms - 1)
-            with torch.no_grad():  # start at the DR average effect: the plug-in shifted by the mean residual
-                enet.net[-1].bias.copy_(torch.as_tensor(resid[tr].mean(axis=0), dtype=torch.float32))
+            if not isinstance(enet, EffectCorrection):
+                raise TypeError(f"Model 'effect_mlp' built a {type(enet).__name__}, not an EffectCorrection.")
+            # start at the DR average effect: the plug-in shifted by the mean residual
+            enet.start_at(torch.as_tensor(resid[tr].mean(axis=0), dtype=torch.float32))
             cfg = TrainConfig.from_dict({**spec.effect_train.to_dict(), "seed": spec.seed + k})
             res = Trainer(config=cfg, progress=progress, console=console).fit(
                 enet, train_data=FloatTargetDataset(features=x[tr], targets=resid[tr]),
@@ -669,8 +521,7 @@ def fit_treatment(
             effect_results.append(res)
         full = TreatmentEnsemble(member=member_spec, effect=effect_spec, n_members=spec.n_members)
         full.members.load_state_dict(ens.members.state_dict())
-        for dst, src in zip(full.effects, effects):
-            dst.load_state_dict(src.state_dict())
+        full.load_effects(effects)
         ens = full
         model = TreatmentModel(featurizer=featurizer, ensemble=ens, info=info)
     ens.eval()
@@ -678,257 +529,6 @@ def fit_treatment(
     info["interval_scale"] = interval_calibration(model, prep, x=x, pool=pool, folds=folds, pseudo=pseudo, weights=weights)
     oof = {"mu": mu_oof, "propensity": e_oof, "propensity_raw": prop_oof, "pseudo": pseudo, "plugin": plugin}
     return Fitted(model=model, spec_dicts=spec_dict, results=results, effect_results=effect_results, oof=oof, pool=pool, weights=weights)
-
-
-# ============================================================================ evaluation
-
-
-def _best(values: np.ndarray, better: str) -> int:
-    return int(np.argmax(values) if better == "higher" else np.argmin(values))
-
-
-def best_predicted(pred: np.ndarray, better: str) -> np.ndarray:
-    """Arm with the best mean prediction per row, (N, A) → (N,)."""
-    return pred.argmax(axis=1) if better == "higher" else pred.argmin(axis=1)
-
-
-@dataclass
-class Ranking:
-    """Arms ranked per patient by expected outcome, with how sure the ensemble is of the order.
-
-    ``order`` (N, A) arm indices best first; ``recommended`` (N,) the arm advised (the top arm,
-    or the default arm where ``min_confidence`` is not met); ``p_best`` (N, A) probability that
-    each arm is the best (rows sum to 1); ``p_vs_reference`` / ``p_vs_runner_up`` (N,) probability
-    that the top arm is truly better than the reference (NaN when the top arm is the reference) /
-    than the second-ranked arm; ``fallback`` (N,) where the conservative rule kept the default arm.
-    """
-
-    order: np.ndarray
-    recommended: np.ndarray
-    p_best: np.ndarray
-    p_vs_reference: np.ndarray
-    p_vs_runner_up: np.ndarray
-    p_vs_default: np.ndarray
-    fallback: np.ndarray
-
-
-def rank_arms(pred_draws: np.ndarray, better: str, *, ref: int, default_arm: int, effect_scale: float,
-              min_confidence: float | None = None, n_samples: int = 400, seed: int = 0) -> Ranking:
-    """Rank arms by the ensemble mean (in the direction of ``better``) and say how sure that is.
-
-    The calibrated posterior of a patient's A expected outcomes is taken as Gaussian with the
-    ensemble mean and the member covariance inflated by ``effect_scale`` (the effect-interval
-    factor c of :func:`interval_calibration`): P(best) by Monte Carlo, P(top better than an arm)
-    as Phi(mean difference / (c · sd of the member differences)).
-
-    Args:
-        pred_draws: (K, N, A) member predictions.
-        min_confidence: the conservative rule: keep ``default_arm`` (best on average in the trial)
-            unless P(top arm better than it) >= this; None recommends the top arm.
-    """
-    k, n, a = pred_draws.shape
-    sign = 1.0 if better == "higher" else -1.0
-    s = sign * pred_draws
-    mean = s.mean(axis=0)
-    order = np.argsort(-mean, axis=1, kind="stable")
-    top, second = order[:, 0], order[:, 1]
-    rows = np.arange(n)
-
-    def p_better(other: np.ndarray) -> np.ndarray:
-        diff = s[:, rows, top] - s[:, rows, other]
-        sd = diff.std(axis=0, ddof=1) * effect_scale
-        m = diff.mean(axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            p = stats.norm.cdf(m / sd)
-        return np.where(sd > 0, p, np.where(m > 0, 1.0, 0.5))
-
-    rng = np.random.default_rng(seed)
-    dev = (s - mean) * effect_scale / np.sqrt(max(k - 1, 1))
-    wins = np.zeros((n, a))
-    for c in range(0, n_samples, 100):
-        z = rng.normal(size=(min(100, n_samples - c), k)).astype(np.float32)
-        sample = mean[None] + np.einsum("sk,kna->sna", z, dev.astype(np.float32))
-        best = sample.argmax(axis=2)
-        wins += (best[..., None] == np.arange(a)).sum(axis=0)
-    p_best = wins / wins.sum(axis=1, keepdims=True)
-    p_ref = np.where(top == ref, np.nan, p_better(np.full(n, ref)))
-    p_default = np.where(top == default_arm, np.nan, p_better(np.full(n, default_arm)))
-    fallback = np.zeros(n, dtype=bool)
-    if min_confidence is not None:
-        fallback = (top != default_arm) & ~(np.nan_to_num(p_default, nan=0.0) >= min_confidence)
-    rec = np.where(fallback, default_arm, top)
-    return Ranking(order=order, recommended=rec, p_best=p_best, p_vs_reference=p_ref, p_vs_runner_up=p_better(second),
-                   p_vs_default=p_default, fallback=fallback)
-
-
-def recommend(pred_draws: np.ndarray, better: str, *, ref: int, default_arm: int, effect_scale: float,
-              min_confidence: float | None = None) -> np.ndarray:
-    """Recommended arm per row (N,): the top-ranked arm, or with ``min_confidence`` the
-    conservative rule of :func:`rank_arms`."""
-    return rank_arms(pred_draws, better, ref=ref, default_arm=default_arm, effect_scale=effect_scale,
-                     min_confidence=min_confidence, n_samples=100).recommended
-
-
-def harrell_c(risk_score: np.ndarray, times: np.ndarray, events: np.ndarray) -> float:
-    """Harrell's concordance: a higher score should go with an earlier event."""
-    t, d, s = times[:, None], events[:, None] > 0, risk_score[:, None]
-    comparable = d & (t < times[None, :])
-    conc = (s > risk_score[None, :]) & comparable
-    ties = (s == risk_score[None, :]) & comparable
-    n = comparable.sum()
-    return float((conc.sum() + 0.5 * ties.sum()) / n) if n else float("nan")
-
-
-def overlap_report(prop: np.ndarray, arm: np.ndarray, arms: list[str], *, clip: float, assignment: str,
-                   known: dict[str, float] | None) -> dict[str, Any]:
-    """Propensity distribution per arm, share of rows below the clip, effective sample size."""
-    out: dict[str, Any] = {"assignment": assignment, "clip": clip, "arms": {}}
-    for a, name in enumerate(arms):
-        e = prop[:, a]
-        w = 1.0 / np.clip(e[arm == a], clip, 1)
-        row = {"n": int((arm == a).sum()), "min": float(e.min()), "p01": float(np.quantile(e, 0.01)),
-               "median": float(np.median(e)), "p99": float(np.quantile(e, 0.99)), "max": float(e.max()),
-               "share_below_clip": float(np.mean(e < clip)), "effective_n": float(w.sum() ** 2 / (w ** 2).sum()) if len(w) else 0.0}
-        if known is not None:
-            row["known_probability"] = known[name]
-            row["mean_abs_deviation_of_estimate"] = float(np.mean(np.abs(e - known[name])))
-        out["arms"][name] = row
-    worst = min(r["p01"] for r in out["arms"].values())
-    out["summary"] = ("randomised: assignment probabilities known by design" if assignment == "randomised" else
-                      f"1% of patients have an estimated probability below {worst:.3f} for some arm; "
-                      f"{100 * max(r['share_below_clip'] for r in out['arms'].values()):.1f}% are below the clip {clip} for some arm")
-    return out
-
-
-def evaluate_rows(model: TreatmentModel, prep: Prepared, rows: np.ndarray, *, x: np.ndarray, n_boot: int, seed: int,
-                  best_single: int | None = None) -> dict[str, Any]:
-    """Outcome fit, effect calibration and policy values on held-out rows (unseen by every member)."""
-    info = model.info
-    d = model.draws(x[rows])
-    m_eff = interval_multipliers(info)[1]
-    pred = d["pred"].mean(axis=0)
-    e = model.propensity(d["propensity"])
-    arm, y = prep.arm[rows], restricted_outcome(prep)[rows]
-    arms, ref, better = prep.arms, prep.ref, prep.better
-    w = None
-    if prep.kind == "survival":
-        w, _ = ipcw_weights(prep.y[rows], prep.event[rows], prep.horizon, groups=arm)
-    own = pred[np.arange(len(rows)), arm]
-    fit: dict[str, Any] = {}
-    if prep.kind == "continuous":
-        fit["rmse"] = interval(*bootstrap(lambda r: np.sqrt(np.mean((own[r] - y[r]) ** 2)), len(rows), n_boot=n_boot, seed=seed))
-        fit["r2"] = interval(*bootstrap(lambda r: 1 - np.mean((own[r] - y[r]) ** 2) / max(np.var(y[r]), 1e-12), len(rows), n_boot=n_boot, seed=seed))
-    elif prep.kind == "binary":
-        probs = np.column_stack([1 - own, own])
-        fit["auc"] = interval(*bootstrap(lambda r: compute_roc_auc(probs[r], y[r].astype(int)) if len(np.unique(y[r])) > 1 else np.nan,
-                                         len(rows), n_boot=n_boot, seed=seed))
-        fit["brier"] = interval(*bootstrap(lambda r: np.mean((own[r] - y[r]) ** 2), len(rows), n_boot=n_boot, seed=seed))
-    else:
-        fit["c_index"] = interval(*bootstrap(lambda r: harrell_c(-own[r], prep.y[rows][r], prep.event[rows][r]), len(rows),
-                                             n_boot=min(n_boot, 200), seed=seed))
-    pseudo = dr_pseudo_outcomes(y, arm, pred, e, ref=ref, weights=w)
-    tau = np.delete(pred - pred[:, [ref]], ref, axis=1)
-    effects = {}
-    for c, a in enumerate([i for i in range(len(arms)) if i != ref]):
-        effects[f"{arms[a]} vs {arms[ref]}"] = {
-            "dr_ate": interval(*bootstrap(lambda r, c=c: pseudo[r, c].mean(), len(rows), n_boot=n_boot, seed=seed)),
-            "mean_predicted": float(tau[:, c].mean()),
-            "blp": blp_calibration(tau[:, c], pseudo[:, c]),
-            "groups": calibration_groups(tau[:, c], pseudo[:, c], n_groups=4, n_boot=min(n_boot, 200), seed=seed),
-        }
-    scale = float((info.get("interval_scale") or {}).get("effect", 1.0))
-    default_arm = int(info.get("default_arm", ref))
-    rec = recommend(d["pred"], better, ref=ref, default_arm=default_arm, effect_scale=scale)
-    rec_argmax = recommend(d["pred"], better, ref=ref, default_arm=default_arm, effect_scale=scale, min_confidence=CONSERVATIVE)
-    policies = {"model": rec, f"model (min confidence {CONSERVATIVE:g})": rec_argmax,
-                **{f"all {a}": np.full(len(rows), i) for i, a in enumerate(arms)}}
-
-    def values(r: np.ndarray) -> np.ndarray:
-        out = []
-        for pol in policies.values():
-            out.append(policy_value(y[r], arm[r], pol[r], e[r], weights=None if w is None else w[r]))
-            out.append(policy_value(y[r], arm[r], pol[r], e[r], mu=pred[r], weights=None if w is None else w[r]))
-        return np.asarray(out)
-
-    point, lo, hi = bootstrap(values, len(rows), n_boot=n_boot, seed=seed)
-    policy: dict[str, Any] = {}
-    for i, name in enumerate(policies):
-        policy[name] = {"ipw": interval(point[2 * i], lo[2 * i], hi[2 * i]), "dr": interval(point[2 * i + 1], lo[2 * i + 1], hi[2 * i + 1])}
-    if best_single is not None:
-        b = best_single
-        sign = 1.0 if better == "higher" else -1.0
-
-        def gain(r: np.ndarray) -> np.ndarray:
-            ww = None if w is None else w[r]
-            fixed = np.full(len(r), b)
-            out = []
-            for pol in (rec, rec_argmax):
-                out.append(policy_value(y[r], arm[r], pol[r], e[r], weights=ww) - policy_value(y[r], arm[r], fixed, e[r], weights=ww))
-                out.append(policy_value(y[r], arm[r], pol[r], e[r], mu=pred[r], weights=ww)
-                           - policy_value(y[r], arm[r], fixed, e[r], mu=pred[r], weights=ww))
-            return sign * np.array(out)
-
-        gp, gl, gh = bootstrap(gain, len(rows), n_boot=n_boot, seed=seed)
-        policy["gain_over_best_single_arm"] = {"best_single_arm": arms[b], "chosen_on": "training rows (DR, out-of-fold)",
-                                               "ipw": interval(gp[0], gl[0], gh[0]), "dr": interval(gp[1], gl[1], gh[1])}
-        policy["gain_of_conservative_rule_over_best_single_arm"] = {"min_confidence": CONSERVATIVE,
-            "best_single_arm": arms[b], "ipw": interval(gp[2], gl[2], gh[2]), "dr": interval(gp[3], gl[3], gh[3])}
-    share = {a: float(np.mean(rec == i)) for i, a in enumerate(arms)}
-    lo_b, hi_b = summarise(d["pred"] - d["pred"][:, :, [ref]], m_eff)[1:]
-    distinguishable = float(np.mean(np.any(np.delete((lo_b > 0) | (hi_b < 0), ref, axis=1), axis=1)))
-    return {"n": int(len(rows)), "outcome_fit": fit, "effects": effects, "policy_value": policy, "recommended_share": share,
-            "share_with_distinguishable_difference": distinguishable,
-            "policy_value_note": "IPW and doubly robust (AIPW) estimates on held-out rows; the DR estimate uses this model's own "
-                                 "outcome predictions, the IPW estimate only the assignment probabilities"
-                                 + (" (known by design)." if info["assignment"] == "randomised" else " (estimated).")}
-
-
-def best_single_arm(fitted: Fitted, prep: Prepared) -> int:
-    """The arm with the best DR value on the training rows (out-of-fold nuisances)."""
-    pool = fitted.pool
-    y = restricted_outcome(prep)[pool]
-    w = None if fitted.weights is None else fitted.weights[pool]
-    vals = [policy_value(y, prep.arm[pool], np.full(len(pool), a), fitted.oof["propensity"][pool], mu=fitted.oof["mu"][pool], weights=w)
-            for a in range(len(prep.arms))]
-    return _best(np.asarray(vals), prep.better)
-
-
-# ============================================================================ support (applicability)
-
-
-def fit_support(x: np.ndarray, arm: np.ndarray, featurizer: TabularFeaturizer, frame: pd.DataFrame, *, n_arms: int,
-                seed: int, min_cluster: int = 5) -> dict[str, Any]:
-    """Aggregated description of the training population, safe to ship in a bundle.
-
-    K-means clusters of the featurized training rows (each centroid averages at least
-    ``min_cluster`` patients; no training row is stored), per-arm counts per cluster, the 99th
-    percentile of distances to the nearest centroid, and the 0.5-99.5 percentile range of each
-    numeric covariate.
-    """
-    from sklearn.cluster import KMeans
-
-    n_clusters = int(np.clip(len(x) // (30 * n_arms), 2, 64))
-    km = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed).fit(x)
-    centers = km.cluster_centers_
-    while True:
-        dist = ((x[:, None, :] - centers[None]) ** 2).sum(-1)
-        lab = dist.argmin(1)
-        sizes = np.bincount(lab, minlength=len(centers))
-        if sizes.min() >= min_cluster or len(centers) <= 1:
-            break
-        centers = np.delete(centers, sizes.argmin(), axis=0)
-    centers = np.stack([x[lab == c].mean(0) for c in range(len(centers))])
-    dist = np.sqrt(((x[:, None, :] - centers[None]) ** 2).sum(-1))
-    lab = dist.argmin(1)
-    counts = np.zeros((len(centers), n_arms), dtype=int)
-    np.add.at(counts, (lab, arm), 1)
-    ranges = {}
-    for c in featurizer.numeric_:
-        v = parse_numeric(frame[c], column=c).dropna().to_numpy()
-        if len(v):
-            ranges[c] = [float(np.quantile(v, 0.005)), float(np.quantile(v, 0.995))]
-    return {"centroids": centers.round(6).tolist(), "arm_counts": counts.tolist(),
-            "distance_p99": float(np.quantile(dist.min(1), 0.99)), "ranges": ranges, "min_cluster": min_cluster}
 
 
 # ============================================================================ train → bundle
@@ -963,7 +563,7 @@ def train_treatment(
     fitted = fit_treatment(prep, pool=pool, spec=spec, progress=progress, console=console, groups=groups)
     model = fitted.model
     x = model.features(prep.data, source="training data")
-    best = best_single_arm(fitted, prep)
+    best = best_single_arm(prep, pool=pool, mu=fitted.oof["mu"], propensity=fitted.oof["propensity"], weights=fitted.weights)
     model.info["default_arm"] = best
     evaluation = evaluate_rows(model, prep, test, x=x, n_boot=spec.n_boot, seed=spec.seed, best_single=best)
     overlap = overlap_report(fitted.oof["propensity_raw"][pool], prep.arm[pool], prep.arms, clip=spec.propensity_clip,
@@ -977,12 +577,12 @@ def train_treatment(
             "interval": (f"mean ± t(0.975, {spec.n_members - 1}) × c × sd over {spec.n_members} cross-fitted members, c = {model.info['interval_scale']['arm']:.2f} "
                          f"(per-arm) and {model.info['interval_scale']['effect']:.2f} (effects), fitted on out-of-fold training rows "
                          "so that the interval covers the patient's expected outcome (not a new patient's observed outcome)")}
-    target = spec.time or spec.outcome
+    target = spec.target
     schema = TaskSchema(input_schema=model.featurizer.input_schema(), output_schema={target: "treatment_effect"},
                         classes=prep.arms, positive_class=None, id_column=spec.id_column, extras={"treatment": info})
     headline = _headline(evaluation, prep)
     texts = default_card_texts("treatment_effect", target)
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    created = datetime.now(UTC).isoformat(timespec="seconds")
     card = ModelCard(
         name=model_title(subject=subject_of(source.data_dictionary(), target=str(target), fallback=f"{target} by {spec.treatment} ({source.name})"),
                          family="multiarm", size=str(spec.size)), version="1", created=created,
@@ -1041,7 +641,9 @@ def _headline(ev: dict[str, Any], prep: Prepared) -> dict[str, Any]:
 
 
 def model_from_bundle(bundle: ModelBundle) -> TreatmentModel:
-    info = dict(bundle.schema.extras["treatment"])
+    extras = bundle.schema.extras.get("treatment")
+    if not isinstance(extras, dict) or not isinstance(bundle.model, TreatmentEnsemble):
+        raise BundleError(f"{bundle.path}: not a treatment bundle (it lacks the treatment description or the treatment ensemble).")
+    info = dict(extras)
     info["propensity_clip"] = bundle.calibration.get("propensity_clip", info.get("propensity_clip", 0.02))
     return TreatmentModel(featurizer=bundle.featurizer, ensemble=bundle.model, info=info)
-

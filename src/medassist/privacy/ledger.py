@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from medassist.exceptions import ConfigError
+from medassist.fileio import write_atomic
 from medassist.validation import check_number
 
 
@@ -40,7 +40,7 @@ class PrivacyLedger:
         self.total_epsilon = float(total_epsilon)
 
     @contextmanager
-    def _locked(self):
+    def _locked(self) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -50,7 +50,8 @@ class PrivacyLedger:
         if not self.path.exists():
             return {"entries": []}
         try:
-            return json.loads(self.path.read_text())
+            data: dict[str, Any] = json.loads(self.path.read_text())
+            return data
         except json.JSONDecodeError as e:
             raise ConfigError(f"{self.path}: the privacy ledger is corrupt ({e.msg}); restore it from a backup.") from e
 
@@ -72,14 +73,11 @@ class PrivacyLedger:
 
     def record(self, dataset_id: str, *, epsilon: float, delta: float, source: str, bundle: str) -> dict[str, Any]:
         entry = {
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "dataset_id": dataset_id,
+            "time": datetime.now(UTC).isoformat(timespec="seconds"), "dataset_id": dataset_id,
             "source": source, "bundle": bundle, "epsilon": float(epsilon), "delta": float(delta),
         }
         with self._locked():
             data = self._read()
             data["entries"].append(entry)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".ledger.", suffix=".tmp")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh, indent=1)
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(data, indent=1), mode=0o600, encoding=None)
         return entry

@@ -5,7 +5,12 @@
   state-changing form carries the session's CSRF token (checked with ``compare_digest``), and a
   cross-site ``Origin`` or ``Sec-Fetch-Site`` is refused. The sign-in form, before any session,
   uses a signed double-submit token (HMAC of a cookie nonce with the secret key).
-- REST API: ``Authorization: Bearer mat_...`` tokens only (no cookies, so no CSRF surface).
+- REST API: ``Authorization: Bearer mat_...`` tokens only (no cookies, so no CSRF surface). A
+  resolved token is kept for ``TOKEN_CACHE_S`` seconds (keyed by its SHA-256), so a busy client
+  does not cost a database look-up per request; any write to users or API tokens made through
+  this process (revoking a token, disabling a user, changing a role or password) empties that
+  cache at once, and a change made by another process (the CLI, another worker) is seen within
+  ``TOKEN_CACHE_S``.
 - Sign-in: a per-client rate limit (attempts per minute) and a per-account lockout after
   ``login_max_failures`` wrong passwords in a row; unknown users cost the same argon2 time.
 
@@ -17,14 +22,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from urllib.parse import quote, urlparse
 
 from fastapi import HTTPException, Request, Response
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, event, func, select, update
+from sqlalchemy.orm import Session
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 
 from medassist.service.context import ServiceContext, get_ctx
@@ -105,7 +115,8 @@ def _principal_from_session(ctx: ServiceContext, token: str) -> Principal | None
     return principal
 
 
-def _principal_from_token(ctx: ServiceContext, token: str) -> Principal | None:
+def _principal_from_token(ctx: ServiceContext, token: str) -> tuple[Principal, float] | None:
+    """The token's principal and how many seconds the token stays valid, or None."""
     with ctx.db.session() as s:
         found = accounts.find_api_token(s, token)
         if found is None:
@@ -113,11 +124,119 @@ def _principal_from_token(ctx: ServiceContext, token: str) -> Principal | None:
         tok, user = found
         principal = Principal(user_id=user.id, username=user.username, role=Role(user.role), via=Surface.API,
                               must_change_password=user.must_change_password)
-        stale = tok.last_used_at is None or utcnow() - tok.last_used_at > timedelta(seconds=60)
-        tok_id = tok.id
+        now = utcnow()
+        stale = tok.last_used_at is None or now - tok.last_used_at > timedelta(seconds=60)
+        tok_id, valid_s = tok.id, (tok.expires_at - now).total_seconds()
     if stale:
         with ctx.db.session() as s:
             s.execute(update(ApiToken).where(ApiToken.id == tok_id).values(last_used_at=utcnow()))
+    return principal, valid_s
+
+
+#: Seconds a resolved API token is trusted without a database look-up (see the module docstring).
+TOKEN_CACHE_S = 2.0
+_AUTH_TABLES = frozenset({"users", "api_tokens"})
+#: Bumped by every flush or bulk statement that writes users or API tokens, in any session of
+#: this process; a cache that sees it change forgets everything it holds.
+_auth_generation = itertools.count()
+_generation = [next(_auth_generation)]
+_listening = threading.Lock()
+_listeners_on = [False]
+
+
+def _bump(*_: object) -> None:
+    _generation[0] = next(_auth_generation)
+
+
+_WROTE_AUTH = "medassist_wrote_auth"
+
+
+def _after_flush(session: Session, flush_context: object) -> None:
+    for obj in itertools.chain(session.new, session.dirty, session.deleted):
+        if getattr(obj, "__tablename__", None) in _AUTH_TABLES:
+            session.info[_WROTE_AUTH] = True
+            _bump()
+            return
+
+
+def _on_execute(state) -> None:
+    if state.is_update or state.is_delete:
+        table = getattr(getattr(state.statement, "table", None), "name", None)
+        if table in _AUTH_TABLES or table is None:
+            state.session.info[_WROTE_AUTH] = True
+            _bump()
+
+
+def _after_commit(session: Session) -> None:
+    # again once committed: a look-up that read the row between the flush and the commit saw the
+    # old state, and must not be the one that stays cached
+    if session.info.pop(_WROTE_AUTH, False):
+        _bump()
+
+
+def _listen_for_auth_writes() -> None:
+    with _listening:
+        if not _listeners_on[0]:
+            event.listen(Session, "after_flush", _after_flush)
+            event.listen(Session, "do_orm_execute", _on_execute)
+            event.listen(Session, "after_commit", _after_commit)
+            _listeners_on[0] = True
+
+
+class TokenCache:
+    """API token digest → (principal, monotonic deadline); emptied when users or tokens change."""
+
+    def __init__(self, *, ttl_s: float = TOKEN_CACHE_S) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._generation = _generation[0]
+        self._lock = threading.Lock()
+        _listen_for_auth_writes()
+
+    def get(self, digest: str) -> Principal | None:
+        if self._generation != _generation[0]:
+            with self._lock:
+                self._entries.clear()
+                self._generation = _generation[0]
+            return None
+        hit = self._entries.get(digest)
+        if hit is None or hit[1] <= time.monotonic():
+            return None
+        return hit[0]
+
+    def put(self, digest: str, principal: Principal, *, valid_s: float, generation: int) -> None:
+        if generation != _generation[0] or valid_s <= 0:
+            return  # users or tokens changed while it was looked up: do not keep what may be stale
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[digest] = (principal, time.monotonic() + min(self.ttl_s, valid_s))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _token_cache(ctx: ServiceContext) -> TokenCache:
+    cache = ctx.state.get("_api_tokens")
+    if cache is None:
+        cache = ctx.state.setdefault("_api_tokens", TokenCache())
+    return cache
+
+
+async def principal_for_token(ctx: ServiceContext, token: str) -> Principal | None:
+    """The principal of an API token: from the cache, else from the database (then cached)."""
+    cache = _token_cache(ctx)
+    key = accounts.digest(token)
+    principal = cache.get(key)
+    if principal is not None:
+        return principal
+    generation = _generation[0]
+    found = await run_in_threadpool(_principal_from_token, ctx, token)
+    if found is None:
+        return None
+    principal, valid_s = found
+    cache.put(key, principal, valid_s=valid_s, generation=generation)
     return principal
 
 
@@ -166,7 +285,7 @@ class Require:
             scheme, _, token = header.partition(" ")
             principal = None
             if scheme.lower() == "bearer" and token.strip():
-                principal = await run_in_threadpool(_principal_from_token, ctx, token.strip())
+                principal = await principal_for_token(ctx, token.strip())
             if principal is None:
                 raise HTTPException(401, "Sign in: send 'Authorization: Bearer <token>' with a valid API token.",
                                     headers={"WWW-Authenticate": "Bearer"})
@@ -176,8 +295,8 @@ class Require:
                 raise HTTPException(403, "Change your one-time password in the web app before using the API.")
             request.state.principal = principal
             return principal
-        token = request.cookies.get(session_cookie_name(ctx))
-        principal = await run_in_threadpool(_principal_from_session, ctx, token) if token else None
+        cookie = request.cookies.get(session_cookie_name(ctx))
+        principal = await run_in_threadpool(_principal_from_session, ctx, cookie) if cookie else None
         if principal is None:
             raise LoginRequired(request.url.path)
         request.state.principal = principal
@@ -203,20 +322,21 @@ class Public:
         return None
 
 
-def route_table(app) -> list[tuple[str, str, object]]:
+def route_table(app: Starlette) -> list[tuple[str, str, object]]:
     """``(method, path, route)`` for every route of ``app``, routers' routes with their prefixes;
     a mount (static files) appears as ``("GET", path, mount)``."""
     try:  # FastAPI keeps included routers as nested objects; this flattens them with their prefixes
         from fastapi.routing import iter_route_contexts
 
-        routes = list(iter_route_contexts(app.routes))
+        routes: list[object] = list(iter_route_contexts(app.routes))
     except ImportError:  # older FastAPI copies routes into app.routes
         routes = list(app.routes)
-    table = []
+    table: list[tuple[str, str, object]] = []
     for route in routes:
         methods = getattr(route, "methods", None)
+        path: str = getattr(route, "path", None) or ""
         for method in sorted(methods or {"GET"}):
-            table.append((method, route.path, route))
+            table.append((method, path, route))
     return table
 
 
@@ -275,7 +395,7 @@ def attempt_login(ctx: ServiceContext, *, username: str, password: str, client: 
     now = utcnow()
     with ctx.db.session(write=True) as s:
         recent = s.scalar(select(func.count(LoginAttempt.id)).where(
-            LoginAttempt.client == client, LoginAttempt.at > now - timedelta(seconds=60)))
+            LoginAttempt.client == client, LoginAttempt.at > now - timedelta(seconds=60))) or 0
         if recent >= st.login_rate_per_minute:
             return LoginResult(LoginOutcome.RATE_LIMITED)
         attempt = LoginAttempt(at=now, username=known_name, client=client[:64], success=False)
@@ -293,6 +413,9 @@ def attempt_login(ctx: ServiceContext, *, username: str, password: str, client: 
     ok = accounts.verify_password(password_hash, password)  # outside any transaction: argon2 is slow on purpose
     with ctx.db.session(write=True) as s:
         user = s.get(User, user_id)
+        if user is None:  # deleted since the password was read: as for an unknown user
+            append_entry(s, user=None, username=known_name, action="login.failed", detail={"reason": "unknown or inactive user"})
+            return LoginResult(LoginOutcome.FAILED)
         if accounts.is_locked(user):
             append_entry(s, user=user, action="login.refused", detail={"reason": "account locked"})
             return LoginResult(LoginOutcome.LOCKED)

@@ -51,9 +51,9 @@ import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
-from sqlalchemy import func, or_, select
 from starlette.concurrency import run_in_threadpool
 
+from medassist.assistants.case_words import case_dictionary, column_options, condition_counts, endpoint_of, filter_examples
 from medassist.assistants.cases import CaseAnalysis
 from medassist.assistants.coding import deidentify_note, suggest_codes
 from medassist.exceptions import DataError, MedassistError
@@ -62,17 +62,14 @@ from medassist.pipeline.survival import TASK as SURVIVAL_TASK
 from medassist.privacy.crypto import IdentifierHasher
 from medassist.service.auth import PageDenied, Principal, Require, Surface
 from medassist.service.bundles import BundleInfo
-from medassist.assistants.case_words import case_dictionary, column_options, condition_counts, endpoint_of, filter_examples
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
 from medassist.service.errors import error_responses
 from medassist.service.permissions import Permission
 from medassist.service.plugin_common import data_uri, scratch_dir
 from medassist.service.plugins import TEMPLATES, AssistantPlugin
 from medassist.service.rendering import is_htmx, render
-from medassist.store.audit import append_entry, sha256_json
-from medassist.store.case_models import CaseCondition, CaseOutcome, CasePatient
-from medassist.store.cases import AGE_CAP, CaseStore
-from medassist.store.models import User
+from medassist.store.audit import sha256_json
+from medassist.store.cases import CaseStore
 
 log = logging.getLogger("medassist.service.cases")
 
@@ -191,10 +188,7 @@ class CasesState:
         self._pool: ThreadPoolExecutor | None = None
 
     def revision(self, dataset: str) -> tuple[int, int]:
-        with self.ctx.db.session() as s:
-            n, last = s.execute(select(func.count(CasePatient.id), func.max(CasePatient.import_id))
-                                .where(CasePatient.dataset == dataset)).one()
-        return int(n or 0), int(last or 0)
+        return self.store.revision(dataset)
 
     def dataset(self, name: str | None) -> str:
         """A stored data set by name; with no name, the only one stored."""
@@ -322,11 +316,8 @@ def cases_state(ctx: ServiceContext) -> CasesState:
 def _audit(ctx: ServiceContext, principal: Principal, action: str, *, query: Any = None, bundle_id: str | None = None,
            **detail: Any) -> int:
     """One audit entry: who, what, which case ids or data set, a hash of the query (never the query)."""
-    with ctx.db.session(write=True) as s:
-        entry = append_entry(s, user=s.get(User, principal.user_id), action=action, bundle_id=bundle_id,
-                             input_sha256=None if query is None else sha256_json(query),
-                             detail={**detail, "via": principal.via.value})
-        return entry.id
+    return ctx.audit(principal, action=action, bundle_id=bundle_id, input_sha256=None if query is None else sha256_json(query),
+                     detail={**detail, "via": principal.via.value})
 
 
 def resolve_case(state: CasesState, principal: Principal, ref: str) -> str:
@@ -336,40 +327,23 @@ def resolve_case(state: CasesState, principal: Principal, ref: str) -> str:
             return state.store.resolve(ref)
         except DataError as e:
             raise HTTPException(404 if "No stored case" in str(e) else 409, str(e)) from None
-    if CASE_ID.match(ref):
-        with state.ctx.db.session() as s:
-            if s.scalar(select(CasePatient.id).where(CasePatient.case_id == ref)) is not None:
-                return ref
+    if CASE_ID.match(ref) and state.store.has_case(ref):
+        return ref
     raise HTTPException(404, f"No case with the case id '{ref}'. The de-identified view looks cases up by case id "
                              "(c followed by 16 hex digits); MRNs and source ids need the 'cases.identified' permission.")
 
 
+def _dataset_of(state: CasesState, case_id: str) -> str:
+    """The data set of a case id that ``resolve_case`` returned."""
+    dataset = state.store.dataset_of(case_id)
+    if dataset is None:  # removed since it was resolved
+        raise HTTPException(404, f"No case with the case id '{case_id}'.")
+    return dataset
+
+
 def _summaries(state: CasesState, case_ids: list[str]) -> list[dict[str, Any]]:
     """De-identified summaries (the shape of ``CaseStore.list_cases``) of the given cases, in that order."""
-    if not case_ids:
-        return []
-    with state.ctx.db.session() as s:
-        patients = {p.case_id: p for p in s.scalars(select(CasePatient).where(CasePatient.case_id.in_(case_ids)))}
-        pids = [p.id for p in patients.values()]
-        outcomes = {o.patient_id: o for o in s.scalars(select(CaseOutcome).where(
-            CaseOutcome.patient_id.in_(pids), CaseOutcome.is_primary.is_(True)))}
-        n_cond = dict(s.execute(select(CaseCondition.patient_id, func.count(CaseCondition.id))
-                                .where(CaseCondition.patient_id.in_(pids)).group_by(CaseCondition.patient_id)).all())
-    out = []
-    for cid in case_ids:
-        p = patients.get(cid)
-        if p is None:
-            continue
-        o = outcomes.get(p.id)
-        out.append({"case_id": p.case_id, "dataset": p.dataset, "sex": p.sex,
-                    "age": None if p.age_years is None else min(p.age_years, AGE_CAP), "death_day": p.death_day,
-                    "outcome": None if o is None else {"name": o.name, "time_days": o.time_days, "event": o.event},
-                    "counts": {"conditions": n_cond.get(p.id, 0)}})
-    return out
-
-
-def _like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return state.store.summaries(case_ids)
 
 
 def search(ctx: ServiceContext, principal: Principal, query: SearchQuery) -> dict[str, Any]:
@@ -394,15 +368,7 @@ def search(ctx: ServiceContext, principal: Principal, query: SearchQuery) -> dic
             rows = [r for r in rows if not query.dataset or r["dataset"] == query.dataset]
             total, matched = len(rows), "identifier"
         else:
-            pattern = _like(q)
-            cond = or_(CaseCondition.code.ilike(f"{pattern}%", escape="\\"), CaseCondition.text.ilike(f"%{pattern}%", escape="\\"))
-            base = select(CasePatient.id, CasePatient.case_id).join(CaseCondition, CaseCondition.patient_id == CasePatient.id).where(cond)
-            if query.dataset:
-                base = base.where(CasePatient.dataset == query.dataset)
-            base = base.distinct()
-            with ctx.db.session() as s:
-                total = int(s.scalar(select(func.count()).select_from(base.subquery())) or 0)
-                ids = [cid for _, cid in s.execute(base.order_by(CasePatient.id).limit(query.limit).offset(query.offset)).all()]
+            total, ids = state.store.search_conditions(q, dataset=query.dataset, limit=query.limit, offset=query.offset)
             rows, matched = _summaries(state, ids), "condition"
     audit_id = _audit(ctx, principal, "cases.search", query=q or None, dataset=query.dataset, matched=matched, n_results=len(rows))
     return {"disclaimer": DISCLAIMER, "dataset": query.dataset, "q": q, "matched": matched, "total": total,
@@ -428,8 +394,7 @@ def similar_cases(ctx: ServiceContext, principal: Principal, ref: str, query: Si
     model is being fitted and ``wait=0``."""
     state = cases_state(ctx)
     case_id = resolve_case(state, principal, ref)
-    with ctx.db.session() as s:
-        dataset = s.scalar(select(CasePatient.dataset).where(CasePatient.case_id == case_id))
+    dataset = _dataset_of(state, case_id)
     fitted = state.fitted(dataset, wait=wait)
     if fitted is None:
         return {"pending": True, "dataset": dataset, "seconds": state.fitting_since(dataset)}
@@ -448,8 +413,7 @@ def risk_curve(ctx: ServiceContext, principal: Principal, ref: str, *, wait: flo
     survival and the factors that move it; ``{"pending": True, ...}`` while the model is fitted."""
     state = cases_state(ctx)
     case_id = resolve_case(state, principal, ref)
-    with ctx.db.session() as s:
-        dataset = s.scalar(select(CasePatient.dataset).where(CasePatient.case_id == case_id))
+    dataset = _dataset_of(state, case_id)
     fitted = state.fitted(dataset, wait=wait)
     if fitted is None:
         return {"pending": True, "dataset": dataset, "seconds": state.fitting_since(dataset)}
@@ -617,7 +581,9 @@ def page_cohort(request: Request, query: Annotated[CohortQuery, Query()], princi
     ctx = get_ctx(request)
     state = cases_state(ctx)
     datasets = state.store.datasets()
-    result, fields, error = None, {"columns": [], "options": [], "examples": [], "conditions": [], "endpoint": None}, ""
+    result: dict[str, Any] | None = None
+    fields: dict[str, Any] = {"columns": [], "options": [], "examples": [], "conditions": [], "endpoint": None}
+    error = ""
     if datasets:
         dataset = query.dataset or sorted(datasets)[0]
         if dataset not in datasets:

@@ -25,6 +25,7 @@ from medassist.service.plugin_common import scratch_dir
 from medassist.store.audit import append_entry
 from medassist.store.models import Prediction, User
 
+
 def csv_bytes(ctx: ServiceContext, rows: list[dict[str, Any]] | pd.DataFrame) -> bytes:
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)  # write_table neutralises formulas
     with scratch_dir(ctx, "download-") as work:

@@ -19,27 +19,24 @@ import struct
 import zlib
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, HTTPException, Path, Query, Request, UploadFile
+from fastapi import Depends, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from medassist.assistants.imaging import ImagingAssistant
 from medassist.exceptions import DataError
-from medassist.service.auth import Principal, Require, Surface
+from medassist.service.auth import Principal
 from medassist.service.bundles import BundleInfo
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
-from medassist.service.permissions import Permission
-from medassist.service.plugin_common import bundle_ref, data_uri, scratch_dir, scrub_path
-from medassist.service.plugins import TEMPLATES, AssistantPlugin
+from medassist.service.plugin_common import BundlePlugin, bundle_ref, data_uri, scratch_dir, scrub_path
 from medassist.service.predictions import record_prediction
 from medassist.service.rendering import is_htmx, render
 from medassist.service.uploads import CheckedUpload, FileKind, read_upload, sniff
 
 NAME = "imaging"
 TASKS = ("diagnosis-image",)
-USE_API = Require(Permission.USE_ASSISTANTS, surface=Surface.API)
-USE_PAGE = Require(Permission.USE_ASSISTANTS, surface=Surface.PAGE)
-BUNDLE_ID = Path(pattern=r"^[0-9a-f]{16}$", description="16 hex digits (from GET /api/v1/imaging)")
+KIT = BundlePlugin(name=NAME, tasks=TASKS, noun="image-diagnosis")
+USE_API, USE_PAGE, BUNDLE_ID = KIT.use_api, KIT.use_page, KIT.bundle_id
 ACCEPTED = {FileKind.PNG, FileKind.JPEG, FileKind.DICOM, FileKind.NIFTI, FileKind.GZIP}
 SUFFIX = {FileKind.PNG: ".png", FileKind.JPEG: ".jpg", FileKind.DICOM: ".dcm", FileKind.NIFTI: ".nii"}
 #: A picture larger than this (width × height) is refused before it is decoded (decompression bombs).
@@ -47,15 +44,8 @@ MAX_PIXELS = 4096 * 4096
 #: A .nii.gz may inflate to at most this many times the upload limit.
 MAX_INFLATE = 8
 
-api = APIRouter()
-pages = APIRouter()
-
-
-def _info(ctx: ServiceContext, bundle_id: str) -> BundleInfo:
-    info = ctx.catalog.get(bundle_id)
-    if info is None or info.task not in TASKS:
-        raise HTTPException(404, f"No image-diagnosis model bundle with id {bundle_id}.")
-    return info
+api, pages = KIT.api, KIT.pages
+_info = KIT.info
 
 
 def _assistant(ctx: ServiceContext, info: BundleInfo) -> ImagingAssistant:
@@ -152,10 +142,7 @@ def predict_upload(ctx: ServiceContext, principal: Principal, bundle_id: str, up
 # REST API
 
 
-@api.get("", summary="Image-diagnosis model bundles on offer")
-def api_list(request: Request, principal: Principal = Depends(USE_API)) -> dict[str, Any]:
-    ctx = get_ctx(request)
-    return {"disclaimer": DISCLAIMER, "models": [i.summary() for i in ctx.catalog.list(tasks=TASKS)]}
+KIT.add_index_routes(summary="Image-diagnosis model bundles on offer", template="imaging/index.html")
 
 
 @api.post("/{bundle_id}/predict", summary="Classify one uploaded image (PNG/JPEG, DICOM, NIfTI), with Grad-CAM (audited)")
@@ -173,12 +160,6 @@ async def api_predict(request: Request, file: UploadFile = File(...), bundle_id:
 
 def _classes(info: BundleInfo) -> list[str]:
     return [str(c) for c in info.model_card.get("classes") or []]
-
-
-@pages.get("")
-def page_index(request: Request, principal: Principal = Depends(USE_PAGE)) -> Response:
-    ctx = get_ctx(request)
-    return render(request, "imaging/index.html", bundles=ctx.catalog.list(tasks=TASKS))
 
 
 @pages.get("/{bundle_id}")
@@ -202,7 +183,6 @@ async def page_predict(request: Request, bundle_id: str = BUNDLE_ID, file: Uploa
     return render(request, "imaging/form.html", info=info, card=info.model_card, classes=_classes(info), result=result)
 
 
-PLUGIN = AssistantPlugin(
-    name=NAME, title="Imaging", summary="An image (PNG/JPEG, DICOM, NIfTI) → calibrated probabilities and a Grad-CAM map of where the model looked.",
-    tasks=TASKS, permission=Permission.USE_ASSISTANTS, api_router=api, page_router=pages, templates_dir=TEMPLATES / NAME,
+PLUGIN = KIT.plugin(
+    title="Imaging", summary="An image (PNG/JPEG, DICOM, NIfTI) → calibrated probabilities and a Grad-CAM map of where the model looked.",
 )

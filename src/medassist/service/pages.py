@@ -8,7 +8,8 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from medassist.exceptions import ConfigError
@@ -20,7 +21,7 @@ from medassist.service.rendering import render
 from medassist.store import accounts
 from medassist.store.accounts import Role
 from medassist.store.audit import AuditEntry, append_entry, decode_detail, verify_chain
-from medassist.store.models import ApiToken, User, WebSession, utcnow
+from medassist.store.models import ApiToken, User, WebSession, table_of, utcnow
 
 router = APIRouter(include_in_schema=False)
 BUNDLE_ID = Path(pattern=r"^[0-9a-f]{16}$", description="16 hex digits (from the model list)")
@@ -129,6 +130,19 @@ def account(request: Request, principal: Principal = Depends(ACCOUNT_FIRST)) -> 
     return _account_page(request, principal)
 
 
+def _own_user(s: Session, principal: Principal) -> User:
+    """The signed-in user's row (accounts are deactivated, never deleted, so it is there)."""
+    user = s.get(User, principal.user_id)
+    if user is None:
+        raise HTTPException(401, "Your account no longer exists; sign in again.")
+    return user
+
+
+def _web_sessions() -> Table:
+    """WebSession's table: signing sessions out is a Core DELETE, outside the ORM session's bookkeeping."""
+    return table_of(WebSession)
+
+
 @router.post("/account/password")
 def change_password(
     request: Request,
@@ -141,21 +155,21 @@ def change_password(
     if new != confirm:
         return _account_page(request, principal, error="The new password and its confirmation differ.", status_code=422)
     with ctx.db.session() as s:
-        stored = s.get(User, principal.user_id).password_hash
+        stored = _own_user(s, principal).password_hash
     if not accounts.verify_password(stored, current):
         return _account_page(request, principal, error="The current password is wrong.", status_code=422)
     if new == current:
         return _account_page(request, principal, error="The new password must differ from the current one.", status_code=422)
     token = request.cookies.get(auth.session_cookie_name(ctx), "")
     with ctx.db.session(write=True) as s:
-        user = s.get(User, principal.user_id)
+        user = _own_user(s, principal)
         try:
             accounts.set_password(user, new, one_time=False)
         except ConfigError as e:
             s.rollback()
             return _account_page(request, principal, error=str(e), status_code=422)
         # Other browsers signed in as this user are signed out.
-        s.execute(WebSession.__table__.delete().where(WebSession.user_id == user.id, WebSession.token_hash != accounts.digest(token)))
+        s.execute(delete(_web_sessions()).where(WebSession.user_id == user.id, WebSession.token_hash != accounts.digest(token)))
         append_entry(s, user=user, action="password.change")
     request.state.principal = dataclasses.replace(principal, must_change_password=False)
     return _account_page(request, request.state.principal, message="Your password was changed.")
@@ -165,7 +179,7 @@ def change_password(
 def create_token(request: Request, name: str = Form("api", max_length=64), principal: Principal = Depends(ACCOUNT)) -> Response:
     ctx = get_ctx(request)
     with ctx.db.session(write=True) as s:
-        user = s.get(User, principal.user_id)
+        user = _own_user(s, principal)
         token, plaintext = accounts.new_api_token(s, user=user, name=name, days=ctx.settings.api_token_days)
         append_entry(s, user=user, action="token.create", detail={"token_id": token.id, "prefix": token.prefix})
     return _account_page(request, principal, new_token=plaintext, message="New API token (shown once; copy it now).")
@@ -313,11 +327,11 @@ def users_action(
         elif action == "reset-password":
             password = accounts.generate_password()
             accounts.set_password(user, password, one_time=True)
-            s.execute(WebSession.__table__.delete().where(WebSession.user_id == user.id))
+            s.execute(delete(_web_sessions()).where(WebSession.user_id == user.id))
             one_time = {"username": user.username, "password": password}
         elif action == "deactivate":
             user.is_active = False
-            s.execute(WebSession.__table__.delete().where(WebSession.user_id == user.id))
+            s.execute(delete(_web_sessions()).where(WebSession.user_id == user.id))
             s.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)).values(revoked_at=utcnow()))
         else:
             user.is_active = True

@@ -1,6 +1,20 @@
-"""Small helpers shared by the imaging, treatment and screening plugins: the bundle reference every
+"""The plugin kit: ``BundlePlugin``, the preamble every bundle-serving plugin shares (its routers,
+its bundles by id, the bundle list on ``GET /api/v1/<name>`` and the ``/<name>`` index page, the
+redirect after a form, its ``AssistantPlugin``), and small helpers: the bundle reference every
 answer carries, a private scratch folder for files an assistant must read from disk, and the
 checks on JSON table rows (one patient's values) that the treatment plugin shares with forms.
+
+Example (``service/imaging.py``)::
+
+    KIT = BundlePlugin(name="imaging", tasks=("diagnosis-image",), noun="image-diagnosis")
+    KIT.add_index_routes(summary="Image-diagnosis model bundles on offer", template="imaging/index.html")
+
+    @KIT.api.post("/{bundle_id}/predict")
+    def predict(request: Request, bundle_id: str = KIT.bundle_id, principal: Principal = Depends(KIT.use_api)):
+        info = KIT.info(get_ctx(request), bundle_id)      # 404 unless it is one of this plugin's bundles
+        ...
+
+    PLUGIN = KIT.plugin(title="Imaging", summary="An image → calibrated probabilities and a Grad-CAM map.")
 
 Nothing here is ever named after a client's file: scratch files get fixed names inside a fresh
 folder under ``MEDASSIST_HOME/work`` (owner only), removed when the request ends.
@@ -12,17 +26,104 @@ import base64
 import math
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import Path as PathParam
+from fastapi.responses import RedirectResponse, Response
 
 from medassist.exceptions import DataError
 from medassist.featurizers.tabular import OTHER, category_key
+from medassist.service.auth import Principal, Require, Surface
 from medassist.service.bundles import BundleInfo
-from medassist.service.context import ServiceContext
+from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
+from medassist.service.permissions import Permission
+from medassist.service.plugins import TEMPLATES, AssistantPlugin
+from medassist.service.rendering import is_htmx, render
 
 MAX_TEXT = 200  # characters of a form field
+A = TypeVar("A")
+
+
+def see_other(request: Request, target: str) -> Response:
+    """After a form: htmx follows ``HX-Redirect``, a plain browser a 303."""
+    if is_htmx(request):
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
+@dataclass(kw_only=True)
+class BundlePlugin:
+    """What a plugin that serves model bundles of ``tasks`` repeats, written once.
+
+    Attributes:
+        name: the plugin's name (``/<name>``, ``/api/v1/<name>``, ``templates/<name>/``).
+        tasks: the bundle tasks it serves.
+        noun: names its bundles in messages ("No <noun> model bundle with id ...").
+        permission: the role permission its routes need (``use_api``/``use_page`` check it).
+        api, pages: its routers, mounted at ``/api/v1/<name>`` and ``/<name>``.
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    noun: str
+    permission: Permission = Permission.USE_ASSISTANTS
+    api: APIRouter = field(default_factory=APIRouter)
+    pages: APIRouter = field(default_factory=APIRouter)
+
+    def __post_init__(self) -> None:
+        self.use_api = Require(self.permission, surface=Surface.API)
+        self.use_page = Require(self.permission, surface=Surface.PAGE)
+        #: The ``{bundle_id}`` path parameter of its routes.
+        self.bundle_id = PathParam(pattern=r"^[0-9a-f]{16}$", description=f"16 hex digits (from GET /api/v1/{self.name})")
+
+    def bundles(self, ctx: ServiceContext) -> list[BundleInfo]:
+        return ctx.catalog.list(tasks=self.tasks)
+
+    def info(self, ctx: ServiceContext, bundle_id: str) -> BundleInfo:
+        """One of its bundles by id; any other id (unknown, or another task's bundle) is a 404."""
+        info = ctx.catalog.get(bundle_id)
+        if info is None or info.task not in self.tasks:
+            raise HTTPException(404, f"No {self.noun} model bundle with id {bundle_id}.")
+        return info
+
+    def cached(self, ctx: ServiceContext, info: BundleInfo, make: Callable[[Any], A]) -> A:
+        """One ``make(bundle)`` (an assistant) per loaded bundle, made again when the catalog reloads it."""
+        cache = ctx.state.setdefault(self.name, {}).setdefault("assistants", {})
+        bundle = ctx.catalog.load(info)
+        hit = cache.get(info.bundle_id)
+        if hit is None or hit[0] is not bundle:
+            hit = cache[info.bundle_id] = (bundle, make(bundle))
+        return hit[1]
+
+    def listing(self, ctx: ServiceContext) -> dict[str, Any]:
+        """The answer of ``GET /api/v1/<name>``: the disclaimer and its bundles' summaries."""
+        return {"disclaimer": DISCLAIMER, "models": [i.summary() for i in self.bundles(ctx)]}
+
+    def add_index_routes(self, *, summary: str, template: str,
+                         page_extra: Callable[[ServiceContext, Principal], dict[str, Any]] | None = None) -> None:
+        """``GET /api/v1/<name>`` (the bundle list) and ``GET /<name>`` (``template`` with ``bundles``
+        and whatever ``page_extra`` adds)."""
+
+        @self.api.get("", summary=summary)
+        def api_list(request: Request, principal: Principal = Depends(self.use_api)) -> dict[str, Any]:
+            return self.listing(get_ctx(request))
+
+        @self.pages.get("")
+        def page_index(request: Request, principal: Principal = Depends(self.use_page)) -> Response:
+            ctx = get_ctx(request)
+            extra = page_extra(ctx, principal) if page_extra is not None else {}
+            return render(request, template, bundles=self.bundles(ctx), **extra)
+
+    def plugin(self, *, title: str, summary: str, tool: bool = False) -> AssistantPlugin:
+        """Its ``AssistantPlugin`` (a tool serves no task of its own, see ``AssistantPlugin.tool``)."""
+        return AssistantPlugin(name=self.name, title=title, summary=summary, tasks=() if tool else self.tasks, tool=tool,
+                               permission=self.permission, api_router=self.api, page_router=self.pages,
+                               templates_dir=TEMPLATES / self.name)
 
 
 def bundle_ref(info: BundleInfo) -> dict[str, str]:

@@ -37,6 +37,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "medassist.service.diagnosis:PLUGIN",
     "medassist.service.imaging:PLUGIN",
     "medassist.service.treatment:PLUGIN",
+    "medassist.service.prognosis:PLUGIN",
     "medassist.service.screening:PLUGIN",
     "medassist.service.cases:PLUGIN",
     "medassist.service.research:PLUGIN",

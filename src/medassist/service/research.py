@@ -26,32 +26,28 @@ Every run is in the audit log: who, which data set (and its SHA-256), which bund
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi import Depends, Form, HTTPException, Path, Request
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-from rich.console import Console
 from starlette.concurrency import run_in_threadpool
 
-from medassist.assistants.diagnosis import DEFAULT_ENSEMBLE, DiagnosisAssistant, default_train_config
+from medassist.assistants.diagnosis import DEFAULT_SIZE, DiagnosisAssistant, diagnosis_spec, n_members
 from medassist.data.catalog import DatasetInfo, get_dataset, list_datasets
 from medassist.data.sources import DataSource
-from medassist.exceptions import DataError, MedassistError
+from medassist.exceptions import DataError
 from medassist.options import ModelSize, unknown_name_error
 from medassist.pipeline import TabularSpec, prepare_target, train_tabular
 from medassist.pipeline.tabular import check_trainable, frame_fingerprint
@@ -60,22 +56,19 @@ from medassist.service.auth import Principal, Require, Surface
 from medassist.service.bundles import BundleInfo
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
 from medassist.service.errors import error_responses
-from medassist.service.jobs import JobQueue, job_queue
+from medassist.service.jobs import BackgroundJob, JobQueue, JobStatus, job_queue
 from medassist.service.permissions import Permission
-from medassist.service.plugin_common import bundle_ref
-from medassist.service.plugins import TEMPLATES, AssistantPlugin
-from medassist.service.rendering import is_htmx, render
-from medassist.store.audit import append_entry
-from medassist.store.models import User
-from medassist.training import TrainConfig
+from medassist.service.plugin_common import BundlePlugin, bundle_ref, see_other
+from medassist.service.rendering import render
+from medassist.training.trainer import TrainerCallback, format_stats
 
 log = logging.getLogger("medassist.service.research")
 
 NAME = "research"
 #: The bundle task this plugin trains and evaluates.
 TASK = "diagnosis-tabular"
-TRAIN_API = Require(Permission.TRAIN, surface=Surface.API)
-TRAIN_PAGE = Require(Permission.TRAIN, surface=Surface.PAGE)
+KIT = BundlePlugin(name=NAME, tasks=(TASK,), noun="tabular diagnosis", permission=Permission.TRAIN)
+TRAIN_API, TRAIN_PAGE = KIT.use_api, KIT.use_page
 READ_API = Require(Permission.MODELS_READ, surface=Surface.API)
 READ_PAGE = Require(Permission.MODELS_READ, surface=Surface.PAGE)
 JOB_ID = Path(pattern=r"^t[0-9a-f]{20}$", description="the id returned when the training job was submitted")
@@ -85,8 +78,7 @@ MAX_ACTIVE_PER_USER = 3
 MAX_JOBS = 100
 MAX_EPOCHS = 500
 
-api = APIRouter()
-pages = APIRouter()
+api, pages = KIT.api, KIT.pages
 
 
 class Family(StrEnum):
@@ -126,7 +118,7 @@ class TrainBody(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"dataset": "wdbc", "size": "small", "epochs": 30}]})
 
     dataset: Name
-    size: ModelSize = ModelSize.SMALL
+    size: ModelSize = DEFAULT_SIZE
     model: Family = Family.MLP
     seed: int = Field(0, ge=0, le=2**31 - 1)
     epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="maximum epochs (early stopping may end sooner); "
@@ -160,80 +152,45 @@ def parse_body(model: type[BaseModel], values: dict[str, Any]) -> Any:
 # Training jobs
 
 
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_BAR = re.compile(r"^train\b.*?(\d+)/(\d+)\s+\d+:\d\d:\d\d\s*(.*?)\s*$")
-
-
-class ProgressSink(io.TextIOBase):
-    """A file for the Trainer's rich progress bar: what it draws ("train ━━ 3/150 ... loss 0.41")
-    is read back as (member, epoch, max epochs, stats). A new bar (an ensemble's next member)
-    starts again from epoch 0."""
+class TrainingProgress(TrainerCallback):
+    """What the Trainer reports of a job's run: member (of the ensemble), epoch, max epochs and
+    the last epoch's stats as the progress bar shows them."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.member, self.epoch, self.max_epochs, self.stats = 1, 0, 0, ""
-        self._seen_bar = False
 
-    def writable(self) -> bool:
-        return True
+    def on_fit_start(self, *, max_epochs: int, start_epoch: int, member: tuple[int, int]) -> None:
+        self.member, self.epoch, self.max_epochs, self.stats = member[0], start_epoch - 1, max_epochs, ""
 
-    def write(self, text: str) -> int:
-        for line in re.split(r"[\r\n]", _ANSI.sub("", text)):
-            m = _BAR.match(line.strip())
-            if not m:
-                continue
-            epoch, total = int(m.group(1)), int(m.group(2))
-            if self._seen_bar and epoch < self.epoch:
-                self.member += 1
-            self._seen_bar = True
-            self.epoch, self.max_epochs, self.stats = epoch, total, m.group(3)[:120]
-        return len(text)
+    def on_epoch_end(self, epoch: int, max_epochs: int, stats: dict[str, float]) -> None:
+        self.epoch, self.max_epochs, self.stats = epoch, max_epochs, format_stats(stats)
 
 
 @dataclass(kw_only=True)
-class TrainJob:
-    id: str
-    principal: Principal
+class TrainJob(BackgroundJob):
     body: TrainBody
     dataset: DatasetInfo
     data_sha256: str
     n_members: int
-    via: str
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    status: JobStatus = JobStatus.QUEUED
     stage: str = "waiting for the training thread"
-    message: str = ""
     notes: list[str] = field(default_factory=list)
-    finished: str | None = None
-    seconds: float | None = None
     bundle_id: str | None = None
     bundle_name: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     privacy: dict[str, Any] | None = None
-    sink: ProgressSink = field(default_factory=ProgressSink)
-
-    @property
-    def active(self) -> bool:
-        return self.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+    training: TrainingProgress = field(default_factory=TrainingProgress)
 
     def fraction(self) -> float:
         if self.status is JobStatus.DONE:
             return 1.0
-        s = self.sink
+        s = self.training
         if not s.max_epochs:
             return 0.0
         # Early stopping ends a member before max epochs, so this runs a little behind, never ahead.
         return round(min(0.95, ((s.member - 1) + s.epoch / s.max_epochs) / self.n_members), 4)
 
     def progress(self) -> dict[str, Any]:
-        s = self.sink
+        s = self.training
         out: dict[str, Any] = {
             "id": self.id, "status": self.status.value, "stage": self.stage, "fraction": self.fraction(),
             "member": min(s.member, self.n_members), "n_members": self.n_members, "epoch": s.epoch, "max_epochs": s.max_epochs,
@@ -258,18 +215,11 @@ def _ledger(ctx: ServiceContext) -> PrivacyLedger:
     return PrivacyLedger(path=ctx.settings.privacy_ledger_path, total_epsilon=ctx.settings.privacy_budget_epsilon)
 
 
-def _audit(ctx: ServiceContext, principal: Principal, *, action: str, bundle_id: str | None, input_sha256: str | None,
-           detail: dict[str, Any]) -> int:
-    with ctx.db.session(write=True) as s:
-        return append_entry(s, user=s.get(User, principal.user_id), action=action, bundle_id=bundle_id,
-                            input_sha256=input_sha256, detail=detail).id
-
-
 def submit_training(ctx: ServiceContext, principal: Principal, body: TrainBody, *, via: str) -> TrainJob:
     """Check the request (data set, DP budget) now, audit it, and queue the job."""
     info = dataset_named(body.dataset)
     body = body.model_copy(update={"dataset": info.name})
-    members = body.members or (1 if body.dp_epsilon is not None else DEFAULT_ENSEMBLE.get(body.model.value, 1))
+    members = n_members(body.model.value, body.members, dp_epsilon=body.dp_epsilon)
     if body.dp_epsilon is not None and members > 1:
         raise DataError(f"members: an ensemble of {members} would spend the privacy budget {members} times on the same rows; "
                         "use members 1 (or 0) with dp_epsilon.")
@@ -282,8 +232,8 @@ def submit_training(ctx: ServiceContext, principal: Principal, body: TrainBody, 
         _ledger(ctx).check(sha, body.dp_epsilon, source=info.name)
     job = TrainJob(id="t" + secrets.token_hex(10), principal=principal, body=body, dataset=info, data_sha256=sha,
                    n_members=members, via=via)
-    runner(ctx).submit(ctx, job, accepted=lambda: _audit(
-        ctx, principal, action="research.train.submit", bundle_id=None, input_sha256=sha,
+    runner(ctx).submit(ctx, job, accepted=lambda: ctx.audit(
+        principal, action="research.train.submit", bundle_id=None, input_sha256=sha,
         detail={"job": job.id, **job.progress()["request"], "via": via}))
     return job
 
@@ -295,28 +245,21 @@ def _bundle_dir(ctx: ServiceContext, job: TrainJob) -> FsPath:
 
 def run_job(ctx: ServiceContext, job: TrainJob) -> None:
     """Train through the pipeline, refresh the bundle list, audit the outcome (the job's own thread)."""
-    t0 = time.perf_counter()
-    job.status = JobStatus.RUNNING
-    job.stage = "training"
     out = _bundle_dir(ctx, job)
     b = job.body
-    try:
-        cfg = default_train_config(b.model.value, seed=b.seed, epochs=b.epochs)
-        ledger = None
-        if b.dp_epsilon is not None:
-            cfg = TrainConfig.from_dict({**cfg.to_dict(), "privacy": {"target_epsilon": b.dp_epsilon, "delta": 1e-5, "max_grad_norm": 1.0}})
-            ledger = _ledger(ctx)
+
+    def work() -> None:
+        job.stage = "training"
         info = job.dataset
-        spec = TabularSpec(target=info.target, model=b.model.value, size=b.size, seed=b.seed, id_column=info.id_column,
-                           positive_class=info.positive_class, train=cfg, n_members=job.n_members)
+        spec = diagnosis_spec(target=info.target, model=b.model.value, size=b.size, seed=b.seed, id_column=info.id_column,
+                              positive_class=info.positive_class, epochs=b.epochs, ensemble=job.n_members, dp_epsilon=b.dp_epsilon)
+        ledger = _ledger(ctx) if b.dp_epsilon is not None else None
         ctx.settings.bundles_dir.mkdir(parents=True, exist_ok=True)
-        # The progress bar draws into the sink; a fixed environment so it draws live whatever TERM the server has.
-        console = Console(file=job.sink, force_terminal=True, color_system=None, width=200, _environ={})
-        outcome = train_tabular(info.load(), spec=spec, source=_source(info), out_dir=out, progress=True, console=console,
-                                ledger=ledger)
+        outcome = train_tabular(info.load(), spec=spec, source=_source(info), out_dir=out, progress=False, ledger=ledger,
+                                callbacks=[job.training])
         job.stage = "listing the bundle"
         ctx.catalog.refresh()
-        found = next((i for i in ctx.catalog.list(tasks=(TASK,)) if i.path == out), None)
+        found = next((i for i in KIT.bundles(ctx) if i.path == out), None)
         if found is None:
             found = _identical_bundle(ctx, out)
             job.notes.append(f"The run reproduced bundle {found.bundle_id} exactly (same data, settings and seed); "
@@ -326,28 +269,20 @@ def run_job(ctx: ServiceContext, job: TrainJob) -> None:
         job.metrics = outcome.metrics.get("metrics", {})
         job.notes += list(outcome.notes)
         job.privacy = outcome.privacy
-        job.status = JobStatus.DONE
         job.stage = "done"
-    except MedassistError as e:
-        job.message = str(e).replace(str(out), out.name)
-        job.status = JobStatus.FAILED
-    except Exception as e:  # noqa: BLE001 (a job must end in a state the user sees; the error goes to the log)
-        log.error("training job %s failed: %s", job.id, type(e).__name__, exc_info=e)
-        job.message = "The training failed on the server; no bundle was written. The error is in the server log."
-        job.status = JobStatus.FAILED
-    finally:
-        job.seconds = round(time.perf_counter() - t0, 2)
-        job.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        if job.status is JobStatus.FAILED:
-            job.stage = "failed"
-            if out.exists() and not (out / "bundle.json").is_file():
-                shutil.rmtree(out, ignore_errors=True)
-        try:
-            _audit(ctx, job.principal, action=f"research.train.{job.status.value}", bundle_id=job.bundle_id,
-                   input_sha256=job.data_sha256, detail={"job": job.id, "dataset": job.dataset.name, "seconds": job.seconds,
-                   "epsilon": (job.privacy or {}).get("epsilon")})
-        except Exception as e:  # noqa: BLE001
-            log.error("training job %s: the audit entry could not be written: %s", job.id, type(e).__name__, exc_info=e)
+
+    job.run(work, log=log, scrub=lambda message: message.replace(str(out), out.name),
+            failure="The training failed on the server; no bundle was written. The error is in the server log.")
+    if job.status is JobStatus.FAILED:
+        job.stage = "failed"
+        if out.exists() and not (out / "bundle.json").is_file():
+            shutil.rmtree(out, ignore_errors=True)
+    try:
+        ctx.audit(job.principal, action=f"research.train.{job.status.value}", bundle_id=job.bundle_id,
+                  input_sha256=job.data_sha256, detail={"job": job.id, "dataset": job.dataset.name, "seconds": job.seconds,
+                                                        "epsilon": (job.privacy or {}).get("epsilon")})
+    except Exception as e:  # noqa: BLE001
+        log.error("training job %s: the audit entry could not be written: %s", job.id, type(e).__name__, exc_info=e)
 
 
 def _identical_bundle(ctx: ServiceContext, out: FsPath) -> BundleInfo:
@@ -429,13 +364,14 @@ def evaluate_bundle(ctx: ServiceContext, principal: Principal, body: EvaluateBod
                                     include_training_rows=rows is Rows.ALL)  # 'all' means all; the result counts the seen rows
         for k in ("bundle", "report"):  # server paths stay on the server
             result.pop(k, None)
+        data_sha256 = frame_fingerprint(frame)
         record = {
-            "id": evaluation_id, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": principal.username,
+            "id": evaluation_id, "created": datetime.now(UTC).isoformat(timespec="seconds"), "by": principal.username,
             "bundle": bundle_ref(info), "dataset": dataset.name, "rows": rows.value, "n_rows": int(len(frame)),
-            "n_boot": body.n_boot, "notes": notes, "evaluation": result, "data_sha256": frame_fingerprint(frame),
+            "n_boot": body.n_boot, "notes": notes, "evaluation": result, "data_sha256": data_sha256,
         }
         (tmp / "result.json").write_text(json.dumps(record, indent=1, default=str))
-        audit_id = _audit(ctx, principal, action="research.evaluate", bundle_id=info.bundle_id, input_sha256=record["data_sha256"],
+        audit_id = ctx.audit(principal, action="research.evaluate", bundle_id=info.bundle_id, input_sha256=data_sha256,
                           detail={"evaluation": evaluation_id, "dataset": dataset.name, "rows": rows.value, "n_rows": record["n_rows"],
                                   "via": via})
         os.replace(tmp, root / evaluation_id)  # the evaluation appears whole or not at all
@@ -484,8 +420,8 @@ def _report(ctx: ServiceContext, evaluation_id: str) -> FileResponse:
 def offer(ctx: ServiceContext) -> dict[str, Any]:
     return {
         "datasets": [{"name": d.name, "title": d.title, "rows": d.n_rows, "target": d.target, "licence": d.licence} for d in trainable()],
-        "sizes": [p.value for p in ModelSize], "models": [f.value for f in Family], "rows": [r.value for r in Rows],
-        "bundles": [i.summary() for i in ctx.catalog.list(tasks=(TASK,))],
+        "sizes": [p.value for p in ModelSize if p is not ModelSize.BASE], "models": [f.value for f in Family], "rows": [r.value for r in Rows],
+        "bundles": [i.summary() for i in KIT.bundles(ctx)],
     }
 
 
@@ -534,7 +470,7 @@ def page_index(request: Request, principal: Principal = Depends(TRAIN_PAGE)) -> 
 
 
 @pages.post("/train")
-async def page_train(request: Request, dataset: str = Form(..., max_length=64), size: str = Form("small", max_length=16),
+async def page_train(request: Request, dataset: str = Form(..., max_length=64), size: str = Form(DEFAULT_SIZE.value, max_length=16),
                      model: str = Form("mlp", max_length=16), seed: str = Form("0", max_length=12), epochs: str = Form("", max_length=12),
                      members: str = Form("0", max_length=4), dp_epsilon: str = Form("", max_length=16),
                      principal: Principal = Depends(TRAIN_PAGE)) -> Response:
@@ -542,10 +478,7 @@ async def page_train(request: Request, dataset: str = Form(..., max_length=64), 
               "epochs": epochs.strip() or None, "dp_epsilon": dp_epsilon.strip() or None}
     body = parse_body(TrainBody, values)
     job = await run_in_threadpool(submit_training, get_ctx(request), principal, body, via="web")
-    target = f"/research/jobs/{job.id}"
-    if is_htmx(request):
-        return Response(status_code=204, headers={"HX-Redirect": target})
-    return RedirectResponse(target, status_code=303)
+    return see_other(request, f"/research/jobs/{job.id}")
 
 
 @pages.get("/jobs/{job_id}")
@@ -567,10 +500,7 @@ async def page_evaluate(request: Request, bundle_id: str = Form(..., max_length=
     body = parse_body(EvaluateBody, {"bundle_id": bundle_id, "dataset": dataset.strip() or None, "rows": rows.strip() or None,
                                      "n_boot": n_boot})
     result = await run_in_threadpool(evaluate_bundle, get_ctx(request), principal, body, via="web")
-    target = result["page_url"]
-    if is_htmx(request):
-        return Response(status_code=204, headers={"HX-Redirect": target})
-    return RedirectResponse(target, status_code=303)
+    return see_other(request, result["page_url"])
 
 
 @pages.get("/evaluations/{evaluation_id}")
@@ -584,7 +514,5 @@ def page_report(request: Request, evaluation_id: str = EVALUATION_ID, principal:
     return _report(get_ctx(request), evaluation_id)
 
 
-PLUGIN = AssistantPlugin(
-    name=NAME, title="Research", summary="Train and evaluate tabular diagnosis models on the bundled data sets (no uploads).",
-    tasks=(), tool=True, permission=Permission.TRAIN, api_router=api, page_router=pages, templates_dir=TEMPLATES / NAME,
-)
+PLUGIN = KIT.plugin(title="Research", summary="Train and evaluate tabular diagnosis models on the bundled data sets (no uploads).",
+                    tool=True)

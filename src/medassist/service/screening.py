@@ -10,9 +10,9 @@ API (``/api/v1/screening``, bearer token, role with ``assistants.use``):
 Pages (``/screening``): bundles and your jobs; per bundle an upload form and a paste-a-list form;
 a job page polls its progress (htmx) and then shows the ranked table with RDKit depictions.
 
-A job reads the library in chunks, screens each chunk with the assistant
-(``ScreeningAssistant.screen``: standardise, score, applicability domain, QED, filters, top-N)
-and merges the chunks' shortlists, so progress is real and memory stays bounded. Jobs run one at
+A job screens the library with the assistant (``ScreeningAssistant.screen``: standardise, score,
+applicability domain, QED, filters, top-N) batch by batch; each batch reports progress through a
+callback, so progress is real and memory stays bounded, and the ranked hits come back as a value. Jobs run one at
 a time on one background thread; they and their results live in this server's memory (they
 survive page reloads, not a restart) and are visible only to the user who submitted them. The
 finished job's hits are recorded (audit entry + encrypted prediction) before they are shown.
@@ -20,42 +20,37 @@ finished job's hits are recorded (audit entry + encrypted prediction) before the
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import secrets
 import shutil
 import tempfile
-import time
-from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from enum import StrEnum
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, Query, Request, UploadFile
-from fastapi.responses import RedirectResponse, Response
+from fastapi import Depends, File, Form, HTTPException, Path, Query, Request, UploadFile
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints
 from starlette.concurrency import run_in_threadpool
 
 from medassist.assistants.screening import ScreeningAssistant
-from medassist.data.io.molecules import RawBatch, file_kind, iter_raw_batches, parse_molblock, parse_smiles
-from medassist.data.io.tables import restore_formulas
 from medassist.data.dictionary import bundle_dictionary
-from medassist.exceptions import DataError, MedassistError
-from medassist.service.auth import Principal, Require, Surface
+from medassist.data.io.molecules import file_kind, iter_raw_batches, parse_molblock, parse_smiles
+from medassist.exceptions import DataError
+from medassist.pipeline.screen import ScreenChunk, bundle_targets
+from medassist.service.auth import Principal
 from medassist.service.bundles import BundleInfo
 from medassist.service.clinical import sig
-from medassist.service.downloads import audit_download, csv_bytes, csv_response, prediction_csv_response
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
+from medassist.service.downloads import audit_download, csv_bytes, csv_response, prediction_csv_response
 from medassist.service.errors import error_responses
-from medassist.service.jobs import JobQueue, job_queue
-from medassist.service.permissions import Permission
-from medassist.service.plugin_common import bundle_ref, data_uri, scratch_dir, scrub_path
-from medassist.service.plugins import TEMPLATES, AssistantPlugin
+from medassist.service.jobs import BackgroundJob, JobQueue, JobStatus, job_queue
+from medassist.service.plugin_common import BundlePlugin, bundle_ref, data_uri, scrub_path, see_other
 from medassist.service.predictions import record_prediction
 from medassist.service.rendering import is_htmx, render
 from medassist.service.uploads import CheckedUpload, FileKind, read_upload
@@ -65,12 +60,12 @@ log = logging.getLogger("medassist.service.screening")
 
 NAME = "screening"
 TASKS = ("screening",)
-USE_API = Require(Permission.USE_ASSISTANTS, surface=Surface.API)
-USE_PAGE = Require(Permission.USE_ASSISTANTS, surface=Surface.PAGE)
-BUNDLE_ID = Path(pattern=r"^[0-9a-f]{16}$", description="16 hex digits (from GET /api/v1/screening)")
+KIT = BundlePlugin(name=NAME, tasks=TASKS, noun="screening")
+USE_API, USE_PAGE, BUNDLE_ID = KIT.use_api, KIT.use_page, KIT.bundle_id
 JOB_ID = Path(pattern=r"^j[0-9a-f]{20}$", description="the id returned when the job was submitted")
 FILTERS = ("lipinski", "veber", "pains", "brenk")
-DEFAULT_FILTERS = ["lipinski", "pains"]
+Filter = Literal["lipinski", "veber", "pains", "brenk"]
+DEFAULT_FILTERS: list[Filter] = ["lipinski", "pains"]
 #: Molecules in one synchronous request (the rest belongs in a job).
 MAX_SYNC = 200
 MAX_TOP = 1000
@@ -81,8 +76,7 @@ MAX_JOBS = 200
 PROBE_ROWS = 50
 LIBRARY_SUFFIXES = {"smi": ".smi", "sdf": ".sdf", "table": ".csv"}
 
-api = APIRouter()
-pages = APIRouter()
+api, pages = KIT.api, KIT.pages
 
 
 class Rank(StrEnum):
@@ -90,7 +84,6 @@ class Rank(StrEnum):
     LOWEST = "lowest"
 
 
-Filter = Literal["lipinski", "veber", "pains", "brenk"]
 Smiles = Annotated[StrictStr, StringConstraints(min_length=1, max_length=1000)]
 
 
@@ -109,11 +102,7 @@ class PredictBody(BaseModel):
 # Screening through the assistant
 
 
-def _info(ctx: ServiceContext, bundle_id: str) -> BundleInfo:
-    info = ctx.catalog.get(bundle_id)
-    if info is None or info.task not in TASKS:
-        raise HTTPException(404, f"No screening model bundle with id {bundle_id}.")
-    return info
+_info = KIT.info
 
 
 def _assistant(ctx: ServiceContext, info: BundleInfo) -> ScreeningAssistant:
@@ -123,7 +112,7 @@ def _assistant(ctx: ServiceContext, info: BundleInfo) -> ScreeningAssistant:
 def _score_meaning(assistant: ScreeningAssistant) -> str:
     ex = assistant.bundle.schema.extras
     dd = bundle_dictionary(assistant.bundle)
-    targets = ", ".join(dd.label_with_unit(t) if dd.get(t) else t for t in ex["targets"])
+    targets = ", ".join(dd.label_with_unit(t) if dd.get(t) else t for t in bundle_targets(assistant.bundle))
     if ex["kind"] == "binary":
         return f"probability of the positive class of {targets}"
     return f"predicted {targets}"
@@ -158,35 +147,30 @@ def ranking_warning(hits: list[dict[str, Any]], *, top: int = 20) -> str:
             f"scores ({sig(spread)}): their order is not reliable. Treat them as one group, and confirm by measurement.")
 
 
-def _bool(v: str) -> bool | None:
-    return {"true": True, "false": False}.get(v.strip().lower())
+def _number(v: Any) -> float | None:
+    return None if v is None or not isinstance(v, (int, float, np.number)) or not math.isfinite(v) else float(v)
 
 
-def _float(v: str) -> float | None:
-    try:
-        x = float(v)
-    except ValueError:
-        return None
-    return x if math.isfinite(x) else None
+def _text(v: Any) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
 
-def read_hits(path: FsPath, *, filters: list[str], targets: list[str]) -> list[dict[str, Any]]:
-    """The assistant's hits CSV as typed records (library columns kept as text)."""
-    frame = restore_formulas(pd.read_csv(path, dtype=str, keep_default_na=False))  # written by write_table
+def hit_records(hits: pd.DataFrame, *, filters: Sequence[str], targets: list[str]) -> list[dict[str, Any]]:
+    """The assistant's hits table (``ScreenResult.hits``) as records (library columns as text)."""
     pairs = [("score", "uncertainty")] if len(targets) == 1 else [(f"score_{t}", f"uncertainty_{t}") for t in targets]
     ours = {"rank", "smiles_canonical", "ad_similarity", "in_domain", "qed", "passes_filters", "input_row",
             *(c for p in pairs for c in p), *(f"{n}_{k}" for n in filters for k in ("pass", "alert"))}
     records = []
-    for r in frame.to_dict("records"):
-        scores = {t: _float(r[sc]) for t, (sc, _) in zip(targets, pairs)}
-        spreads = {t: _float(r[unc]) for t, (_, unc) in zip(targets, pairs)}
-        fl = {n: {"pass": _bool(r[f"{n}_pass"]), "alert": r[f"{n}_alert"]} for n in filters if f"{n}_pass" in r}
+    for r in hits.to_dict("records"):
+        scores = {t: _number(r[sc]) for t, (sc, _) in zip(targets, pairs)}
+        spreads = {t: _number(r[unc]) for t, (_, unc) in zip(targets, pairs)}
+        fl = {n: {"pass": bool(r[f"{n}_pass"]), "alert": _text(r[f"{n}_alert"])} for n in filters if f"{n}_pass" in r}
         rec = {
             "rank": int(r["rank"]), "smiles": r["smiles_canonical"], "score": scores[targets[0]], "uncertainty": spreads[targets[0]],
-            "scores": scores, "uncertainties": spreads, "ad_similarity": _float(r["ad_similarity"]),
-            "in_domain": r["in_domain"] == "yes", "qed": _float(r["qed"]), "filters": fl,
-            "passes_filters": _bool(r["passes_filters"]) if "passes_filters" in r else None, "input_row": int(r["input_row"]),
-            "library": {k.removeprefix("library_") if k.startswith("library_") and k.removeprefix("library_") in ours else k: v
+            "scores": scores, "uncertainties": spreads, "ad_similarity": _number(r["ad_similarity"]),
+            "in_domain": bool(r["in_domain"]), "qed": _number(r["qed"]), "filters": fl,
+            "passes_filters": bool(r["passes_filters"]) if "passes_filters" in r else None, "input_row": int(r["input_row"]),
+            "library": {k.removeprefix("library_") if k.startswith("library_") and k.removeprefix("library_") in ours else k: _text(v)
                         for k, v in r.items() if k not in ours},
         }
         rec["name"] = _name_of(rec["library"])
@@ -195,19 +179,6 @@ def read_hits(path: FsPath, *, filters: list[str], targets: list[str]) -> list[d
         rec["flags"] = flags
         records.append(rec)
     return records
-
-
-def screen_file(assistant: ScreeningAssistant, library: FsPath, work: FsPath, *, top: int, filters: list[str], rank: Rank,
-                keep_duplicates: bool, smiles_column: str | None = None, skipped: bool = False):
-    """One call of the assistant: (summary, hit records, skipped rows or None)."""
-    hits, skipped_out = work / "hits.csv", (work / "skipped.csv" if skipped else None)
-    summary = assistant.screen(library, out=hits, top=top, filters=filters, rank=rank.value, keep_duplicates=keep_duplicates,
-                               smiles_column=smiles_column, workers=1, progress=False, skipped_out=skipped_out)
-    records = read_hits(hits, filters=filters, targets=list(assistant.bundle.schema.extras["targets"]))
-    rows = None
-    if skipped_out is not None:
-        rows = restore_formulas(pd.read_csv(skipped_out, dtype=str, keep_default_na=False)).to_dict("records")
-    return summary, records, rows
 
 
 def depict(smiles: str) -> str | None:
@@ -220,7 +191,7 @@ def depict(smiles: str) -> str | None:
     if mol is None:
         return None
     drawer = rdMolDraw2D.MolDraw2DSVG(220, 150)
-    drawer.drawOptions().clearBackground = False
+    drawer.drawOptions().clearBackground = False  # type: ignore[assignment]  # rdkit's stub types this bool property as MolDrawOptions
     rdMolDraw2D.PrepareAndDrawMolecule(drawer, mol)
     drawer.FinishDrawing()
     return data_uri(drawer.GetDrawingText().encode(), "image/svg+xml")
@@ -235,13 +206,12 @@ def predict_list(ctx: ServiceContext, principal: Principal, bundle_id: str, body
         raise DataError(f"request: {len(names)} names for {len(body.smiles)} SMILES; send one name per SMILES or none.")
     filters = list(dict.fromkeys(body.filters))
     inputs = [{"smiles": s, "name": names[i] if names else ""} for i, s in enumerate(body.smiles)]
-    with scratch_dir(ctx, "screen-") as work:
-        lib = work / "molecules.csv"
-        pd.DataFrame({"smiles": body.smiles, "name": [i["name"] for i in inputs]}).to_csv(lib, index=False, quoting=csv.QUOTE_ALL)
-        summary, hits, skipped = screen_file(assistant, lib, work, top=len(inputs), filters=filters, rank=body.rank,
-                                             keep_duplicates=True, smiles_column="smiles", skipped=True)
+    library = pd.DataFrame({"smiles": body.smiles, "name": [i["name"] for i in inputs]})
+    result = assistant.screen(library, top=len(inputs), filters=filters, rank=body.rank.value, keep_duplicates=True,
+                              smiles_column="smiles", workers=1)
+    hits = hit_records(result.hits, filters=filters, targets=bundle_targets(assistant.bundle))
     by_row = {h["input_row"]: h for h in hits}
-    reasons = {int(s["row"]): s["reason"] for s in skipped or []}
+    reasons = {int(row): reason for row, reason in zip(result.skipped["row"], result.skipped["reason"])}
     results = []
     for i, item in enumerate(inputs, start=1):
         hit = by_row.get(i)
@@ -265,17 +235,8 @@ def predict_list(ctx: ServiceContext, principal: Principal, bundle_id: str, body
 # Jobs
 
 
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
-
 @dataclass(kw_only=True)
-class Job:
-    id: str
-    principal: Principal
+class Job(BackgroundJob):
     info: BundleInfo
     filename: str
     library: FsPath
@@ -283,24 +244,14 @@ class Job:
     top: int
     filters: list[str]
     rank: Rank
-    via: str
     n_total: int
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    status: JobStatus = JobStatus.QUEUED
     n_done: int = 0
-    message: str = ""
-    finished: str | None = None
-    seconds: float | None = None
     hits: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     score_meaning: str = ""
     audit_id: int | None = None
     prediction_id: int | None = None
     depictions: dict[int, str | None] = field(default_factory=dict)
-
-    @property
-    def active(self) -> bool:
-        return self.status in (JobStatus.QUEUED, JobStatus.RUNNING)
 
     def progress(self) -> dict[str, Any]:
         return {"id": self.id, "status": self.status.value, "n_total": self.n_total, "n_done": self.n_done,
@@ -315,102 +266,37 @@ def registry(ctx: ServiceContext) -> JobQueue:
                                                  max_active_per_user=MAX_ACTIVE_PER_USER, thread_name="medassist-screening"))
 
 
-def _write_chunk(batch: RawBatch, folder: FsPath) -> tuple[FsPath, str | None]:
-    """A chunk of the library as a file the assistant reads (its rows numbered 1..n)."""
-    if batch.kind == "molblock":
-        path = folder / "chunk.sdf"
-        with path.open("w", encoding="utf-8") as fh:
-            for block, props in zip(batch.texts, batch.columns):
-                fh.write(block.rstrip("\n") + "\n")
-                for k, v in props.items():
-                    if k != "name":
-                        fh.write(f">  <{k}>\n{v}\n\n")
-                fh.write("$$$$\n")
-        return path, None
-    path = folder / "chunk.csv"
-    cols = pd.DataFrame(batch.columns, dtype=str).fillna("")
-    cols.columns = [f"library_{c}" if str(c).lower() == "smiles" else str(c) for c in cols.columns]
-    frame = pd.concat([pd.DataFrame({"smiles": batch.texts}), cols.reset_index(drop=True)], axis=1)
-    frame.to_csv(path, index=False, quoting=csv.QUOTE_ALL)
-    return path, "smiles"
-
-
 def run_job(ctx: ServiceContext, job: Job) -> None:
-    """Screen chunk by chunk, merge the shortlists, record, keep the hits (the job's own thread)."""
-    t0 = time.perf_counter()
-    job.status = JobStatus.RUNNING
-    sign = 1.0 if job.rank is Rank.HIGHEST else -1.0
-    try:
+    """Screen the library batch by batch (progress per batch), record, keep the hits (the job's own thread)."""
+
+    def work() -> None:
         assistant = _assistant(ctx, job.info)
         job.score_meaning = _score_meaning(assistant)
         chunk = int(min(2000, max(100, math.ceil(job.n_total / 20))))
-        merged: list[dict[str, Any]] = []
-        counts: Counter[str] = Counter()
-        examples: dict[str, list[str]] = {}
-        n_read = n_scored = n_failed = n_dup = 0
-        for batch in iter_raw_batches(job.library, batch_size=chunk):
-            with tempfile.TemporaryDirectory(dir=job.library.parent) as tmp:
-                path, col = _write_chunk(batch, FsPath(tmp))
-                summary, hits, _ = screen_file(assistant, path, FsPath(tmp), top=job.top, filters=job.filters, rank=job.rank,
-                                               keep_duplicates=False, smiles_column=col)
-            for h in hits:
-                h["input_row"] = batch.rows[h["input_row"] - 1]
-            n_read += summary.n_read
-            n_scored += summary.n_scored
-            n_failed += summary.n_failed_filters
-            n_dup += summary.n_duplicates
-            for cat, n in summary.skipped_by_reason.items():
-                counts[cat] += n
-                for ex in summary.skipped_examples.get(cat, []):
-                    if len(examples.setdefault(cat, [])) < 3:
-                        row, _, rest = ex.partition(": ")
-                        k = int(row.removeprefix("row ")) if row.startswith("row ") and row[4:].isdigit() else None
-                        examples[cat].append(f"row {batch.rows[k - 1]}: {rest}" if k and k <= len(batch.rows) else ex)
-            merged, dropped = _merge(merged, hits, top=job.top, sign=sign)
-            n_dup += dropped  # a structure met again in a later chunk (among the shortlisted ones)
-            job.n_done = min(job.n_total, job.n_done + len(batch.rows))
-        for k, h in enumerate(merged, start=1):
-            h["rank"] = k
-        job.summary = {"n_read": n_read, "n_scored": n_scored, "n_skipped": sum(counts.values()), "skipped_by_reason": dict(counts),
-                       "skipped_examples": examples, "n_duplicates": n_dup, "n_failed_filters": n_failed, "n_hits": len(merged)}
+
+        def advance(done: ScreenChunk) -> None:
+            job.n_done = min(job.n_total, done.n_read)
+
+        result = assistant.screen(job.library, top=job.top, filters=job.filters, rank=job.rank.value, keep_duplicates=False,
+                                  workers=1, batch_size=chunk, keep_skipped=False, on_progress=advance)
+        merged = hit_records(result.hits, filters=job.filters, targets=bundle_targets(assistant.bundle))
+        s = result.summary
+        job.summary = {"n_read": s.n_read, "n_scored": s.n_scored, "n_skipped": s.n_skipped, "skipped_by_reason": s.skipped_by_reason,
+                       "skipped_examples": s.skipped_examples, "n_duplicates": s.n_duplicates, "n_failed_filters": s.n_failed_filters,
+                       "n_hits": len(merged)}
         text = job.library.read_bytes().decode("utf-8-sig", "replace")
         rec = record_prediction(ctx, job.principal, assistant=NAME, bundle_id=job.info.bundle_id, task=job.info.task,
                                 input_value=text, input_sha256=job.input_sha256, output={"summary": job.summary, "hits": merged},
-                                n_rows=n_read, via=job.via)
+                                n_rows=s.n_read, via=job.via)
         job.audit_id, job.prediction_id = rec.audit_id, rec.prediction_id
         job.hits = merged
         job.n_done = job.n_total
-        job.status = JobStatus.DONE
-    except MedassistError as e:
-        job.message = scrub_path(str(e), job.library, job.filename)
-        job.status = JobStatus.FAILED
-    except Exception as e:  # noqa: BLE001 (a job must end in a state the user sees; the error goes to the log)
-        log.error("screening job %s failed: %s", job.id, type(e).__name__, exc_info=e)
-        job.message = "The job failed on the server; nothing was recorded. The error is in the server log."
-        job.status = JobStatus.FAILED
+
+    try:
+        job.run(work, log=log, scrub=lambda message: scrub_path(message, job.library, job.filename),
+                failure="The job failed on the server; nothing was recorded. The error is in the server log.")
     finally:
-        job.seconds = round(time.perf_counter() - t0, 2)
-        job.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
         shutil.rmtree(job.library.parent, ignore_errors=True)
-
-
-def _merge(merged: list[dict[str, Any]], new: list[dict[str, Any]], *, top: int, sign: float) -> tuple[list[dict[str, Any]], int]:
-    """The best ``top`` of two shortlists, and how many of ``new`` were structures already listed."""
-    seen = {h["smiles"] for h in merged}
-    out, dropped = list(merged), 0
-    for h in new:
-        if h["smiles"] in seen:
-            dropped += 1
-            continue
-        seen.add(h["smiles"])
-        out.append(h)
-
-    def key(h: dict[str, Any]) -> tuple[int, float, int]:
-        s = h["score"]
-        return (0, -sign * s, h["input_row"]) if s is not None else (1, 0.0, h["input_row"])
-
-    out.sort(key=key)
-    return out[:top], dropped
 
 
 def probe_library(path: FsPath, *, shown: str) -> int:
@@ -501,10 +387,8 @@ def job_results(job: Job, *, page: int, per_page: int, depictions: bool = False)
 # REST API (job routes first: "/jobs/..." must not be read as a bundle id)
 
 
-@api.get("", summary="Screening model bundles on offer")
-def api_list(request: Request, principal: Principal = Depends(USE_API)) -> dict[str, Any]:
-    ctx = get_ctx(request)
-    return {"disclaimer": DISCLAIMER, "models": [i.summary() for i in ctx.catalog.list(tasks=TASKS)]}
+KIT.add_index_routes(summary="Screening model bundles on offer", template="screening/index.html",
+                     page_extra=lambda ctx, principal: {"jobs": registry(ctx).of_user(principal)})
 
 
 @api.get("/jobs/{job_id}", summary="Progress of one of your screening jobs")
@@ -566,12 +450,6 @@ async def api_submit(request: Request, file: UploadFile = File(...), bundle_id: 
 # Pages
 
 
-@pages.get("")
-def page_index(request: Request, principal: Principal = Depends(USE_PAGE)) -> Response:
-    ctx = get_ctx(request)
-    return render(request, "screening/index.html", bundles=ctx.catalog.list(tasks=TASKS), jobs=registry(ctx).of_user(principal))
-
-
 @pages.get("/jobs/{job_id}")
 def page_job(request: Request, job_id: str = JOB_ID, page: int = Query(1, ge=1, le=100_000),
              principal: Principal = Depends(USE_PAGE)) -> Response:
@@ -628,10 +506,7 @@ async def page_submit(request: Request, bundle_id: str = BUNDLE_ID, file: Upload
     names = _filters_of([v for v in form.getlist("filters") if isinstance(v, str)])
     upload = await read_upload(file, expected={FileKind.CSV}, max_bytes=ctx.settings.max_upload_bytes)
     job = await run_in_threadpool(submit_job, ctx, principal, bundle_id, upload, top=top, filters=names, rank=rank, via="web-job")
-    target = f"/screening/jobs/{job.id}"
-    if is_htmx(request):
-        return Response(status_code=204, headers={"HX-Redirect": target})
-    return RedirectResponse(target, status_code=303)
+    return see_other(request, f"/screening/jobs/{job.id}")
 
 
 def _parse_pasted(text: str) -> tuple[list[str], list[str]]:
@@ -656,7 +531,8 @@ async def page_predict(request: Request, bundle_id: str = BUNDLE_ID, principal: 
     form = await request.form()
     text = form.get("molecules")
     smiles, names = _parse_pasted(text if isinstance(text, str) else "")
-    rank = form.get("rank") if form.get("rank") in ("highest", "lowest") else "highest"
+    chosen = form.get("rank")
+    rank = chosen if isinstance(chosen, str) and chosen in ("highest", "lowest") else "highest"
     body = PredictBody(smiles=smiles, names=names, filters=_filters_of([v for v in form.getlist("filters") if isinstance(v, str)]),
                        rank=Rank(rank))
     result = await run_in_threadpool(predict_list, ctx, principal, bundle_id, body, via="web")
@@ -669,7 +545,6 @@ async def page_predict(request: Request, bundle_id: str = BUNDLE_ID, principal: 
                   result=result, max_sync=MAX_SYNC, max_top=MAX_TOP)
 
 
-PLUGIN = AssistantPlugin(
-    name=NAME, title="Screening", summary="A molecule library → a ranked shortlist with uncertainty, applicability domain and filter flags.",
-    tasks=TASKS, permission=Permission.USE_ASSISTANTS, api_router=api, page_router=pages, templates_dir=TEMPLATES / NAME,
+PLUGIN = KIT.plugin(
+    title="Screening", summary="A molecule library → a ranked shortlist with uncertainty, applicability domain and filter flags.",
 )

@@ -18,33 +18,29 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from medassist.assistants.treatment import TreatmentAssistant
-from medassist.service.auth import Principal, Require, Surface
+from medassist.service.auth import Principal
 from medassist.service.bundles import BundleInfo
 from medassist.service.clinical import clinical_fields, clinical_title, dictionary_of, horizon_words, missing_words, sig, with_unit
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
-from medassist.service.permissions import Permission
-from medassist.service.plugin_common import bundle_ref, check_rows, example_values, input_fields, parse_form_row
-from medassist.service.plugins import TEMPLATES, AssistantPlugin
+from medassist.service.plugin_common import BundlePlugin, bundle_ref, check_rows, example_values, input_fields, parse_form_row
 from medassist.service.predictions import record_prediction
 from medassist.service.rendering import is_htmx, render
 from medassist.store.audit import sha256_json
 
 NAME = "treatment"
 TASKS = ("treatment",)
-USE_API = Require(Permission.USE_ASSISTANTS, surface=Surface.API)
-USE_PAGE = Require(Permission.USE_ASSISTANTS, surface=Surface.PAGE)
-BUNDLE_ID = Path(pattern=r"^[0-9a-f]{16}$", description="16 hex digits (from GET /api/v1/treatment)")
+KIT = BundlePlugin(name=NAME, tasks=TASKS, noun="treatment")
+USE_API, USE_PAGE, BUNDLE_ID = KIT.use_api, KIT.use_page, KIT.bundle_id
 #: Advice explains every patient with integrated gradients: requests stay small.
 MAX_PATIENTS = 200
 
-api = APIRouter()
-pages = APIRouter()
+api, pages = KIT.api, KIT.pages
 
 Value = StrictStr | StrictInt | StrictFloat | StrictBool | None
 
@@ -69,21 +65,12 @@ class AdviseBody(BaseModel):
         return [self.patient] if self.patient is not None else list(self.patients or [])
 
 
-def _info(ctx: ServiceContext, bundle_id: str) -> BundleInfo:
-    info = ctx.catalog.get(bundle_id)
-    if info is None or info.task not in TASKS:
-        raise HTTPException(404, f"No treatment model bundle with id {bundle_id}.")
-    return info
+_info = KIT.info
 
 
 def _assistant(ctx: ServiceContext, info: BundleInfo) -> TreatmentAssistant:
     """One assistant per loaded bundle (it builds the model wrapper once)."""
-    cache = ctx.state.setdefault(NAME, {})
-    bundle = ctx.catalog.load(info)
-    cached = cache.get(info.bundle_id)
-    if cached is None or cached.bundle is not bundle:
-        cached = cache[info.bundle_id] = TreatmentAssistant(bundle=bundle)
-    return cached
+    return KIT.cached(ctx, info, lambda bundle: TreatmentAssistant(bundle=bundle))
 
 
 def _covariates(assistant: TreatmentAssistant) -> list[str]:
@@ -212,10 +199,7 @@ def chart(advice: dict[str, Any]) -> dict[str, Any]:
 # REST API
 
 
-@api.get("", summary="Treatment model bundles on offer")
-def api_list(request: Request, principal: Principal = Depends(USE_API)) -> dict[str, Any]:
-    ctx = get_ctx(request)
-    return {"disclaimer": DISCLAIMER, "models": [i.summary() for i in ctx.catalog.list(tasks=TASKS)]}
+KIT.add_index_routes(summary="Treatment model bundles on offer", template="treatment/index.html")
 
 
 @api.get("/{bundle_id}/schema", summary="Arms, outcome and covariate fields of a treatment bundle")
@@ -237,12 +221,6 @@ def api_advise(request: Request, body: AdviseBody, bundle_id: str = BUNDLE_ID, p
 
 # --------------------------------------------------------------------------------------------
 # Pages
-
-
-@pages.get("")
-def page_index(request: Request, principal: Principal = Depends(USE_PAGE)) -> Response:
-    ctx = get_ctx(request)
-    return render(request, "treatment/index.html", bundles=ctx.catalog.list(tasks=TASKS))
 
 
 def _words(ctx: ServiceContext, info: BundleInfo, assistant: TreatmentAssistant, result: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -346,7 +324,6 @@ def _page_advise(request: Request, ctx: ServiceContext, principal: Principal, bu
     return _form_page(request, info, assistant, values=values, result=result)
 
 
-PLUGIN = AssistantPlugin(
-    name=NAME, title="Treatment", summary="A patient's values → expected outcome per treatment arm with intervals, a recommendation and its evidence.",
-    tasks=TASKS, permission=Permission.USE_ASSISTANTS, api_router=api, page_router=pages, templates_dir=TEMPLATES / NAME,
+PLUGIN = KIT.plugin(
+    title="Treatment", summary="A patient's values → expected outcome per treatment arm with intervals, a recommendation and its evidence.",
 )

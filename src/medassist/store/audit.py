@@ -31,15 +31,15 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, text
+from sqlalchemy import case, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from medassist.exceptions import ConfigError
 from medassist.store.audit_keys import AuditFiles, read_checkpoint, write_checkpoint
-from medassist.store.models import AuditEntry, User
+from medassist.store.models import AuditEntry, User, table_of
 
 log = logging.getLogger("medassist.audit")
 
@@ -75,7 +75,7 @@ def entry_message(fields: dict[str, Any], key_id: str) -> bytes:
 
 
 def _now_text() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def audit_files(session: Session) -> AuditFiles:
@@ -137,6 +137,65 @@ def append_entry(
     if files.checkpoint_due(entry.id):
         session.info[CHECKPOINT_DUE] = True  # written after the commit: never for an entry that was rolled back
     return entry
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who an entry names when the caller holds their identity but not their ``User`` row (the
+    service's signed-in principal): the same three values ``append_entry`` reads from a user."""
+
+    id: int
+    username: str
+    role: str
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    actor: Actor | None
+    action: str
+    bundle_id: str | None = None
+    input_sha256: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+def append_entries(session: Session, entries: list[NewEntry]) -> list[int]:
+    """Append several entries in ``session``'s transaction, in order, each linked to the one
+    before; the ids of the new entries. The same chain, MACs and checkpoint rule as
+    :func:`append_entry`, written with one look-up of the head and plain INSERTs (no ORM unit
+    of work): the service's group commit of one micro-batch of predictions.
+    """
+    if not entries:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
+    files = audit_files(session)
+    last = session.execute(select(AuditEntry.entry_hash, AuditEntry.key_id).order_by(AuditEntry.id.desc()).limit(1)).first()
+    ring = files.keyring(create=last is None or last.key_id is None)
+    if last is not None and last.key_id is not None and last.key_id not in ring.keys:
+        raise ConfigError(f"{files.key_path}: the newest audit entry was signed with key {last.key_id!r}, which this key file "
+                          "does not hold (was it replaced instead of rotated?); restore the key file from backup.")
+    key_id = ring.active_id
+    prev = last.entry_hash if last is not None else GENESIS
+    table = table_of(AuditEntry)
+    ids: list[int] = []
+    for e in entries:
+        fields = {
+            "at": _now_text(),
+            "user_id": e.actor.id if e.actor is not None else None,
+            "username": (e.actor.username if e.actor is not None else "-")[:64],
+            "role": e.actor.role if e.actor is not None else "-",
+            "action": e.action,
+            "bundle_id": e.bundle_id,
+            "input_sha256": e.input_sha256,
+            "detail": canonical_json(e.detail or {}),
+            "prev_hash": prev,
+        }
+        mac = ring.sign(entry_message(fields, key_id))
+        ids.append(session.execute(insert(table).values(**fields, key_id=key_id, entry_hash=mac).returning(table.c.id)).scalar_one())
+        prev = mac
+    if files.checkpoint_due(ids[-1]):
+        session.info[CHECKPOINT_DUE] = True  # written after the commit: never for an entry that was rolled back
+    return ids
 
 
 def checkpoint_now(db: Any) -> bool:
@@ -264,7 +323,7 @@ def verify_chain(session: Session) -> ChainCheck:
         return fail(last_id, f"the log has keyed entries but there is no signed checkpoint at {files.checkpoint_path} "
                              "(it was removed, or the process stopped before writing the first one); deleted newest "
                              "entries cannot be ruled out. If you know why, write one with 'medassist audit checkpoint'.")
-    legacy_ids = (first_legacy, last_legacy) if n_legacy else None
+    legacy_ids = (first_legacy, last_legacy) if first_legacy is not None and last_legacy is not None else None
     note = f"{cp.describe()} matches" if cp is not None else ""
     return ChainCheck(True, n, prev, n_legacy=n_legacy, legacy_ids=legacy_ids, checkpoint=note)
 

@@ -26,13 +26,13 @@ import json
 import logging
 import os
 import secrets
-import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from medassist.exceptions import ConfigError
+from medassist.fileio import write_atomic
 from medassist.privacy.crypto import _read_private_file, load_or_create_secret
 
 log = logging.getLogger("medassist.audit")
@@ -114,34 +114,8 @@ class AuditKeyring:
         """Write a new first key, keeping every old one, atomically; the new keyring."""
         line = _new_key_line()
         body = "\n".join([_HEADER, line, *(f"{k} {base64.urlsafe_b64encode(v).decode('ascii')}" for k, v in self.keys.items())])
-        _atomic_write(self.path, (body + "\n").encode("utf-8"))
+        write_atomic(self.path, (body + "\n").encode("utf-8"), mode=0o600, sync_dir=True)
         return AuditKeyring.load(self.path)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` by ``data`` (mode 0600): a temp file beside it, fsync, rename, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:  # some file systems refuse fsync on a directory; the rename is still atomic
-        pass
-    finally:
-        os.close(dfd)
 
 
 @dataclass(frozen=True)
@@ -222,10 +196,10 @@ def write_checkpoint(path: Path, ring: AuditKeyring, *, entries: int, last_id: i
             return False
         if current is not None and current.entries >= entries:
             return False
-        at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         cp = Checkpoint(entries=entries, last_id=last_id, head=head, legacy_entries=legacy_entries, at=at, key_id=ring.active_id)
         doc = {**cp.body(), "mac": ring.sign(_canonical(cp.body()))}
-        _atomic_write(path, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+        write_atomic(path, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"), mode=0o600, sync_dir=True)
         return True
     finally:
         os.close(lock_fd)  # closing releases the lock

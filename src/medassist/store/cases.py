@@ -26,20 +26,30 @@ import re
 import secrets
 import time as _time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pandas as pd
 from sqlalchemy import func, insert, or_, select
+from sqlalchemy.orm import Session
 
 from medassist.data.case_records import CHILD_KINDS, SEXES, CaseRecord
 from medassist.exceptions import ConfigError, DataError
 from medassist.privacy.crypto import FieldCipher, IdentifierHasher
 from medassist.store.case_models import (
-    CHILD_TABLES, CaseCondition, CaseImport, CaseMedication, CaseNote, CaseObservation, CaseOutcome, CasePatient,
+    CHILD_TABLES,
+    CaseCondition,
+    CaseImport,
+    CaseMedication,
+    CaseNote,
+    CaseObservation,
+    CaseOutcome,
+    CasePatient,
 )
 from medassist.store.db import Database
+from medassist.store.models import table_of
 
 DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 ICD10CM = re.compile(r"^[A-TV-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$")
@@ -87,7 +97,7 @@ class ImportSummary:
 
 
 def _utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def _finite(x: float | None) -> bool:
@@ -161,10 +171,19 @@ def validate_case(case: CaseRecord) -> None:
             _check_len(getattr(a, attr), n, f"adverse_events[{i}].{attr}")
     for i, e in enumerate(case.encounters):
         _check_len(e.kind, 32, f"encounters[{i}].kind")
-    for i, n in enumerate(case.notes):
-        if not isinstance(n.text, str):
+    for i, note in enumerate(case.notes):
+        if not isinstance(note.text, str):
             raise _Bad(f"notes[{i}].text", "text")
-        _check_len(n.kind, 32, f"notes[{i}].kind")
+        _check_len(note.kind, 32, f"notes[{i}].kind")
+
+
+def _day_offset(t: datetime | None, d: float | None, *, index: datetime | None) -> float | None:
+    """A record's day offset: its own, else its time's distance in days from the index date."""
+    if d is not None:
+        return float(d)
+    if t is None or index is None:
+        return None
+    return (_utc(t) - index).total_seconds() / _DAY
 
 
 def _chunks(records: Iterable[CaseRecord], n: int) -> Iterator[list[CaseRecord]]:
@@ -241,8 +260,8 @@ class CaseStore:
         dataset = str(source).strip().lower()
         if not DATASET_NAME.match(dataset):
             raise ConfigError(f"Data set name {source!r}: expected 1-64 lower-case letters, digits, '_', '.' or '-'.")
-        if total is None and hasattr(records, "__len__"):
-            total = len(records)  # type: ignore[arg-type]
+        if total is None and isinstance(records, Sized):
+            total = len(records)
         summary = ImportSummary(dataset=dataset, source_kind=source_kind, file_sha256=file_sha256)
         seen: dict[str, int] = {}
         with self.db.session(write=True) as s:
@@ -326,14 +345,7 @@ class CaseStore:
         rows: dict[str, list[dict]] = defaultdict(list)
         for case, case_id, index in prepared:
             pid = ids[case_id]
-
-            def day(t: datetime | None, d: float | None) -> float | None:
-                if d is not None:
-                    return float(d)
-                if t is None or index is None:
-                    return None
-                return (_utc(t) - index).total_seconds() / _DAY
-
+            day = partial(_day_offset, index=index)
             for e in case.encounters:
                 rows["encounters"].append({"patient_id": pid, "kind": e.kind, "name": e.name,
                                            "start_day": day(e.start, e.start_day), "end_day": day(e.end, e.end_day)})
@@ -367,9 +379,9 @@ class CaseStore:
                                       "text_enc": enc(clean), "n_redacted": n_red})
         for kind in CHILD_KINDS:
             if rows[kind]:
-                table = CHILD_TABLES[kind].__table__
+                table = table_of(CHILD_TABLES[kind])
                 for j in range(0, len(rows[kind]), 20_000):
-                    s.execute(table.insert(), rows[kind][j:j + 20_000])
+                    s.execute(insert(table), rows[kind][j:j + 20_000])
                 added[kind] += len(rows[kind])
 
     # ---------------------------------------------------------------------------------- lookup
@@ -406,6 +418,14 @@ class CaseStore:
     # ---------------------------------------------------------------------------------- reading
     def _dec(self, token: str | None) -> str | None:
         return None if token is None else self.cipher.decrypt(token)
+
+    @staticmethod
+    def _patient(s: Session, case_id: str) -> CasePatient:
+        """The patient row of a case id that :meth:`resolve` returned."""
+        p = s.scalar(select(CasePatient).where(CasePatient.case_id == case_id))
+        if p is None:  # removed since it was resolved
+            raise DataError(f"No stored case has the case id '{case_id}'. See: medassist cases list")
+        return p
 
     def _patient_view(self, p: CasePatient, *, deidentified: bool) -> dict[str, object]:
         age = p.age_years
@@ -448,9 +468,9 @@ class CaseStore:
             pids = [p.id for p in patients]
             counts: dict[str, dict[int, int]] = {}
             for kind in ("conditions", "medications", "observations", "adverse_events", "notes"):
-                model = CHILD_TABLES[kind]
-                counts[kind] = dict(s.execute(select(model.patient_id, func.count(model.id))
-                                              .where(model.patient_id.in_(pids)).group_by(model.patient_id)).all())
+                cols = table_of(CHILD_TABLES[kind]).c
+                counts[kind] = dict(s.execute(select(cols.patient_id, func.count(cols.id))
+                                              .where(cols.patient_id.in_(pids)).group_by(cols.patient_id)).all())
             outcomes = {o.patient_id: o for o in s.scalars(select(CaseOutcome).where(
                 CaseOutcome.patient_id.in_(pids), CaseOutcome.is_primary.is_(True)))}
         out = []
@@ -462,6 +482,64 @@ class CaseStore:
             out.append(view)
         return out
 
+    def revision(self, dataset: str) -> tuple[int, int]:
+        """``(cases, last import id)`` of ``dataset``: it changes whenever an import adds to it."""
+        with self.db.session() as s:
+            n, last = s.execute(select(func.count(CasePatient.id), func.max(CasePatient.import_id))
+                                .where(CasePatient.dataset == dataset)).one()
+        return int(n or 0), int(last or 0)
+
+    def has_case(self, case_id: str) -> bool:
+        """Whether a case with this case id (not any other identifier) is stored."""
+        with self.db.session() as s:
+            return s.scalar(select(CasePatient.id).where(CasePatient.case_id == case_id)) is not None
+
+    def dataset_of(self, case_id: str) -> str | None:
+        """The data set a stored case belongs to (None when there is no such case id)."""
+        with self.db.session() as s:
+            return s.scalar(select(CasePatient.dataset).where(CasePatient.case_id == case_id))
+
+    def summaries(self, case_ids: list[str]) -> list[dict[str, object]]:
+        """De-identified summaries (the shape of :meth:`list_cases`, with the condition count only)
+        of the given cases, in that order; unknown case ids are left out."""
+        if not case_ids:
+            return []
+        with self.db.session() as s:
+            patients = {p.case_id: p for p in s.scalars(select(CasePatient).where(CasePatient.case_id.in_(case_ids)))}
+            pids = [p.id for p in patients.values()]
+            outcomes = {o.patient_id: o for o in s.scalars(select(CaseOutcome).where(
+                CaseOutcome.patient_id.in_(pids), CaseOutcome.is_primary.is_(True)))}
+            n_cond = dict(s.execute(select(CaseCondition.patient_id, func.count(CaseCondition.id))
+                                    .where(CaseCondition.patient_id.in_(pids)).group_by(CaseCondition.patient_id)).all())
+        out: list[dict[str, object]] = []
+        for cid in case_ids:
+            p = patients.get(cid)
+            if p is None:
+                continue
+            o = outcomes.get(p.id)
+            out.append({"case_id": p.case_id, "dataset": p.dataset, "sex": p.sex,
+                        "age": None if p.age_years is None else min(p.age_years, AGE_CAP), "death_day": p.death_day,
+                        "outcome": None if o is None else {"name": o.name, "time_days": o.time_days, "event": o.event},
+                        "counts": {"conditions": n_cond.get(p.id, 0)}})
+        return out
+
+    def search_conditions(self, text: str, *, dataset: str | None = None, limit: int = 50, offset: int = 0) -> tuple[int, list[str]]:
+        """Cases with a condition whose code starts with ``text`` or whose text contains it (case
+        insensitive; ``%`` and ``_`` match themselves): ``(how many in all, this page's case ids in
+        import order)``."""
+        if limit < 1 or offset < 0:
+            raise ConfigError(f"search_conditions: limit must be >= 1 and offset >= 0; got limit={limit}, offset={offset}.")
+        pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        cond = or_(CaseCondition.code.ilike(f"{pattern}%", escape="\\"), CaseCondition.text.ilike(f"%{pattern}%", escape="\\"))
+        base = select(CasePatient.id, CasePatient.case_id).join(CaseCondition, CaseCondition.patient_id == CasePatient.id).where(cond)
+        if dataset:
+            base = base.where(CasePatient.dataset == dataset)
+        base = base.distinct()
+        with self.db.session() as s:
+            total = int(s.scalar(select(func.count()).select_from(base.subquery())) or 0)
+            ids = [cid for _, cid in s.execute(base.order_by(CasePatient.id).limit(limit).offset(offset)).all()]
+        return total, ids
+
     def get_case(self, identifier: str, *, deidentified: bool = True) -> dict[str, object]:
         """Everything stored about one case (``identifier``: any kind :meth:`resolve` accepts).
 
@@ -469,16 +547,18 @@ class CaseStore:
         """
         case_id = self.resolve(identifier)
         with self.db.session() as s:
-            p = s.scalar(select(CasePatient).where(CasePatient.case_id == case_id))
+            p = self._patient(s, case_id)
             view = self._patient_view(p, deidentified=deidentified)
-            index = None if deidentified or p.index_date_enc is None else datetime.fromisoformat(self._dec(p.index_date_enc))
+            index = (None if deidentified or p.index_date_enc is None
+                     else datetime.fromisoformat(self.cipher.decrypt(p.index_date_enc)))
             day_cols = {"start_day", "end_day", "onset_day", "day"}
             for kind, model in CHILD_TABLES.items():
                 items = []
-                for r in s.scalars(select(model).where(model.patient_id == p.id).order_by(model.id)):
-                    d = {c.name: getattr(r, c.key) for c in model.__table__.columns
+                table = table_of(model)
+                for r in s.scalars(select(model).where(table.c.patient_id == p.id).order_by(table.c.id)):
+                    d = {c.name: getattr(r, c.key) for c in table.columns
                          if c.name not in ("id", "patient_id", "created_at", "text_enc")}
-                    if kind == "notes":
+                    if isinstance(r, CaseNote):
                         d["text"] = self.cipher.decrypt(r.text_enc)
                     if kind == "outcomes":
                         d["primary"] = d.pop("is_primary")
@@ -503,10 +583,10 @@ class CaseStore:
             raise ConfigError(f"add_note: kind must be at most 32 characters; got {len(kind)}.")
         case_id = self.resolve(case_id)
         with self.db.session(write=True) as s:
-            p = s.scalar(select(CasePatient).where(CasePatient.case_id == case_id))
+            p = self._patient(s, case_id)
             clean, n_red = _deidentify(text, self._dec(p.name_enc))
             if day is None and time is not None and p.index_date_enc is not None:
-                index = datetime.fromisoformat(self._dec(p.index_date_enc))
+                index = datetime.fromisoformat(self.cipher.decrypt(p.index_date_enc))
                 day = (_utc(time) - index).total_seconds() / _DAY
             s.add(CaseNote(patient_id=p.id, kind=kind, day=day, text_enc=self.cipher.encrypt(clean), n_redacted=n_red))
         return n_red

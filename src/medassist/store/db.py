@@ -15,21 +15,26 @@ Example:
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from medassist.exceptions import ConfigError
 from medassist.settings import Settings
+
+if TYPE_CHECKING:
+    from medassist.store.audit_keys import AuditFiles
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -57,7 +62,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_connect(dbapi_conn, _record) -> None:
+        def _sqlite_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
             dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
@@ -67,7 +72,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn) -> None:
+        def _sqlite_begin(conn: Connection) -> None:
             immediate = conn.get_execution_options().get("medassist_write", False)
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
@@ -88,9 +93,9 @@ class Database:
 
     engine: Engine
     settings: Settings | None = None
-    _plain: sessionmaker = field(init=False, repr=False)
-    _write: sessionmaker = field(init=False, repr=False)
-    _audit_files: object = field(init=False, repr=False, default=None)
+    _plain: sessionmaker[Session] = field(init=False, repr=False)
+    _write: sessionmaker[Session] = field(init=False, repr=False)
+    _audit_files: AuditFiles | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self._plain = sessionmaker(self.engine, expire_on_commit=False, info={"medassist_db": self})
@@ -100,7 +105,7 @@ class Database:
             event.listen(maker, "after_commit", self._after_commit)
 
     @property
-    def audit_files(self):
+    def audit_files(self) -> AuditFiles:
         """The audit keyring and checkpoint files (:class:`~medassist.store.audit_keys.AuditFiles`)."""
         if self._audit_files is None:
             from medassist.store.audit_keys import AuditFiles

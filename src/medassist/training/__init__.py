@@ -1,7 +1,7 @@
 from medassist.training.config import Monitor, Schedule, TrainConfig
 from medassist.training.data import ArrayDataset
-from medassist.training.privacy import PrivacyConfig
 from medassist.training.losses import class_weights, classification_loss
+from medassist.training.privacy import PrivacyConfig
 from medassist.training.trainer import Trainer, TrainResult, seed_everything
 
 __all__ = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from medassist.exceptions import BundleError
+from medassist.fileio import atomic_path
 
 
 def state_to_tensors(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -33,10 +33,9 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     tensors, opt_meta = state_to_tensors(model, optimizer)
     meta = {**meta, **opt_meta}
     st, js = path.with_suffix(".safetensors"), path.with_suffix(".json")
-    save_file(tensors, str(st) + ".tmp")
-    js.with_suffix(".json.tmp").write_text(json.dumps(meta, indent=1))
-    os.replace(str(st) + ".tmp", st)
-    os.replace(js.with_suffix(".json.tmp"), js)
+    with atomic_path(js) as js_tmp, atomic_path(st) as st_tmp:  # both written, then both renamed
+        save_file(tensors, str(st_tmp))
+        js_tmp.write_text(json.dumps(meta, indent=1))
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
@@ -45,7 +44,7 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     if not st.exists() or not js.exists():
         raise BundleError(f"{path}: checkpoint not found (expected {st.name} and {js.name}).")
     tensors = load_file(str(st))
-    meta = json.loads(js.read_text())
+    meta: dict[str, Any] = json.loads(js.read_text())
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     if optimizer is not None and "param_groups" in meta:
         state: dict[int, dict[str, torch.Tensor]] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from typing import Any
 
 from medassist.options import look_up_option
 from medassist.training.privacy import PrivacyConfig
@@ -72,5 +73,5 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         return cls(**d)

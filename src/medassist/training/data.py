@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 from medassist.types import Batch
 
 
-class ArrayDataset(Dataset):
+class ArrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Rows of a float feature matrix (N, F) with integer class targets (N,)."""
 
     def __init__(self, *, features: np.ndarray, targets: np.ndarray) -> None:

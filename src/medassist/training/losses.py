@@ -1,4 +1,5 @@
-"""Losses built from the training targets (class weighting happens here, not in the Trainer)."""
+"""Losses built from the training targets (class weighting happens here, not in the Trainer),
+and masked losses for multi-task targets where a missing label (NaN) counts for nothing."""
 
 from __future__ import annotations
 
@@ -20,3 +21,17 @@ def classification_loss(targets: np.ndarray, n_classes: int, *, balanced: bool =
     """Cross-entropy on logits (B, C), optionally weighted against class imbalance."""
     weight = torch.tensor(class_weights(targets, n_classes), dtype=torch.float32) if balanced else None
     return nn.CrossEntropyLoss(weight=weight)
+
+
+def masked_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the measured entries of ``target`` (B, T); NaN entries are skipped."""
+    mask = ~torch.isnan(target)
+    diff = torch.where(mask, out - torch.nan_to_num(target), torch.zeros_like(out))
+    return (diff**2).sum() / mask.sum().clamp(min=1)
+
+
+def masked_bce(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy on logits ``out`` (B, T) over the measured 0/1 entries of ``target``."""
+    mask = ~torch.isnan(target)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(out, torch.nan_to_num(target), reduction="none")
+    return (loss * mask).sum() / mask.sum().clamp(min=1)

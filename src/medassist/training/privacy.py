@@ -6,9 +6,13 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from torch import nn
+
+if TYPE_CHECKING:
+    from torch.optim import Optimizer
+    from torch.utils.data import DataLoader
 
 from medassist.exceptions import ConfigError
 from medassist.validation import check_number
@@ -58,7 +62,11 @@ def make_private_compatible(model: nn.Module) -> list[str]:
     record in the model spec (``private_model_spec``) so a bundle rebuilds the converted model;
     logs a notice when it converts. Anything else Opacus refuses still raises (``check_private_compatible``)."""
     from medassist.models.conversions import (
-        BATCHNORM_TO_GROUPNORM, CLONE_RESIDUAL_BRANCH, batchnorm_to_groupnorm, clone_residual_branch, has_batchnorm,
+        BATCHNORM_TO_GROUPNORM,
+        CLONE_RESIDUAL_BRANCH,
+        batchnorm_to_groupnorm,
+        clone_residual_branch,
+        has_batchnorm,
         has_inplace_residual,
     )
 
@@ -74,10 +82,17 @@ def make_private_compatible(model: nn.Module) -> list[str]:
     for m in model.modules():
         # In-place activations (MONAI's ResNet uses ReLU(inplace=True)) break the backward hooks
         # Opacus needs; out-of-place gives the same outputs and weights, so nothing is recorded.
-        if getattr(m, "inplace", False) is True:
+        if isinstance(m, _InPlace) and m.inplace is True:
             m.inplace = False
     check_private_compatible(model)
     return done
+
+
+@runtime_checkable
+class _InPlace(Protocol):
+    """A layer with an ``inplace`` switch (ReLU, Dropout, ...)."""
+
+    inplace: bool
 
 
 def private_model_spec(spec: dict[str, Any], conversions: list[str]) -> dict[str, Any]:
@@ -98,8 +113,9 @@ def check_private_compatible(model: nn.Module) -> None:
         raise ConfigError(f"{type(model).__name__} cannot be trained with differential privacy as it is: {reasons}.")
 
 
-def make_private(model: nn.Module, optimizer, data_loader, *, epochs: int, privacy: PrivacyConfig):
-    """Wrap model, optimizer and loader for DP-SGD; returns (engine, module, optimizer, loader)."""
+def make_private(model: nn.Module, optimizer: Optimizer, data_loader: DataLoader[Any], *, epochs: int,
+                 privacy: PrivacyConfig) -> tuple[Any, Any, Any, Any]:
+    """Wrap model, optimizer and loader for DP-SGD; returns Opacus' (engine, module, optimizer, loader)."""
     from opacus import PrivacyEngine
 
     with warnings.catch_warnings():
@@ -125,7 +141,7 @@ def release(module: nn.Module) -> None:
             p.grad_sample = None
 
 
-def spent(engine: Any, privacy: PrivacyConfig, *, noise_multiplier: float, sample_rate: float, steps: int) -> dict[str, float]:
+def spent(engine: Any, privacy: PrivacyConfig, *, noise_multiplier: float, sample_rate: float, steps: int) -> dict[str, Any]:
     return {
         "epsilon": float(engine.accountant.get_epsilon(delta=privacy.delta)), "delta": privacy.delta,
         "target_epsilon": privacy.target_epsilon, "max_grad_norm": privacy.max_grad_norm,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -13,31 +12,13 @@ from cryptography.fernet import Fernet
 
 from medassist.privacy.crypto import FieldCipher, IdentifierHasher
 from medassist.store.cases import CaseStore
-from medassist.store.db import normalize_url, open_database
-
-PG_URL = os.environ.get("MEDASSIST_TEST_POSTGRES_URL")
+from medassist.store.db import open_database
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def case_db_url(request, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cases.db'}"
-        return
-    if not PG_URL:
-        pytest.skip("MEDASSIST_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL and sets it)")
-    import sqlalchemy as sa
-
-    schema = f"c_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(normalize_url(PG_URL))
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
+@pytest.fixture
+def case_db_url(database_url) -> str:
+    """A fresh case database: SQLite, or a new PostgreSQL schema (``database_url`` of tests/conftest.py)."""
+    return database_url
 
 
 @pytest.fixture

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
 from medassist.data.case_records import (
-    CaseRecord, ConditionRecord, MedicationRecord, NoteRecord, ObservationRecord, OutcomeRecord, PatientRecord,
+    CaseRecord,
+    ConditionRecord,
+    MedicationRecord,
+    NoteRecord,
+    ObservationRecord,
+    OutcomeRecord,
+    PatientRecord,
 )
 from medassist.data.io.fhir import read_fhir_bundle, to_fhir_bundle, write_fhir_bundle
 from medassist.exceptions import DataError, DataFileNotFoundError
@@ -57,12 +63,12 @@ def test_a_hand_written_bundle_reads_into_one_case():
     assert case.medications[0].name == "aspirin" and case.medications[0].kind == "request"
     obs = case.observations[0]
     assert (obs.code, obs.system, obs.value, obs.unit) == ("2160-0", "LOINC", 1.3, "mg/dL")
-    assert obs.time == datetime(2024, 3, 2, 8, tzinfo=timezone.utc)
+    assert obs.time == datetime(2024, 3, 2, 8, tzinfo=UTC)
     assert case.encounters[0].kind == "IMP"
 
 
 def test_the_writer_round_trips_every_kind_of_record(tmp_path, cdisc):
-    t = datetime(2024, 1, 5, 9, 30, tzinfo=timezone.utc)
+    t = datetime(2024, 1, 5, 9, 30, tzinfo=UTC)
     made = CaseRecord(
         patient=PatientRecord(source_system="fhir", source_id="pt-9", mrn="M9", name="Jo Bloggs", birth_date=date(1940, 2, 29),
                               sex="male", death_date=date(2024, 6, 1), index_date=t, age_years=None),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
@@ -19,13 +19,13 @@ from medassist.exceptions import ConfigError, DataError
 from medassist.featurizers.case_profile import CaseProfile, icd10_chapter
 from medassist.testing import one_line_error
 
-T0 = datetime(2024, 1, 10, 8, tzinfo=timezone.utc)
+T0 = datetime(2024, 1, 10, 8, tzinfo=UTC)
 
 
 def _bundle(**patient) -> dict:
     case = CaseRecord(patient=PatientRecord(source_system="fhir", source_id="p1", sex="female", **patient),
-                      encounters=(EncounterRecord(kind="IMP", start=T0, end=datetime(2024, 1, 20, 8, tzinfo=timezone.utc)),),
-                      observations=(ObservationRecord(code="2160-0", value=1.1, time=datetime(2024, 3, 10, 8, tzinfo=timezone.utc)),))
+                      encounters=(EncounterRecord(kind="IMP", start=T0, end=datetime(2024, 1, 20, 8, tzinfo=UTC)),),
+                      observations=(ObservationRecord(code="2160-0", value=1.1, time=datetime(2024, 3, 10, 8, tzinfo=UTC)),))
     return to_fhir_bundle([case])
 
 

@@ -3,7 +3,7 @@ identifier lookup, the researcher and clinician views, the analysis frame, PHI a
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from medassist.data.case_records import (
-    CaseRecord, ConditionRecord, MedicationRecord, NoteRecord, ObservationRecord, OutcomeRecord, PatientRecord,
+    CaseRecord,
+    ConditionRecord,
+    MedicationRecord,
+    NoteRecord,
+    ObservationRecord,
+    OutcomeRecord,
+    PatientRecord,
 )
 from medassist.data.datasets.cases import load_cases
 from medassist.data.io.case_tables import read_case_csv
@@ -24,7 +30,7 @@ from medassist.store import case_models
 from medassist.store.models import Base
 
 NAME, MRN = "Zebediah Quigglesworth", "MRN-99817"
-T0 = datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
 
 
 def named_case(sid: str = "pt-1", *, event: int = 1) -> CaseRecord:
@@ -34,9 +40,9 @@ def named_case(sid: str = "pt-1", *, event: int = 1) -> CaseRecord:
         conditions=(ConditionRecord(code="I214", text="NSTEMI", onset=T0), ConditionRecord(code="E11.9")),
         medications=(MedicationRecord(name="aspirin", code="1191", system="RxNorm", start=T0),),
         observations=(
-            ObservationRecord(code="2160-0", system="LOINC", value=1.1, unit="mg/dL", time=datetime(2024, 3, 2, tzinfo=timezone.utc)),
-            ObservationRecord(code="2160-0", system="LOINC", value=1.9, unit="mg/dL", time=datetime(2024, 3, 4, tzinfo=timezone.utc)),
-            ObservationRecord(code="2160-0", system="LOINC", value=0.7, unit="mg/dL", time=datetime(2024, 3, 3, tzinfo=timezone.utc)),
+            ObservationRecord(code="2160-0", system="LOINC", value=1.1, unit="mg/dL", time=datetime(2024, 3, 2, tzinfo=UTC)),
+            ObservationRecord(code="2160-0", system="LOINC", value=1.9, unit="mg/dL", time=datetime(2024, 3, 4, tzinfo=UTC)),
+            ObservationRecord(code="2160-0", system="LOINC", value=0.7, unit="mg/dL", time=datetime(2024, 3, 3, tzinfo=UTC)),
             ObservationRecord(code="smoking", text="former", category="social-history"),
             ObservationRecord(code="age", value=3.0, category="covariate"),
         ),
@@ -197,3 +203,23 @@ def test_phi_is_not_in_plain_text_in_the_database(tmp_path, case_db_url, case_st
     assert b"aspirin" in raw  # the stored content is readable here: the checks below can fail
     for secret in (NAME, "Quigglesworth", MRN, "pt-1", "1931-05-02", "2024-03-01"):
         assert secret.encode() not in raw
+
+
+def test_the_queries_the_service_asks_of_the_store(case_store, tmp_path):
+    path = write_fhir_bundle([named_case("pt-1"), named_case("pt-2")], tmp_path / "ward.json")
+    result = read_fhir_bundle(path)
+    assert case_store.revision("ward") == (0, 0)
+    case_store.import_records(result.cases, source="ward", source_kind="fhir", file_sha256=result.sha256)
+    n, last = case_store.revision("ward")
+    assert n == 2 and last >= 1
+    cid = case_store.resolve("pt-1")
+    assert case_store.has_case(cid) and not case_store.has_case("c" + "0" * 16)
+    assert case_store.dataset_of(cid) == "ward" and case_store.dataset_of("c" + "0" * 16) is None
+    total, ids = case_store.search_conditions("i21", dataset="ward")  # a code prefix, any case
+    assert total == 2 and cid in ids
+    assert case_store.search_conditions("I2_", dataset="ward") == (0, [])  # '_' is no wildcard
+    assert case_store.search_conditions("I21", dataset="elsewhere") == (0, [])
+    assert case_store.search_conditions("I21", dataset="ward", limit=1, offset=1) == (2, ids[1:])
+    rows = case_store.summaries([ids[1], ids[0], "c" + "0" * 16])
+    assert [r["case_id"] for r in rows] == [ids[1], ids[0]]
+    assert rows[0]["counts"]["conditions"] >= 1 and rows[0]["age"] == 90 and "name" not in rows[0]

@@ -6,7 +6,13 @@ import pytest
 
 from medassist.data.catalog import list_datasets
 from medassist.data.dictionary import (
-    ColumnRole, ColumnType, DataDictionary, bundled_dictionary, dictionary_for, find_dictionary_beside, read_dictionary,
+    ColumnRole,
+    ColumnType,
+    DataDictionary,
+    bundled_dictionary,
+    dictionary_for,
+    find_dictionary_beside,
+    read_dictionary,
 )
 from medassist.exceptions import DataError
 

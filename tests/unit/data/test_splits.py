@@ -1,6 +1,10 @@
 import numpy as np
+import pytest
+from rdkit import Chem
 
-from medassist.data.splits import kfold_indices, split_indices
+from medassist.data.catalog import get_dataset
+from medassist.data.splits import kfold_indices, murcko_scaffold, random_split, scaffold_split, split_indices
+from medassist.exceptions import DataError
 
 
 def test_split_is_disjoint_complete_stratified_and_seeded():
@@ -28,3 +32,18 @@ def test_kfold_covers_every_row_once():
     y = np.array([0, 1] * 25)
     seen = np.concatenate([test for _, test in kfold_indices(y, n_splits=5)])
     assert sorted(seen.tolist()) == list(range(50))
+
+
+def test_molecule_splits_are_seeded_disjoint_and_scaffolds_do_not_straddle():
+    bbb = get_dataset("b3db_classification").load().sample(240, random_state=0).reset_index(drop=True)
+    mols = [Chem.MolFromSmiles(s) for s in bbb["SMILES"]]
+    a, b = scaffold_split(mols, seed=3), scaffold_split(mols, seed=3)
+    assert a.to_dict() == b.to_dict() and scaffold_split(mols, seed=4).to_dict() != a.to_dict()
+    assert sorted(np.concatenate([a.train, a.val, a.test]).tolist()) == list(range(len(mols)))
+    scaf = [murcko_scaffold(m) for m in mols]
+    sets = {k: {scaf[i] for i in getattr(a, k)} for k in ("train", "val", "test")}
+    assert not (sets["train"] & sets["test"]) and not (sets["train"] & sets["val"]) and not (sets["val"] & sets["test"])
+    r = random_split(100, seed=1)
+    assert (len(r.train), len(r.val), len(r.test)) == (80, 10, 10)
+    with pytest.raises(DataError):
+        random_split(3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from medassist.assistants.imaging import ImagingAssistant
-from medassist.service.assistant_testing import build_imaging_bundle, example_png
+from medassist.testing.assistants import build_imaging_bundle, example_png
 
 
 def test_concurrent_predictions_with_gradcam_all_succeed_and_agree(tmp_path):

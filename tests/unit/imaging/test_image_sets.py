@@ -19,7 +19,7 @@ def test_png_grey_rgb_16bit_and_jpeg(tmp_path):
     rgb = np.zeros((8, 8, 3), dtype=np.uint8)
     rgb[..., 0] = 255
     Image.fromarray(rgb).save(tmp_path / "red.jpg", quality=95)
-    Image.fromarray((grey.astype(np.uint16) * 256)).save(tmp_path / "g16.png")
+    Image.fromarray(grey.astype(np.uint16) * 256).save(tmp_path / "g16.png")
     g = read_image(tmp_path / "g.png").slices
     assert g.shape == (1, 1, 8, 8)
     np.testing.assert_allclose(g[0, 0], grey / 255.0)

@@ -80,7 +80,7 @@ def test_augmentation_changes_training_batches_only_and_is_seeded():
 
 
 def _quick_spec(**kw):
-    return ImageSpec(n_boot=20, n_gradcam=2, train=TrainConfig(epochs=1, batch_size=16, monitor=Monitor.VAL_METRIC), **kw)
+    return ImageSpec(**{"size": "small", **kw}, n_boot=20, n_gradcam=2, train=TrainConfig(epochs=1, batch_size=16, monitor=Monitor.VAL_METRIC))
 
 
 def test_multilabel_bundle_reports_per_label_auc_and_gradcam(tmp_path):

@@ -6,7 +6,12 @@ import pandas as pd
 import pytest
 
 from medassist.data.io.molecules import (
-    MoleculeStandardizer, iter_raw_batches, parse_smiles, read_molecule_file, read_molecule_table, summarize_skipped,
+    MoleculeStandardizer,
+    iter_raw_batches,
+    parse_smiles,
+    read_molecule_file,
+    read_molecule_table,
+    summarize_skipped,
 )
 from medassist.exceptions import DataError, DataFileNotFoundError, EmptyDataError, SchemaError
 

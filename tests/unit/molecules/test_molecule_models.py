@@ -8,7 +8,6 @@ from rdkit import Chem
 from medassist.featurizers.molecules import MoleculeFeaturizer
 from medassist.models import MODELS, build_model, count_parameters, model_from_spec
 from medassist.models.molecules import MoleculeEnsemble, make_batch, mol_ensemble_spec
-from medassist.pipeline.molecules import masked_bce, masked_mse
 
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "C[C@H](N)C(=O)O", "C#N", "CCCCCCCC"]
 MOLS = [Chem.MolFromSmiles(s) for s in SMILES]
@@ -53,16 +52,6 @@ def test_dmpnn_output_depends_on_every_atom():
     model, _ = build_model("dmpnn", size="small", overrides={"hidden": 8, "ffn_hidden": 8, "depth": 2}, n_tasks=1)
     model.eval()
     assert not torch.allclose(model(make_batch(a, [0])), model(make_batch(b, [0])))
-
-
-def test_masked_losses_ignore_missing_labels():
-    out = torch.tensor([[0.0, 5.0], [1.0, 2.0]])
-    y = torch.tensor([[0.0, float("nan")], [3.0, 2.0]])
-    assert masked_mse(out, y).item() == pytest.approx((0 + 4 + 0) / 3)
-    assert torch.isfinite(masked_bce(out, torch.tensor([[1.0, float("nan")], [0.0, 1.0]])))
-    out.requires_grad_(True)
-    masked_mse(out, y).backward()
-    assert out.grad[0, 1] == 0
 
 
 @pytest.mark.parametrize("classification", [False, True])

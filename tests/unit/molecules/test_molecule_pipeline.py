@@ -11,12 +11,17 @@ from rdkit import Chem
 
 from medassist.data.catalog import get_dataset
 from medassist.data.sources import DataSource
+from medassist.evaluation.applicability import ApplicabilityDomain
 from medassist.exceptions import ConfigError, DataError
 from medassist.explain.molecules import atom_attributions, similarity_map_png, top_atoms
 from medassist.models.molecules import make_batch
 from medassist.pipeline.molecules import (
-    ApplicabilityDomain, ScreeningSpec, deduplicate, evaluate_frame, murcko_scaffold, predict_frame, prepare_targets,
-    random_split, scaffold_split, train_screening,
+    ScreeningSpec,
+    deduplicate,
+    evaluate_frame,
+    predict_frame,
+    prepare_targets,
+    train_screening,
 )
 from medassist.registry.bundle import load_bundle
 from medassist.training import TrainConfig
@@ -27,20 +32,6 @@ TINY = {"hidden": 32, "ffn_hidden": 32}
 @pytest.fixture(scope="module")
 def bbb():
     return get_dataset("b3db_classification").load().sample(240, random_state=0).reset_index(drop=True)
-
-
-def test_splits_are_seeded_disjoint_and_scaffolds_do_not_straddle(bbb):
-    mols = [Chem.MolFromSmiles(s) for s in bbb["SMILES"]]
-    a, b = scaffold_split(mols, seed=3), scaffold_split(mols, seed=3)
-    assert a.to_dict() == b.to_dict() and scaffold_split(mols, seed=4).to_dict() != a.to_dict()
-    assert sorted(np.concatenate([a.train, a.val, a.test]).tolist()) == list(range(len(mols)))
-    scaf = [murcko_scaffold(m) for m in mols]
-    sets = {k: {scaf[i] for i in getattr(a, k)} for k in ("train", "val", "test")}
-    assert not (sets["train"] & sets["test"]) and not (sets["train"] & sets["val"]) and not (sets["val"] & sets["test"])
-    r = random_split(100, seed=1)
-    assert (len(r.train), len(r.val), len(r.test)) == (80, 10, 10)
-    with pytest.raises(DataError):
-        random_split(3)
 
 
 def test_targets_are_encoded_and_missing_values_stay_missing():

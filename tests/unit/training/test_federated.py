@@ -14,7 +14,13 @@ from medassist.exceptions import DataError
 from medassist.featurizers.tabular import TabularFeaturizer
 from medassist.pipeline.federated import split_sites
 from medassist.training.federated import (
-    FederationConfig, ProximalLoss, auc_from_histograms, build_strategy, merge_summaries, site_level_epsilon, summarise_columns,
+    FederationConfig,
+    ProximalLoss,
+    auc_from_histograms,
+    build_strategy,
+    merge_summaries,
+    site_level_epsilon,
+    summarise_columns,
 )
 
 

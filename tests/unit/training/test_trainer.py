@@ -109,3 +109,60 @@ def test_balanced_class_weights():
     w = class_weights(np.array([0, 0, 0, 1]), 2)
     assert w.tolist() == pytest.approx([4 / 6, 2.0])
     assert isinstance(classification_loss(np.array([0, 1]), 2), nn.CrossEntropyLoss)
+
+
+def test_callbacks_hear_fit_start_batches_epochs_in_order_early_stop_and_fit_end():
+    from medassist.training.trainer import TrainerCallback, format_stats
+
+    class Recorder(TrainerCallback):
+        def __init__(self):
+            self.events = []
+
+        def on_fit_start(self, *, max_epochs, start_epoch, member):
+            self.events.append(("start", max_epochs, start_epoch, member))
+
+        def on_batch_end(self, *, epoch, step, loss):
+            self.events.append(("batch", epoch, step))
+
+        def on_epoch_end(self, epoch, max_epochs, stats):
+            self.events.append(("epoch", epoch, max_epochs, format_stats(stats)))
+
+        def on_early_stop(self, *, epoch, best_epoch):
+            self.events.append(("stop", epoch, best_epoch))
+
+        def on_fit_end(self, result):
+            self.events.append(("end", result))
+
+    train, val, ytr = _data()
+    torch.manual_seed(0)
+    model = build_model("mlp", size="small", n_features=6, n_outputs=2)[0]
+    rec = Recorder()
+    cfg = TrainConfig(epochs=200, patience=3, lr=0.05, schedule="constant", batch_size=64)
+    res = Trainer(config=cfg, progress=False).fit(model, train_data=train, val_data=val, loss_fn=classification_loss(ytr, 2),
+                                                  callbacks=[rec], member=(2, 5))
+    assert rec.events[0] == ("start", 200, 1, (2, 5)) and rec.events[-1] == ("end", res)
+    epochs = [e for e in rec.events if e[0] == "epoch"]
+    assert [e[1] for e in epochs] == list(range(1, len(res.history) + 1)) and all(e[2] == 200 for e in epochs)
+    assert epochs[0][3] == f"loss {res.history[0]['train_loss']:.3f}  val {res.history[0]['val_loss']:.3f}"
+    # three batches of 64 rows (180 in all) before each epoch's end
+    first_end = rec.events.index(epochs[0])
+    assert rec.events[1:first_end] == [("batch", 1, 1), ("batch", 1, 2), ("batch", 1, 3)]
+    assert res.stopped_early and rec.events[-2] == ("stop", len(res.history), res.best_epoch)
+
+
+def test_a_failed_fit_still_ends_its_callbacks():
+    from medassist.training.trainer import TrainerCallback
+
+    class Ends(TrainerCallback):
+        ended = "not called"
+
+        def on_fit_end(self, result):
+            self.ended = result
+
+    train, val, ytr = _data()
+    model = build_model("mlp", size="small", n_features=6, n_outputs=2)[0]
+    cb = Ends()
+    with pytest.raises(TrainingError):
+        Trainer(config=TrainConfig(epochs=3), progress=False).fit(
+            model, train_data=train, val_data=val, loss_fn=lambda out, t: torch.tensor(float("nan")), callbacks=[cb])
+    assert cb.ended is None

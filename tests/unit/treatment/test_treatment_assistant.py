@@ -1,7 +1,6 @@
 """The treatment assistant's advice: intervals, recommendation, flags, modifiers, bundle round trip."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from medassist.assistants.treatment import FLAG_FEW_SIMILAR, FLAG_NO_DIFFERENCE, FLAG_OUTSIDE, TreatmentAssistant

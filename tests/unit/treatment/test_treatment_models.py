@@ -4,7 +4,12 @@ import torch
 
 from medassist.models import build_model, count_parameters, model_from_spec
 from medassist.models.treatment import (
-    multiarm_loss, risk_at_horizon, rmst, split_outputs, survival_at_edges, treatment_ensemble_spec,
+    multiarm_loss,
+    risk_at_horizon,
+    rmst,
+    split_outputs,
+    survival_at_edges,
+    treatment_ensemble_spec,
 )
 
 

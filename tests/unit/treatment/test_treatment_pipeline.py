@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from medassist.data.datasets.trials import synthetic_trial
+from medassist.evaluation.treatment_policy import summarise, t_multiplier
 from medassist.exceptions import ConfigError, DataError
-from medassist.pipeline.treatment import TreatmentSpec, fit_treatment, prepare_treatment, summarise, t_multiplier
+from medassist.pipeline.treatment import TreatmentSpec, fit_treatment, prepare_treatment
 from medassist.training import TrainConfig
 
 #: Short schedules keep the suite fast; the defaults (patience 30, lr 5e-4) are for real runs.

@@ -6,7 +6,8 @@ import pytest
 from medassist.assistants.treatment import TreatmentAssistant
 from medassist.data.datasets.trials import synthetic_trial
 from medassist.data.sources import DataSource
-from medassist.pipeline.treatment import TreatmentSpec, interval_multipliers, rank_arms, summarise, train_treatment
+from medassist.evaluation.treatment_policy import interval_multipliers, rank_arms, summarise
+from medassist.pipeline.treatment import TreatmentSpec, train_treatment
 from medassist.training import TrainConfig
 
 FAST = TrainConfig(epochs=50, patience=8, lr=1e-3, weight_decay=1e-4)

@@ -19,6 +19,7 @@ Times are in days everywhere. Event definitions (1 = event, 0 = censored):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ import pandas as pd
 from medassist.data.case_records import ReadResult
 from medassist.data.catalog import DatasetInfo, rdata_csv
 from medassist.data.io.case_tables import CaseTableSpec, table_to_cases
+from medassist.exceptions import ConfigError
 from medassist.options import unknown_name_error
 
 
@@ -90,7 +92,7 @@ class CaseSource:
     """How a bundled data set becomes case records: a survival table, or SDTM domains."""
 
     kind: str  # "table" or "sdtm"
-    load: object = None
+    load: Callable[[], pd.DataFrame] | None = None  # a "table" source's loader
     spec: CaseTableSpec | None = None
 
 
@@ -127,6 +129,8 @@ def load_cases(name: str) -> ReadResult:
         from medassist.data.io.sdtm import read_sdtm
 
         return read_sdtm()
+    if src.load is None or src.spec is None:
+        raise ConfigError(f"Case data set '{key}' of kind {src.kind!r} has no table loader and spec.")
     return table_to_cases(src.load(), src.spec, source=key, system=f"table:{key}")
 
 

@@ -20,6 +20,8 @@ nothing is downloaded and the packages' own loaders are not imported.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from medassist.data.catalog import DatasetInfo, package_dir, rdata_csv
@@ -48,7 +50,7 @@ def _load_nhefs() -> pd.DataFrame:
     return pd.read_stata(package_dir("causaldata") / "nhefs_complete" / "nhefs_complete.dta", convert_categoricals=False)
 
 
-_ACTG_COMMON = dict(
+_ACTG_COMMON: dict[str, Any] = dict(  # the DatasetInfo fields both ACTG 175 entries share
     assistant="treatment", n_rows=2139, package="lifelines",
     source="lifelines datasets/ACTG175.csv (AIDS Clinical Trials Group study 175; R package speff2trial)",
     licence="lifelines MIT; public trial data (ACTG 175, via speff2trial, GPL-2)",

@@ -108,7 +108,7 @@ def table_to_cases(df: pd.DataFrame, spec: CaseTableSpec, *, source: str, system
     ages = pd.to_numeric(df[spec.age], errors="coerce").to_numpy(dtype=float) if spec.age else None
     sexes = _sexes(df[spec.sex], spec, source=source) if spec.sex else None
     skip = set(named) | set(spec.exclude)
-    covariates = []
+    covariates: list[tuple[str, np.ndarray | None, np.ndarray | None]] = []  # (name, floats, texts)
     for col in df.columns:
         if col in skip:
             continue
@@ -128,7 +128,7 @@ def table_to_cases(df: pd.DataFrame, spec: CaseTableSpec, *, source: str, system
                 v = num[i]
                 if not math.isnan(v):
                     obs.append(ObservationRecord(code=name, name=name, system=system, value=float(v), category="covariate"))
-            elif txt[i] is not None:
+            elif txt is not None and txt[i] is not None:
                 obs.append(ObservationRecord(code=name, name=name, system=system, text=txt[i], category="covariate"))
         age = None if ages is None or math.isnan(ages[i]) else float(ages[i])
         sex = sexes[i] if sexes is not None else (spec.constant_sex or "unknown")

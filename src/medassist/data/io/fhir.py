@@ -25,15 +25,26 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import date, datetime, timezone
+from contextlib import ExitStack
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from medassist.data.case_records import (
-    CHILD_KINDS, AdverseEventRecord, CaseRecord, ConditionRecord, EncounterRecord, MedicationRecord, NoteRecord,
-    ObservationRecord, OutcomeRecord, PatientRecord, ReadResult,
+    CHILD_KINDS,
+    AdverseEventRecord,
+    CaseRecord,
+    ConditionRecord,
+    EncounterRecord,
+    MedicationRecord,
+    NoteRecord,
+    ObservationRecord,
+    OutcomeRecord,
+    PatientRecord,
+    ReadResult,
 )
 from medassist.exceptions import DataError
+from medassist.fileio import atomic_path, write_atomic
 
 EXT = "https://medassist.local/fhir/StructureDefinition"
 OUTCOME_SYSTEM = "https://medassist.local/fhir/CodeSystem/outcome"
@@ -68,7 +79,7 @@ def _dt(value: Any, field: str) -> datetime | None:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise _Bad(field, f"an ISO 8601 date/time, got {value!r}") from None
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def _date(value: Any, field: str) -> date | None:
@@ -110,7 +121,8 @@ def _concept(cc: Any, field: str) -> tuple[str | None, str | None, str | None, s
         raise _Bad(f"{field}.coding", "a list of codings")
     first = codings[0] if codings else {}
     system = first.get("system")
-    return first.get("code"), _LABELS.get(system, system), first.get("display"), cc.get("text")
+    label = _LABELS.get(system, system) if isinstance(system, str) else system
+    return first.get("code"), label, first.get("display"), cc.get("text")
 
 
 def _subject(res: dict, refs: dict[str, str]) -> str:
@@ -163,12 +175,18 @@ def _day(ext: dict, key: str = "day") -> float | None:
     return None if v is None else _num(v, f"extension[{key}]")
 
 
+def _quantity(res: dict) -> tuple[float, str | None]:
+    """(value, unit) of ``res["valueQuantity"]``."""
+    q = res["valueQuantity"]
+    if not isinstance(q, dict) or "value" not in q:
+        raise _Bad("valueQuantity.value", "a number")
+    return _num(q["value"], "valueQuantity.value"), q.get("unit") or q.get("code")
+
+
 def _value(res: dict) -> tuple[float | None, str | None, str | None]:
     if "valueQuantity" in res:
-        q = res["valueQuantity"]
-        if not isinstance(q, dict) or "value" not in q:
-            raise _Bad("valueQuantity.value", "a number")
-        return _num(q["value"], "valueQuantity.value"), None, q.get("unit") or q.get("code")
+        value, unit = _quantity(res)
+        return value, None, unit
     if "valueInteger" in res:
         return _num(res["valueInteger"], "valueInteger"), None, None
     if "valueString" in res:
@@ -214,7 +232,7 @@ def _add(rt: str, res: dict, parts: dict[str, list], skipped: dict[str, int]) ->
         if system == OUTCOME_SYSTEM:
             if "valueQuantity" not in res:
                 raise _Bad("valueQuantity", "the time to event in days")
-            t, _, _ = _value(res)
+            t, _ = _quantity(res)
             comps = {((c.get("code") or {}).get("coding") or [{}])[0].get("code"): c
                      for c in res.get("component") or ()}
             if "event" not in comps or "valueInteger" not in comps["event"]:
@@ -255,13 +273,14 @@ def _add(rt: str, res: dict, parts: dict[str, list], skipped: dict[str, int]) ->
             kind="statement" if rt == "MedicationStatement" else "request"))
     elif rt == "AdverseEvent":
         code, _, display, text = _concept(res.get("event"), "event")
-        if not (text or display or code):
+        term = text or display or code
+        if not term:
             raise _Bad("event", "the adverse event's term")
         sev, _, _, _ = _concept(res.get("severity"), "severity")
         ser, _, _, _ = _concept(res.get("seriousness"), "seriousness")
         _, _, out_display, out_text = _concept(res.get("outcome"), "outcome")
         parts["adverse_events"].append(AdverseEventRecord(
-            term=text or display or code, decoded=display, body_system=ext.get("body-system"),
+            term=term, decoded=display, body_system=ext.get("body-system"),
             severity=sev, serious=None if ser is None else ser == "serious", related=ext.get("related"),
             outcome=out_text or out_display, start=_dt(res.get("date"), "date"),
             start_day=_day(ext, "start-day"), end=_dt(ext.get("end"), "extension[end]"),
@@ -283,7 +302,8 @@ def _add(rt: str, res: dict, parts: dict[str, list], skipped: dict[str, int]) ->
 def _case(p: PatientRecord, parts: dict[str, list], age: float | None) -> CaseRecord:
     if age is not None and p.age_years is None:
         p = PatientRecord(**{**p.__dict__, "age_years": age})
-    case = CaseRecord(patient=p, **{k: tuple(parts.get(k, ())) for k in CHILD_KINDS})
+    children: dict[str, Any] = {k: tuple(parts.get(k, ())) for k in CHILD_KINDS}
+    case = CaseRecord(patient=p, **children)
     if not case.outcomes and (derived := derived_death_outcome(case)) is not None:
         case = CaseRecord(**{**{k: getattr(case, k) for k in ("patient", *CHILD_KINDS)}, "outcomes": (derived,)})
     return case
@@ -500,14 +520,14 @@ def to_fhir_bundle(records: list[CaseRecord] | tuple[CaseRecord, ...]) -> dict:
                      outcome={"text": a.outcome} if a.outcome else None, date=_iso(a.start),
                      extension=_ext(body_system=a.body_system, related=a.related, end=_iso(a.end),
                                     start_day=a.start_day, end_day=a.end_day)))
-        for k, o in enumerate(case.outcomes):
+        for k, oc in enumerate(case.outcomes):
             add(_put({"resourceType": "Observation", "id": f"{pid}-outcome-{k}", "status": "final", "subject": subject,
-                      "code": _cc(o.name, OUTCOME_SYSTEM, o.description),
-                      "valueQuantity": {"value": float(o.time_days), "unit": "d", "system": "http://unitsofmeasure.org",
+                      "code": _cc(oc.name, OUTCOME_SYSTEM, oc.description),
+                      "valueQuantity": {"value": float(oc.time_days), "unit": "d", "system": "http://unitsofmeasure.org",
                                         "code": "d"},
                       "component": [
-                          {"code": _cc("event", OUTCOME_SYSTEM), "valueInteger": int(o.event)},
-                          {"code": _cc("primary", OUTCOME_SYSTEM), "valueBoolean": bool(o.primary)},
+                          {"code": _cc("event", OUTCOME_SYSTEM), "valueInteger": int(oc.event)},
+                          {"code": _cc("primary", OUTCOME_SYSTEM), "valueBoolean": bool(oc.primary)},
                       ]}))
         for k, n in enumerate(case.notes):
             add(_put({"resourceType": "DocumentReference", "id": f"{pid}-note-{k}", "status": "current",
@@ -520,11 +540,7 @@ def to_fhir_bundle(records: list[CaseRecord] | tuple[CaseRecord, ...]) -> dict:
 
 def write_fhir_bundle(records, path: str | Path) -> Path:
     """Write :func:`to_fhir_bundle` of ``records`` to ``path`` atomically (temp file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(to_fhir_bundle(records), separators=(",", ":")), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(Path(path), json.dumps(to_fhir_bundle(records), separators=(",", ":")))
 
 
 def write_fhir_ndjson(records: Iterable[CaseRecord], folder: str | Path) -> dict[str, int]:
@@ -538,20 +554,13 @@ def write_fhir_ndjson(records: Iterable[CaseRecord], folder: str | Path) -> dict
     folder.mkdir(parents=True, exist_ok=True)
     files: dict[str, Any] = {}
     counts: dict[str, int] = defaultdict(int)
-    try:
+    with ExitStack() as stack:  # on an error every temporary file is removed; else all are renamed
         for case in records:
             for entry in to_fhir_bundle([case])["entry"]:
                 rt = entry["resource"]["resourceType"]
                 if rt not in files:
-                    files[rt] = (folder / f".{rt}.ndjson.tmp").open("w", encoding="utf-8")
+                    tmp = stack.enter_context(atomic_path(folder / f"{rt}.ndjson"))
+                    files[rt] = stack.enter_context(tmp.open("w", encoding="utf-8"))
                 files[rt].write(json.dumps(entry["resource"], separators=(",", ":")) + "\n")
                 counts[rt] += 1
-    except BaseException:
-        for rt, fh in files.items():
-            fh.close()
-            (folder / f".{rt}.ndjson.tmp").unlink(missing_ok=True)
-        raise
-    for rt, fh in files.items():
-        fh.close()
-        (folder / f".{rt}.ndjson.tmp").replace(folder / f"{rt}.ndjson")
     return dict(counts)

@@ -105,7 +105,8 @@ class _TextStream:
     def peek(self) -> str:
         """The next character that is not whitespace ('' at the end of the file)."""
         while True:
-            self.pos = _WS.match(self.buf, self.pos).end()
+            m = _WS.match(self.buf, self.pos)  # always matches (possibly empty)
+            self.pos = m.end() if m else self.pos
             if self.pos < len(self.buf) or not self._fill():
                 return self.buf[self.pos:self.pos + 1]
 
@@ -156,6 +157,12 @@ class FhirSource:
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._db: sqlite3.Connection | None = None
         self._bundle = False
+
+    @property
+    def _spool(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("FhirSource: the spool is open only inside a 'with' block.")
+        return self._db
 
     # ------------------------------------------------------------------------- pass 1: index
     def __enter__(self) -> FhirSource:
@@ -210,7 +217,7 @@ class FhirSource:
             self.sha256 = sha.hexdigest()
         self._flush()
         self._resolve()
-        self.n_cases = self._db.execute("SELECT count(*) FROM patients").fetchone()[0]
+        self.n_cases = self._spool.execute("SELECT count(*) FROM patients").fetchone()[0]
 
     def _read_ndjson(self, path: Path, sha, where: str) -> None:
         with path.open("rb") as fh:
@@ -309,7 +316,7 @@ class FhirSource:
             self._flush()
 
     def _flush(self) -> None:
-        db, rows = self._db, self._rows
+        db, rows = self._spool, self._rows
         for pid, loc, raw in rows["patients"]:
             try:
                 db.execute("INSERT INTO patients (pid, loc, raw) VALUES (?, ?, ?)", (pid, loc, raw))
@@ -324,7 +331,7 @@ class FhirSource:
 
     def _resolve(self) -> None:
         """Each resource's patient from its reference; a dangling reference is refused."""
-        db = self._db
+        db = self._spool
         db.execute("""UPDATE res SET pid = COALESCE((SELECT pid FROM refs WHERE refs.ref = res.ref),
                       CASE WHEN substr(res.ref, 1, 8) = 'Patient/' THEN substr(res.ref, 9) END)""")
         bad = db.execute("""SELECT res.ref, res.pid, res.loc, res.raw FROM res LEFT JOIN patients ON patients.pid = res.pid
@@ -347,7 +354,7 @@ class FhirSource:
         if self._db is None:
             raise RuntimeError("FhirSource.cases() needs the source opened in a 'with' block.")
         db = self._db
-        for seq, loc, raw in db.execute("SELECT seq, loc, raw FROM patients ORDER BY seq"):
+        for loc, raw in db.execute("SELECT loc, raw FROM patients ORDER BY seq"):
             res = self._resource(raw)
             try:
                 patient = _patient(res)

@@ -47,7 +47,7 @@ class ImageSet:
         splits: official train/val/test positions (MedMNIST), else None.
     """
 
-    images: object
+    images: np.ndarray | list[np.ndarray]
     targets: np.ndarray
     classes: list[str]
     task: str
@@ -122,10 +122,10 @@ def read_image(path: str | Path, *, window: str | None = None) -> ReadImage:
         return ReadImage(slices=_read_picture(path)[None], modality="", group=str(path), intensity="8/16-bit display values", kind="picture")
     if name.endswith(".npz") or name.endswith(".npy"):
         raise DataError(f"{path}: a NumPy file is not a single image; pass it as --data to train or evaluate.")
-    img = read_dicom(path, window=window)  # .dcm or files without a suffix (DICOM often has none)
-    slices = img.pixels if img.pixels.ndim == 4 else img.pixels[None]
-    group = img.patient_id or img.series_uid or str(path)
-    return ReadImage(slices=slices, modality=img.modality, group=group, intensity=img.intensity, kind="dicom")
+    dcm = read_dicom(path, window=window)  # .dcm or files without a suffix (DICOM often has none)
+    slices = dcm.pixels if dcm.pixels.ndim == 4 else dcm.pixels[None]
+    group = dcm.patient_id or dcm.series_uid or str(path)
+    return ReadImage(slices=slices, modality=dcm.modality, group=group, intensity=dcm.intensity, kind="dicom")
 
 
 def _is_image_file(p: Path) -> bool:
@@ -239,6 +239,10 @@ def load_image_data(source: str | Path, *, window: str | None = None) -> ImageSe
     if not p.exists():
         raise DataFileNotFoundError(f"{p}: not found (expected a MedMNIST .npz, a labelled folder or a CSV of path,label).")
     if p.is_dir():
+        from medassist.data.io.volumes import is_series_folder, load_volume_folder
+
+        if is_series_folder(p):  # class/<series folder>/: one volume per folder, classified whole
+            return load_volume_folder(p, window=window)
         return load_folder(p, window=window)
     if p.name.lower().endswith(".npz"):
         if window is not None:

@@ -85,8 +85,12 @@ def load_medmnist(path: str | Path, *, name: str | None = None) -> ImageSet:
             x = x[:, None]
         elif x.ndim == 4 and x.shape[-1] in (1, 3):
             x = np.moveaxis(x, -1, 1)
+        elif x.ndim == 4 and min(x.shape[1:]) >= 8:  # MedMNIST-3D: (N, D, H, W) volumes, one channel
+            x = x[:, None]
+        elif x.ndim == 5 and x.shape[1] == 1:  # (N, 1, D, H, W)
+            pass
         else:
-            raise DataError(f"{path}: {s}_images has shape {x.shape}; expected (N, H, W) or (N, H, W, 3) (3D MedMNIST is not supported).")
+            raise DataError(f"{path}: {s}_images has shape {x.shape}; expected (N, H, W), (N, H, W, 3) or MedMNIST-3D volumes (N, D, H, W).")
         if shape is not None and x.shape[1:] != shape:
             raise DataError(f"{path}: {s}_images has images of shape {x.shape[1:]} but train_images has {shape}.")
         shape = x.shape[1:]
@@ -117,7 +121,7 @@ def load_medmnist(path: str | Path, *, name: str | None = None) -> ImageSet:
         n = int(y_all.max()) + 1
         task = info.get("task") or ("binary" if n <= 2 else "multiclass")
         targets = y_all[:, 0].astype(np.int64)
-    names = info.get("labels") if info and len(info.get("labels", [])) == max(n, 2) else [str(i) for i in range(max(n, 2))]
+    names: list[str] = info["labels"] if info and len(info.get("labels", [])) == max(n, 2) else [str(i) for i in range(max(n, 2))]
     if task != "multilabel" and max(n, 2) != len(names):
         names = [str(i) for i in range(max(n, 2))]
     split = np.concatenate(split_of)

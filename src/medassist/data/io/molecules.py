@@ -316,7 +316,7 @@ def read_molecule_table(
     keep, smiles, mols, skipped = [], [], [], []
     for i, text in enumerate(texts):
         mol, smi, reason = prepare_molecule(text, kind=kind, standardizer=std)
-        if mol is None:
+        if mol is None or smi is None:  # canonical SMILES are computed: smi is None exactly when mol is
             shown = "" if text is None or (isinstance(text, float) and np.isnan(text)) else str(text)
             skipped.append(Skipped(row=i + 1, text=shown if kind == "smiles" else f"record {i + 1}", reason=reason or "unknown"))
             continue
@@ -471,7 +471,9 @@ def _iter_sdf(path: Path, batch_size: int) -> Iterator[RawBatch]:
     if "".join(buf).strip():  # a last record without its $$$$ terminator
         row += 1
         block, props = _split_record("".join(buf).replace("\r\n", "\n"))
-        rows.append(row), texts.append(block), cols.append(props)
+        rows.append(row)
+        texts.append(block)
+        cols.append(props)
     if rows:
         yield RawBatch(rows, texts, "molblock", cols)
 

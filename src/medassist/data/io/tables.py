@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import re
 import io
+import re
 from pathlib import Path
 from typing import BinaryIO
 
@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from medassist.exceptions import DataError, DataFileNotFoundError, EmptyDataError, SchemaError
+from medassist.fileio import write_atomic
 
 #: Tokens read as missing. pandas' defaults plus '?' (UCI files) and '.' (SAS/Stata exports).
 MISSING_TOKENS = [
@@ -49,10 +50,10 @@ def read_table(source: str | Path | bytes | BinaryIO, *, name: str | None = None
         with path.open("rb") as fh:
             return _read_delimited(fh, label=label, suffix=path.suffix, max_rows=max_rows)
     label = name or "upload"
-    fh = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
-    if not fh.seekable():
-        fh = io.BytesIO(fh.read())
-    return _read_delimited(fh, label=label, suffix=Path(label).suffix, max_rows=max_rows)
+    stream: BinaryIO = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    if not stream.seekable():
+        stream = io.BytesIO(stream.read())
+    return _read_delimited(stream, label=label, suffix=Path(label).suffix, max_rows=max_rows)
 
 
 def _delimiter(fh: BinaryIO, suffix: str) -> str:
@@ -133,22 +134,10 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """Write ``df`` as CSV atomically (a temporary file beside ``path``, then a rename), with
     spreadsheet formulas neutralised (:func:`neutralize_formulas`). Every CSV medassist hands
     to a user goes through here or :func:`table_to_csv`."""
-    import os
-    import tempfile
-
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: is a directory; expected a file name for the CSV output.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(table_to_csv(df))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, table_to_csv(df), mode=0o600, encoding=None, newline="")
 
 
 def table_to_csv(df: pd.DataFrame) -> str:

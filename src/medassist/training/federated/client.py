@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flwr.client import NumPyClient
@@ -32,6 +32,9 @@ from medassist.training.federated.weights import get_weights, set_weights
 from medassist.training.losses import classification_loss
 from medassist.training.trainer import Trainer
 
+if TYPE_CHECKING:
+    from torch import nn
+
 
 class SiteClient(NumPyClient):
     """Flower ``NumPyClient`` for one ``LocalSite``.
@@ -43,7 +46,7 @@ class SiteClient(NumPyClient):
     def __init__(self, *, site: LocalSite) -> None:
         self.site = site
         self.plan: dict[str, Any] | None = None
-        self.model = None
+        self.model: nn.Module | None = None
         self._plan_text = ""
 
     # -- setup ----------------------------------------------------------------------------
@@ -71,34 +74,41 @@ class SiteClient(NumPyClient):
         self.model = model_from_spec(self.plan["model"])
         self._plan_text = text
 
-    def get_parameters(self, config: dict[str, Any]) -> list[np.ndarray]:
+    def _setup(self, config: dict[str, Any]) -> tuple[dict[str, Any], nn.Module]:
+        """Apply the plan in ``config``; the plan and the model it built."""
         self._apply(config)
-        return get_weights(self.model)
+        if self.plan is None or self.model is None:  # _apply has raised already; this tells the type checker
+            raise TrainingError(f"site {self.site.name}: asked to train before the server sent its plan.")
+        return self.plan, self.model
+
+    def get_parameters(self, config: dict[str, Any]) -> list[np.ndarray]:
+        _, model = self._setup(config)
+        return get_weights(model)
 
     # -- one round of local training ----------------------------------------------------
     def fit(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[list[np.ndarray], int, dict[str, Any]]:
-        self._apply(config)
-        set_weights(self.model, parameters)
+        plan, model = self._setup(config)
+        set_weights(model, parameters)
         rnd = int(config.get("server_round", 1))
         # A different, reproducible data order per site and round.
-        seed = (int(self.plan["train"]["seed"]) + 1009 * rnd + zlib.crc32(self.site.name.encode())) % 2**31
-        cfg = TrainConfig.from_dict({**self.plan["train"], "seed": seed})
+        seed = (int(plan["train"]["seed"]) + 1009 * rnd + zlib.crc32(self.site.name.encode())) % 2**31
+        cfg = TrainConfig.from_dict({**plan["train"], "seed": seed})
         train, val = self.site.data["train"], self.site.data["val"]
-        base = classification_loss(train.targets.numpy(), len(self.plan["classes"]), balanced=False)
+        base = classification_loss(train.targets.numpy(), len(plan["classes"]), balanced=False)
         mu = float(config.get("proximal_mu", 0.0))
-        loss_fn = ProximalLoss(base=base, model=self.model, mu=mu)
+        loss_fn = ProximalLoss(base=base, model=model, mu=mu)
         result = Trainer(config=cfg, progress=False, device="cpu").fit(
-            self.model, train_data=train, val_data=val, loss_fn=loss_fn)
+            model, train_data=train, val_data=val, loss_fn=loss_fn)
         last = result.history[-1]
-        return get_weights(self.model), len(train), {"site": self.site.name, "train_loss": float(last["train_loss"]),
+        return get_weights(model), len(train), {"site": self.site.name, "train_loss": float(last["train_loss"]),
                                                      "val_loss": float(last["val_loss"])}
 
     # -- evaluation of the global model -------------------------------------------------
     def evaluate(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[float, int, dict[str, Any]]:
-        self._apply(config)
-        set_weights(self.model, parameters)
-        pos = int(self.plan["positive_index"])
-        z, y = self.site.logits(self.model, "val")
+        plan, model = self._setup(config)
+        set_weights(model, parameters)
+        pos = int(plan["positive_index"])
+        z, y = self.site.logits(model, "val")
         import torch
 
         logp = torch.log_softmax(torch.from_numpy(z), dim=1).numpy()
@@ -106,5 +116,5 @@ class SiteClient(NumPyClient):
         auc = compute_roc_auc(np.exp(logp), y, positive_index=pos) if len(np.unique(y)) == 2 else float("nan")
         metrics: dict[str, Any] = {"site": self.site.name, "val_auc": float(auc)}
         if config.get("final"):
-            metrics["report"] = json.dumps(self.site.report(self.model, positive_index=pos))
+            metrics["report"] = json.dumps(self.site.report(model, positive_index=pos))
         return loss, len(y), metrics

@@ -48,7 +48,7 @@ class ProximalLoss(nn.Module):
         return total
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = self.base(logits, target)
+        loss: torch.Tensor = self.base(logits, target)
         if self.mu > 0 and self._model[0].training:
             loss = loss + 0.5 * self.mu * self.proximal_term()
         return loss

@@ -19,8 +19,11 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
-from flwr.common import GetPropertiesIns, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common import FitRes, GetPropertiesIns, Parameters, Scalar, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server import Server, SimpleClientManager
+from flwr.server.client_proxy import ClientProxy
+from flwr.server.history import History
+from flwr.server.server import EvaluateResultsAndFailures, FitResultsAndFailures
 from flwr.server.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, FedProx, Strategy
 
 from medassist.exceptions import ConfigError, TrainingError
@@ -84,14 +87,16 @@ class FederationConfig:
                 "dp_delta": self.dp_delta if self.dp_noise is not None else None}
 
 
-class _UniformWeights:
+class _UniformWeights(FedAvg):
     """Mixin: average site updates with equal weights. Under DP the noise is calibrated to one
-    site's clipped update divided by the number of sites, which holds for the plain mean only."""
+    site's clipped update divided by the number of sites, which holds for the plain mean only.
+    (It derives from FedAvg so that ``super()`` is typed; the MRO of the two classes below is unchanged.)"""
 
-    def aggregate_fit(self, server_round, results, failures):  # type: ignore[no-untyped-def]
+    def aggregate_fit(self, server_round: int, results: list[tuple[ClientProxy, FitRes]],
+                      failures: list[tuple[ClientProxy, FitRes] | BaseException]) -> tuple[Parameters | None, dict[str, Scalar]]:
         for _, res in results:
             res.num_examples = 1
-        return super().aggregate_fit(server_round, results, failures)  # type: ignore[misc]
+        return super().aggregate_fit(server_round, results, failures)
 
 
 class _UniformFedAvg(_UniformWeights, FedAvg):
@@ -118,7 +123,7 @@ def build_strategy(config: FederationConfig, *, plan: Callable[[], str] = lambda
     def evaluate_config(rnd: int) -> dict[str, Any]:
         return {"server_round": rnd, "final": rnd == final, "plan": plan()}
 
-    common = dict(fraction_fit=1.0, fraction_evaluate=1.0, min_fit_clients=n, min_evaluate_clients=n,
+    common: dict[str, Any] = dict(fraction_fit=1.0, fraction_evaluate=1.0, min_fit_clients=n, min_evaluate_clients=n,
                   min_available_clients=n, on_fit_config_fn=fit_config, on_evaluate_config_fn=evaluate_config,
                   accept_failures=False, fit_metrics_aggregation_fn=_no_metrics, evaluate_metrics_aggregation_fn=_no_metrics)
     dp = config.dp_noise is not None
@@ -126,7 +131,7 @@ def build_strategy(config: FederationConfig, *, plan: Callable[[], str] = lambda
         strategy: Strategy = (_UniformFedProx if dp else FedProx)(proximal_mu=config.mu, **common)
     else:
         strategy = (_UniformFedAvg if dp else FedAvg)(**common)
-    if dp:
+    if config.dp_noise is not None:
         strategy = DifferentialPrivacyServerSideFixedClipping(
             strategy, noise_multiplier=config.dp_noise, clipping_norm=config.dp_clip, num_sampled_clients=n)
     return strategy
@@ -192,7 +197,7 @@ class FederatedServer(Server):
             raise TrainingError(f"A site could not answer the server's {config['action']!r} request: {res.status.message}")
         return dict(res.properties)
 
-    def fit(self, num_rounds: int, timeout: float | None):  # type: ignore[no-untyped-def]
+    def fit(self, num_rounds: int, timeout: float | None) -> tuple[History, float]:
         n = self.config.min_clients
         if not self._client_manager.wait_for(n, timeout=int(self.config.timeout or 86400)):
             raise TrainingError(f"Only {self._client_manager.num_available()} of {n} sites joined within {self.config.timeout} s.")
@@ -209,12 +214,13 @@ class FederatedServer(Server):
         log.info("federation planned with sites %s", ", ".join(names))
         return super().fit(num_rounds, timeout)
 
-    def _get_initial_parameters(self, server_round: int, timeout: float | None):  # type: ignore[no-untyped-def]
+    def _get_initial_parameters(self, server_round: int, timeout: float | None) -> Parameters:
         if self._initial is None:
             raise TrainingError("The federation has no initial model (the planning round did not run).")
         return ndarrays_to_parameters(self._initial)
 
-    def fit_round(self, server_round: int, timeout: float | None):  # type: ignore[no-untyped-def]
+    def fit_round(self, server_round: int,
+                  timeout: float | None) -> tuple[Parameters | None, dict[str, Scalar], FitResultsAndFailures] | None:
         res = super().fit_round(server_round, timeout)
         if res is None:
             raise TrainingError(f"Round {server_round}: no site returned an update.")
@@ -222,14 +228,16 @@ class FederatedServer(Server):
         if failures or params is None:
             raise TrainingError(f"Round {server_round}: {len(failures)} site(s) failed to train ({_failure_text(failures)}).")
         self.result.round_weights.append(parameters_to_ndarrays(params))
-        row = {"round": server_round, "sites": {}}
+        sites: dict[str, dict[str, Any]] = {}
+        row = {"round": server_round, "sites": sites}
         for _, fit_res in results:
             m = dict(fit_res.metrics)
-            row["sites"][m.get("site", "?")] = {"n_train": fit_res.num_examples, "train_loss": m.get("train_loss")}
+            sites[str(m.get("site", "?"))] = {"n_train": fit_res.num_examples, "train_loss": m.get("train_loss")}
         self.result.history.append(row)
         return res
 
-    def evaluate_round(self, server_round: int, timeout: float | None):  # type: ignore[no-untyped-def]
+    def evaluate_round(self, server_round: int,
+                       timeout: float | None) -> tuple[float | None, dict[str, Scalar], EvaluateResultsAndFailures] | None:
         res = super().evaluate_round(server_round, timeout)
         if res is None:
             return res
@@ -239,7 +247,7 @@ class FederatedServer(Server):
         row = self.result.history[-1] if self.result.history and self.result.history[-1]["round"] == server_round else None
         for _, ev in results:
             m = dict(ev.metrics)
-            site = m.get("site", "?")
+            site = str(m.get("site", "?"))
             if row is not None:
                 row["sites"].setdefault(site, {}).update({"val_loss": float(ev.loss), "n_val": ev.num_examples,
                                                           "val_auc": _finite(m.get("val_auc"))})

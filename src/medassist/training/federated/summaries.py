@@ -87,10 +87,10 @@ def merge_summaries(
         raise DataError("No usable input columns at any site.")
     median, mean, scale, indicator, missing_rate = {}, {}, {}, [], {}
     for col in numeric:
-        parts = [s[col] for s in summaries.values()]
-        n_total = sum(p["n"] for p in parts)
-        n_miss = sum(p["missing"] for p in parts)
-        observed = [p for p in parts if p["kind"] == "numeric"]
+        site_parts = [s[col] for s in summaries.values()]
+        n_total = sum(p["n"] for p in site_parts)
+        n_miss = sum(p["missing"] for p in site_parts)
+        observed = [p for p in site_parts if p["kind"] == "numeric"]
         n_obs = sum(p["n"] - p["missing"] for p in observed)
         med = sum((p["n"] - p["missing"]) * p["median"] for p in observed) / n_obs
         total = sum(p["sum"] for p in observed) + n_miss * med
@@ -104,12 +104,12 @@ def merge_summaries(
             indicator.append(col)
     categories: dict[str, list[str]] = {}
     for col in categorical:
-        parts = [s[col] for s in summaries.values()]
+        site_parts = [s[col] for s in summaries.values()]
         counts: dict[str, int] = {}
-        for p in parts:
+        for p in site_parts:
             for lev, c in p.get("levels", {}).items():
                 counts[lev] = counts.get(lev, 0) + c
-        n_miss = sum(p["missing"] for p in parts)
+        n_miss = sum(p["missing"] for p in site_parts)
         ranked = sorted(counts, key=lambda lev: (-counts[lev], lev))
         levels = sorted(ranked[:max_categories])
         if len(ranked) > max_categories:
@@ -117,18 +117,21 @@ def merge_summaries(
         if n_miss:
             levels.append(MISSING)
         categories[col] = levels
-        missing_rate[col] = n_miss / sum(p["n"] for p in parts)
+        missing_rate[col] = n_miss / sum(p["n"] for p in site_parts)
     ordered = [c for c in columns if c in set(numeric) | set(categorical)]
     num_ = [c for c in ordered if c in numeric]
     cat_ = [c for c in ordered if c in categorical]
     names, groups = [], []
     for col in num_:
-        names.append(col), groups.append(col)
+        names.append(col)
+        groups.append(col)
     for col in [c for c in num_ if c in indicator]:
-        names.append(f"{col}__is_missing"), groups.append(col)
+        names.append(f"{col}__is_missing")
+        groups.append(col)
     for col in cat_:
         for lev in categories[col]:
-            names.append(f"{col}={lev}"), groups.append(col)
+            names.append(f"{col}={lev}")
+            groups.append(col)
     state = {
         "columns_": ordered, "numeric_": num_, "categorical_": cat_, "median_": median, "mean_": mean,
         "scale_": scale, "indicator_": [c for c in num_ if c in indicator], "missing_rate_": missing_rate,

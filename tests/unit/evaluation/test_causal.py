@@ -3,9 +3,17 @@
 import numpy as np
 import pytest
 
+from medassist.evaluation.bootstrap import bootstrap
 from medassist.evaluation.causal import (
-    ate_error, blp_calibration, bootstrap, calibration_groups, dr_pseudo_outcomes, interval_coverage, ipcw_weights,
-    kaplan_meier, policy_value, sqrt_pehe,
+    ate_error,
+    blp_calibration,
+    calibration_groups,
+    dr_pseudo_outcomes,
+    interval_coverage,
+    ipcw_weights,
+    kaplan_meier,
+    policy_value,
+    sqrt_pehe,
 )
 from medassist.exceptions import DataError
 

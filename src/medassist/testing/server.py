@@ -23,6 +23,7 @@ import pandas as pd
 
 from medassist.data.catalog import get_dataset
 from medassist.data.sources import DataSource
+from medassist.options import ModelSize, look_up_option
 from medassist.pipeline import TabularSpec, train_tabular
 from medassist.store.accounts import create_user
 from medassist.store.db import Database
@@ -37,7 +38,7 @@ def build_tiny_bundle(out_dir: Path, *, dataset: str = "heart_disease", epochs: 
     """Train a small model on a bundled data set (seconds on a CPU) and write its bundle."""
     info = get_dataset(dataset)
     spec = TabularSpec(
-        target=info.target, model="mlp", size=size, seed=seed, id_column=info.id_column, positive_class=info.positive_class,
+        target=info.target, model="mlp", size=look_up_option(size, ModelSize, name="model size"), seed=seed, id_column=info.id_column, positive_class=info.positive_class,
         train=TrainConfig(epochs=epochs, patience=epochs, seed=seed), n_members=n_members, n_boot=50,
     )
     source = DataSource(name=info.name, provenance=info.source, licence=info.licence, site_column=info.site_column, dataset=info)
@@ -63,8 +64,12 @@ def running_server(app, *, host: str = "127.0.0.1", log_level: str = "warning") 
     """Serve ``app`` with uvicorn on a free port of ``host``; yields the base URL."""
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not protocol 0: asyncio only sets TCP_NODELAY on sockets whose ``proto`` says
+    # TCP, and without it every response (headers and body written separately) waits on Nagle plus
+    # the peer's 40 ms delayed ACK. Set it here too, so accepted sockets inherit it on Linux.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off", server_header=False,

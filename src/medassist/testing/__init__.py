@@ -1,4 +1,14 @@
-"""Checks shared by medassist's tests (and by anyone testing a medassist deployment)."""
+"""The test toolkit that ships with medassist (used by its tests and benchmarks, and by anyone
+testing a medassist deployment; never by the demo's real-data paths):
+
+* this module: checks shared by the tests (:func:`one_line_error`);
+* :mod:`medassist.testing.server`: a tiny trained bundle, users with known passwords and a real
+  uvicorn server on 127.0.0.1;
+* :mod:`medassist.testing.assistants`: tiny imaging, treatment and screening bundles and valid
+  inputs for each.
+
+Importing this package loads neither torch nor the service; the submodules do.
+"""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ EXAMPLE_SMILES = ["CCO", "c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O", "CCN(CC)CC", "c1c
 def build_imaging_bundle(out: Path, *, epochs: int = 1, n: int = 64, seed: int = 0) -> Path:
     from medassist.assistants.imaging import synthetic_image_set, train_image_diagnosis
 
-    return train_image_diagnosis(synthetic_image_set(n=n, size=28, seed=seed), out=out, epochs=epochs, seed=seed,
+    return train_image_diagnosis(synthetic_image_set(n=n, size=28, seed=seed), out=out, epochs=epochs, seed=seed, size="small",
                                  overwrite=True, progress=False).bundle_dir
 
 
@@ -40,11 +41,42 @@ def build_screening_bundle(out: Path, *, dataset: str = "solubility", epochs: in
                                  progress=False, n_boot=50).bundle_dir
 
 
+def build_prognosis_bundle(out: Path, *, epochs: int = 2, n: int = 300, seed: int = 0) -> Path:
+    """A survival bundle (``train --task survival``) on the first ``n`` GBSG2 rows, with a patient ID."""
+    import tempfile
+
+    from medassist.assistants.prognosis import train_prognosis
+    from medassist.pipeline.survival import sksurv_case_frame
+
+    df = sksurv_case_frame("gbsg2").reset_index(drop=True).iloc[:n]
+    df.insert(0, "pid", [f"GB{i:04d}" for i in range(len(df))])
+    with tempfile.TemporaryDirectory() as tmp:
+        df.to_csv(Path(tmp) / "gbsg2.csv", index=False)
+        outcome, _, _ = train_prognosis(Path(tmp) / "gbsg2.csv", out=out, time="time", event="event", id_column="pid", epochs=epochs,
+                                        ensemble=2, seed=seed, overwrite=True, progress=False)
+    return outcome.bundle_dir
+
+
+def example_survival_row(bundle: Path) -> dict:
+    """A valid prognosis row: training medians (on the patient's scale) and each category's first level."""
+    state = json.loads((bundle / "featurizer.json").read_text())["state"]
+    info = json.loads((bundle / "schema.json").read_text())["extras"]["survival"]
+    row = {}
+    for c in info["covariates"]:
+        if c in state["numeric_"]:
+            m = state["median_"][c]
+            row[c] = float(f"{np.expm1(m):.10g}") if c in info.get("log_columns", []) else m
+        else:
+            row[c] = next(v for v in state["categories_"][c] if not v.startswith("__"))
+    return row
+
+
 def shared_assistant_bundles(base: Path) -> dict[str, Path]:
-    """The three tiny bundles once per test session, in one folder (reused when already there)."""
+    """The tiny bundles once per test session, in one folder (reused when already there)."""
     root = Path(base) / "shared-assistant-bundles"
-    builders = {"imaging": build_imaging_bundle, "treatment": build_treatment_bundle, "screening": build_screening_bundle}
-    out = {}
+    builders: dict[str, Callable[[Path], Path]] = {"imaging": build_imaging_bundle, "treatment": build_treatment_bundle, "screening": build_screening_bundle,
+                "prognosis": build_prognosis_bundle}
+    out: dict[str, Path] = {}
     for name, build in builders.items():
         path = root / name
         if not (path / "bundle.json").is_file():

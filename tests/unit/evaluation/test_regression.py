@@ -9,7 +9,12 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 from medassist.evaluation.metrics import UndefinedMetricWarning
 from medassist.evaluation.regression import (
-    RegressionMetrics, compute_mae, compute_r2, compute_rmse, compute_spearman, evaluate_regression,
+    RegressionMetrics,
+    compute_mae,
+    compute_r2,
+    compute_rmse,
+    compute_spearman,
+    evaluate_regression,
 )
 from medassist.exceptions import DataError, EmptyDataError
 
