@@ -113,7 +113,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", nargs="+", default=["fpmlp:20000", "dmpnn:4000"], help="MODEL:LIBRARY_SIZE pairs")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--readme-only", action="store_true", help="Rewrite the README table from the results file.")
     args = ap.parse_args(argv)
+    if args.readme_only:
+        write_readme(json.loads(RESULTS.read_text()))
+        return
     work = Path(tempfile.mkdtemp(prefix="msray", dir="/tmp"))
     load_start = os.getloadavg()
     procs: list[subprocess.Popen] = []
@@ -137,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
                 hits = r.pop("_hits")
                 ref = hits if ref is None else ref
                 r["hits_sha_equal"] = hits == ref
-                row = {"model": model, "ensemble_members": 3, "library_size": int(n), "unique_smiles_repeated": n_unique, "run": name, **r}
+                row = {"model": model, "ensemble_members": 3, "library_size": int(n), "unique_smiles": min(int(n), n_unique), "run": name, **r}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     finally:
@@ -165,7 +169,7 @@ def write_readme(results: dict) -> None:
              "| model (3 members) | library | run | mol/s (screen) | mol/s (end to end, incl. start-up) | same hits as local |",
              "|---|---|---|---|---|---|"]
     for r in results["runs"]:
-        lines.append(f"| {r['model']} | {r['library_size']:,} SMILES ({r['unique_smiles_repeated']:,} unique, repeated) | {r['run']} | "
+        lines.append(f"| {r['model']} | {r['library_size']:,} SMILES ({r['unique_smiles']:,} unique) | {r['run']} | "
                      f"{r['mol_per_s']:,.0f} | {r['end_to_end_mol_per_s']:,.0f} | {'yes' if r['hits_sha_equal'] else 'NO'} |")
     lines += ["", END]
     block = "\n".join(lines)

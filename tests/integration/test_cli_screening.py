@@ -2,13 +2,12 @@
 for medassist (salts, charges, a broken SMILES, duplicates, a missing value), evaluate, predict
 every row in order, screen .smi/.sdf/.csv libraries, and one clear error line for bad input."""
 
+import importlib.util
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
-
-import importlib.util
 
 from medassist.data.catalog import get_dataset
 from medassist.testing import one_line_error

@@ -23,9 +23,9 @@ import pytest
 
 from medassist.data.catalog import get_dataset
 
-pytestmark = pytest.mark.timeout(240)
-
 RAY = Path(sys.executable).with_name("ray")
+pytestmark = [pytest.mark.timeout(240),
+              pytest.mark.skipif(not RAY.exists(), reason="Ray's command line (installed with flwr[simulation]) is not in this environment")]
 ARGS = ["--top", "20", "--filters", "lipinski,pains", "--batch-size", "40", "--no-progress", "--json"]
 
 
@@ -115,10 +115,10 @@ class LocalCluster:
         self._boot_head(0)
 
     def _boot_head(self, attempt: int) -> None:
-        gcs, client = _free_ports(2)
+        gcs, client, dashboard = _free_ports(3)
         self._gcs, self._head_log = gcs, Path(self.temp) / f"head{attempt}.log"
         self._head = _start(["--head", f"--port={gcs}", f"--ray-client-server-port={client}", "--include-dashboard=false",
-                             f"--temp-dir={self.temp}", *_own_ports()], self._head_log)
+                             f"--dashboard-port={dashboard}", f"--temp-dir={self.temp}", *_own_ports()], self._head_log)
         self.procs.append(self._head)
 
     def address(self) -> str:

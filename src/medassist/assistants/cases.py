@@ -57,8 +57,7 @@ from medassist.pipeline.survival import (
     CODE_COLUMNS,
     SurvivalModel,
     SurvivalSpec,
-    default_encoder_config,
-    default_survival_config,
+    case_survival_spec,
     fit_survival,
     load_survival_model,
     outcome_rows,
@@ -164,9 +163,8 @@ class CaseAnalysis:
 
         ``train`` overrides the hazard networks' TrainConfig (default: ``default_survival_config``).
         """
-        spec = SurvivalSpec(time=time, event=event, size=look_up_option(size, ModelSize, name="model size"), seed=seed, missing_outcome="drop", n_members=n_members,
-                            train=train or default_survival_config(seed=seed, epochs=epochs),
-                            encoder_train=default_encoder_config(seed=seed, epochs=epochs))
+        spec = case_survival_spec(time=time, event=event, size=look_up_option(size, ModelSize, name="model size"), seed=seed,
+                                  n_members=n_members, epochs=epochs, train=train)
         _require_outcomes(frame, time=time, event=event)
         oc = outcome_rows(frame, time=time, event=event, missing="drop")
         if oc.event.sum() < MIN_EVENTS:

@@ -95,13 +95,12 @@ def train_survival(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Train the neural survival model and patient embedding on stored cases; write a bundle."""
-    from medassist.pipeline.survival import SurvivalSpec, default_encoder_config, default_survival_config, train_survival_bundle
+    from medassist.pipeline.survival import case_survival_spec, train_survival_bundle
 
     settings = _settings()
     frame = _frame(_store(settings), dataset)
     target = out_dir or default_bundle(settings, dataset)
-    spec = SurvivalSpec(size=ModelSize(preset.value), seed=seed, missing_outcome="drop", n_members=members, train=default_survival_config(seed=seed, epochs=epochs),
-                        encoder_train=default_encoder_config(seed=seed, epochs=epochs))
+    spec = case_survival_spec(size=ModelSize(preset.value), seed=seed, n_members=members, epochs=epochs)
     res = train_survival_bundle(frame, spec=spec, source_name=f"case store ({dataset or 'all data sets'})", out_dir=target,
                                 overwrite=overwrite, progress=progress, console=err)
     for note in res.notes:

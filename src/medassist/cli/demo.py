@@ -169,7 +169,7 @@ def _import_cases(store, result, *, dataset: str, kind: str) -> str:
 def _cases(base: Path, settings: Settings, plan: DemoPlan, epochs: int) -> tuple[str, ...]:
     from medassist.data.datasets.cases import CASE_SOURCES, load_cases
     from medassist.data.io.fhir import read_fhir_bundle, write_fhir_bundle
-    from medassist.pipeline.survival import SurvivalSpec, default_encoder_config, default_survival_config, train_survival_bundle
+    from medassist.pipeline.survival import case_survival_spec, train_survival_bundle
     from medassist.store.cases import CaseStore
 
     store = CaseStore.from_settings(settings)
@@ -188,8 +188,7 @@ def _cases(base: Path, settings: Settings, plan: DemoPlan, epochs: int) -> tuple
     finally:
         store.db.dispose()
     k = plan.cases_members
-    spec = SurvivalSpec(size=ModelSize.SMALL, seed=0, missing_outcome="drop", n_members=k,
-                        train=default_survival_config(seed=0, epochs=epochs), encoder_train=default_encoder_config(seed=0, epochs=epochs))
+    spec = case_survival_spec(size=ModelSize.SMALL, seed=0, n_members=k, epochs=epochs)
     o = train_survival_bundle(frame, spec=spec, source_name="case store (whas500)", out_dir=base / "cases-survival-whas500",
                               overwrite=True, console=err)
     m = o.metrics

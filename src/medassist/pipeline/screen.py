@@ -5,6 +5,10 @@ applicability-domain flag, QED and medicinal-chemistry filters (Lipinski, Veber,
 
 Only molecules that enter the shortlist pay for QED, filters and the similarity search, so a
 library costs about what parsing, standardising, featurizing and scoring it costs.
+An exact repeat of an earlier library line is never parsed or scored: it takes its first
+occurrence's outcome (the same unreadable-molecule reason, or "duplicate"), exactly as if it had
+been standardised and then found to repeat a structure. Shards can run on local processes or on
+a Ray cluster (``ray_address``, see ``pipeline.screen_ray``) with the same result.
 
 Results are values: ``iter_screen`` yields a ``ScreenChunk`` per batch (progress and that batch's
 skipped molecules) and ``screen`` returns a ``ScreenResult`` (hits table, skipped rows, summary).

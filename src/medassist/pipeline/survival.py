@@ -126,6 +126,16 @@ class SurvivalSpec:
             raise ConfigError(f"The 'missing_outcome' parameter of SurvivalSpec must be 'error' or 'drop'. Got {self.missing_outcome!r} instead.")
 
 
+def case_survival_spec(*, n_members: int, size: ModelSize | str = ModelSize.SMALL, seed: int = 0, epochs: int | None = None,
+                       train: TrainConfig | None = None, time: str = "time", event: str = "event") -> SurvivalSpec:
+    """The one recipe for the survival model fitted on stored cases: ``cases train-survival``, the demo
+    and in-process case analysis (rows without an outcome are dropped, as records often lack one)."""
+    return SurvivalSpec(time=time, event=event, size=check_size(size, task="survival", models=NETWORKS), seed=seed, missing_outcome="drop",
+                        n_members=n_members,
+                        train=train or default_survival_config(seed=seed, epochs=epochs),
+                        encoder_train=default_encoder_config(seed=seed, epochs=epochs))
+
+
 # ============================================================================ preprocessing
 
 

@@ -118,10 +118,10 @@ def test_one_anatomy_at_two_spacings_and_in_two_formats_resamples_to_the_same_in
     with pytest.raises(DataError, match=r"cases\.npz: the volume carries no voxel spacing, but the model was trained on volumes resampled to 1\.5×2×2 mm"):
         fz.check(np.zeros((1, 8, 8, 8), dtype=np.float32), source="cases.npz")
     restored = type(fz).from_dict(json.loads(json.dumps(fz.to_dict())))
-    assert restored.spacing_ == fz.spacing_ and torch_equal(restored.transform([b.voxels]), fz.transform([b.voxels]))
+    assert restored.spacing_ == fz.spacing_ and _torch_equal(restored.transform([b.voxels]), fz.transform([b.voxels]))
 
 
-def torch_equal(x, y) -> bool:
+def _torch_equal(x, y) -> bool:
     import torch
 
     return bool(torch.equal(x, y))
@@ -160,6 +160,12 @@ def test_bad_volumes_are_refused_naming_the_file_and_what_was_expected(tmp_path)
         f.unlink()
     with pytest.raises(DataError, match=r"short: the DICOM series has 2 slice\(s\); a volume model needs at least 3"):
         read_volume(tmp_path / "short")
+    gap = series("gap")
+    by_position = sorted(gap.glob("*.dcm"), key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2]))
+    by_position[3].unlink()
+    with pytest.raises(DataError, match=rf"{by_position[4].name}: 4 mm from {by_position[2].name} along the slice normal, but the "
+                                        r"series' slices are 2 mm apart; a slice seems to be missing"):
+        read_volume(gap)
     (tmp_path / "set" / "normal" / "case_1").mkdir(parents=True)
     (tmp_path / "set" / "normal" / "case_1" / "notes.txt").write_text("no image here")
     shutil.copytree(other, tmp_path / "set" / "lesion" / "case_2")

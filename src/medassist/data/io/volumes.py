@@ -9,7 +9,9 @@ ImagePositionPatient along the slice normal (the cross product of ImageOrientati
 and column directions), PixelSpacing within a slice, and the distance between slice positions
 across them (SpacingBetweenSlices, then SliceThickness, when positions are missing). Intensities
 map to [0, 1] once per volume: a CT window preset when asked, else the file's window, else the
-volume's 0.5th-99.5th percentiles, so the slices of one volume stay comparable.
+volume's 0.5th-99.5th percentiles, so the slices of one volume stay comparable. A series whose
+slices differ in size, orientation or pixel spacing, repeat or skip a position, or number fewer
+than ``MIN_SLICES`` is refused with one line naming the file and what was expected.
 
 The voxels are a ``VoxelArray``: a numpy array that carries its spacing, so the featurizer
 (``VolumeFeaturizer``) can resample every volume to one physical spacing before it crops or pads
@@ -156,6 +158,10 @@ def _read_series(folder: Path, *, window: str | None) -> Volume:
             raise DataError(f"{s.files[order[k + 1]]}: at the same position along the slice normal as {s.files[order[k]].name}; "
                             "a series volume holds one slice per position (split repeated acquisitions into their own folders).")
         dz = float(np.median(gaps))
+        if gaps.max() > 1.5 * dz:  # a missing slice would stretch the anatomy after it
+            k = int(np.argmax(gaps))
+            raise DataError(f"{s.files[order[k + 1]]}: {gaps[k]:g} mm from {s.files[order[k]].name} along the slice normal, but the "
+                            f"series' slices are {dz:g} mm apart; a slice seems to be missing (expected evenly spaced slices).")
     if dz is None:
         for tag in ("SpacingBetweenSlices", "SliceThickness"):
             v = _floats([ds0.get(tag)], 1) if ds0.get(tag) is not None else None
