@@ -18,8 +18,6 @@ import argparse
 import json
 import os
 import platform
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +37,7 @@ from medassist.store.accounts import new_api_token  # noqa: E402
 from medassist.store.cases import CaseStore  # noqa: E402
 from medassist.store.db import open_database  # noqa: E402
 from medassist.store.models import User  # noqa: E402
+from medassist.testing.processes import free_port, stop, wait_until_up  # noqa: E402
 from medassist.testing.server import add_user  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -67,41 +66,19 @@ def _timed(client: httpx.Client, path: str, n: int, params=None, json_body=None,
     return _stats(out)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(home: Path) -> tuple[subprocess.Popen, str]:
     """``medassist serve`` in its own process, as a user starts it (no access log)."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MEDASSIST_HOME": str(home), "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]}
     proc = subprocess.Popen([sys.executable, "-m", "medassist", "serve", "--port", str(port), "--no-access-log"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"medassist serve exited early: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"{base} did not come up in 120 s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    try:
+        wait_until_up(base + "/healthz", proc)
+    except RuntimeError as e:
+        proc.kill()
+        raise SystemExit(f"medassist serve: {e}") from None
+    return proc, base
 
 
 def run(dataset: str, n: int) -> dict:
@@ -137,7 +114,7 @@ def run(dataset: str, n: int) -> dict:
                                        vary=lambda i: {"dataset": dataset, "by": by, "where": f"age > {20 + i * 0.5}"})
             res["code_note"] = _timed(c, "/api/v1/cases/code", n, json_body={"text": NOTE})
     finally:
-        _stop(proc)
+        stop(proc)
     # the same similar-case query in-process (the peer: no HTTP, no auth, no audit), fitted as the service fits it
     ca = CaseAnalysis.fit(frame, seed=0) if CaseAnalysis.can_fit(frame) else CaseAnalysis(frame=frame)
     ca.similar(ids[0], k=10)

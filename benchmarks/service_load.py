@@ -32,7 +32,6 @@ import asyncio
 import json
 import os
 import platform
-import signal
 import socket
 import statistics
 import subprocess
@@ -45,15 +44,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pydantic import BaseModel  # noqa: E402
 
+from medassist.testing.processes import free_port, stop, wait_until_up  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "service_load.json"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pids(pid: int) -> list[int]:
@@ -88,32 +83,6 @@ def _cpu_s(pid: int) -> float:
         except (OSError, IndexError, ValueError):
             pass
     return total / CLK_TCK
-
-
-def _wait_up(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("server exited early (see its serve.log)")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up in {timeout} s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,24 +385,24 @@ def _start_medassist(home: Path, bundle: Path, *, workers: int, src: str | None 
            "MEDASSIST_MAX_ROWS_PER_REQUEST": "1000"}
     if src:
         env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    port = _free_port()
+    port = free_port()
     log = open(home / "serve.log", "a")  # a file, not a pipe nobody reads: a full pipe blocks the server's logging
     proc = subprocess.Popen([sys.executable, "-m", "medassist", "serve", "--port", str(port), "--bundles", str(bundle.parent),
                              "--workers", str(workers), "--no-access-log"], env=env, stdout=subprocess.DEVNULL,
                             stderr=log, text=True)
     log.close()
     base = f"http://127.0.0.1:{port}"
-    _wait_up(base + "/healthz", proc)
+    wait_until_up(base + "/healthz", proc)
     return proc, base, token
 
 
 def _start_script(*args: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, *args, "--port", str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, text=True)
     base = f"http://127.0.0.1:{port}"
     if "--serve-bare" in args:
-        _wait_up(base + "/healthz", proc)
+        wait_until_up(base + "/healthz", proc)
     else:
         _wait_port(port, proc)
     return proc, base
@@ -526,7 +495,7 @@ def main() -> None:
             for n in (1, 32):
                 run("raw HTTP echo", echo_url + "/", {}, echo.pid, n, args.phase_s, False, "-")
         finally:
-            _stop(echo)
+            stop(echo)
         for label, bundle in (bundles.items() if "tabular" in args.routes else ()):
             card = json.loads((bundle / "model_card.json").read_text())
             results["bundles"][label] = {"name": card["name"], "n_parameters": card["model"]["n_parameters"],
@@ -539,7 +508,7 @@ def main() -> None:
                 for n in (1, 8, 32):
                     run("bare peer", peer_url + "/predict", {}, peer.pid, n, args.phase_s, False, label)
             finally:
-                _stop(peer)
+                stop(peer)
             servers = [("medassist", None)] + ([("medassist before", args.baseline_src)] if args.baseline_src else [])
             for name, src in servers:
                 home = work / f"home-{label}-{'before' if src else 'after'}"
@@ -555,7 +524,7 @@ def main() -> None:
                         if args.soak_s and src is None:
                             run(name + " soak", url, headers, proc.pid, 32, args.soak_s, True, label)
                 finally:
-                    _stop(proc)
+                    stop(proc)
                 results.setdefault("audit_chain", {})[f"{label} {name}"] = _verify(home)
         if "image" in args.routes:
             run_image_route(work, work / "home-image", run, results, phase_s=args.phase_s)
@@ -601,7 +570,7 @@ def run_image_route(work: Path, home: Path, run, results: dict, *, phase_s: floa
             run("medassist", url, headers, proc.pid, n, phase_s, False, "image", image=png)
         run("medassist", url, headers, proc.pid, 8, phase_s, True, "image", image=png)
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 def keep_from_file(results: dict, args: argparse.Namespace) -> None:

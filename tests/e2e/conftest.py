@@ -21,3 +21,33 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"), args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture
+def open_page(browser):
+    """Open a page: ``open_page(**context_options) -> (page, problems)``, where ``problems``
+    collects the page's console errors and uncaught script errors (a test asserts it is empty)."""
+
+    def _open(**options):
+        context = browser.new_context(viewport={"width": 1360, "height": 900}, **options)
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        return page, problems
+
+    return _open
+
+
+@pytest.fixture
+def sign_in():
+    """Sign in through the login form: ``sign_in(page, base_url, username, password)``."""
+
+    def _sign_in(page, base, user, password):
+        page.goto(base + "/")
+        assert "/login" in page.url
+        page.fill("input[name=username]", user)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+
+    return _sign_in

@@ -28,20 +28,13 @@ def server(tmp_path, assistant_bundles):
     app.state.ctx.db.dispose()
 
 
-def test_clinician_uses_imaging_treatment_and_screening(browser, server, assistant_bundles, tmp_path):
+def test_clinician_uses_imaging_treatment_and_screening(open_page, sign_in, server, assistant_bundles, tmp_path):
     base, app = server
     ids = {i.task: i.bundle_id for i in app.state.ctx.catalog.list()}
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    page = context.new_page()
-    problems = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.goto(base + "/")
-    page.fill("input[name=username]", "clara")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    page, problems = open_page()
+    sign_in(page, base, "clara", PASSWORD)
     page.wait_for_selector("nav >> text=Imaging")
 
     # Imaging: upload a picture → calibrated probabilities (as the assistant says) and the Grad-CAM image.
@@ -95,4 +88,4 @@ def test_clinician_uses_imaging_treatment_and_screening(browser, server, assista
     page.reload()  # results survive a reload
     page.wait_for_selector("#screening-job-result #hits")
     assert not problems, problems
-    context.close()
+    page.context.close()

@@ -33,19 +33,12 @@ def server(tmp_path):
     ctx.db.dispose()
 
 
-def test_clinician_opens_a_case_sees_similar_cases_and_a_km_plot(browser, server, tmp_path):
+def test_clinician_opens_a_case_sees_similar_cases_and_a_km_plot(open_page, sign_in, server, tmp_path):
     base, store = server
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    page = context.new_page()
-    problems = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.goto(base + "/")
-    page.fill("input[name=username]", "clara")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    page, problems = open_page()
+    sign_in(page, base, "clara", PASSWORD)
     page.wait_for_selector("nav >> text=Cases")
 
     # Search by the table's patient id (clinicians may look up identifiers) → one de-identified row.
@@ -107,4 +100,4 @@ def test_clinician_opens_a_case_sees_similar_cases_and_a_km_plot(browser, server
     assert "Quaxley" not in page.inner_text("#coding")
     page.screenshot(path=str(shots / "03-coding.png"), full_page=True)
     assert not problems, problems
-    context.close()
+    page.context.close()

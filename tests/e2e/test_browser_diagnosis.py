@@ -25,26 +25,14 @@ def server(tmp_path, tiny_bundle):
     app.state.ctx.db.dispose()
 
 
-def _sign_in(page, base, user, password):
-    page.goto(base + "/")
-    assert "/login" in page.url
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-
-
-def test_clinician_and_auditor_in_a_browser(browser, server, tiny_bundle, tmp_path):
+def test_clinician_and_auditor_in_a_browser(open_page, sign_in, server, tiny_bundle, tmp_path):
     base, app = server
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    page = context.new_page()
-    problems = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    page, problems = open_page()
 
     # Sign in with the one-time password; the account page comes first.
-    _sign_in(page, base, "clara", "one-time-pass-123")
+    sign_in(page, base, "clara", "one-time-pass-123")
     page.wait_for_url("**/account?first=1")
     assert "one-time password" in page.inner_text("main")
     page.fill("input[name=current]", "one-time-pass-123")
@@ -111,7 +99,7 @@ def test_clinician_and_auditor_in_a_browser(browser, server, tiny_bundle, tmp_pa
     page.wait_for_url("**/login")
 
     # The auditor sees both predictions and a verified chain; no patient values.
-    _sign_in(page, base, "audrey", "auditor password 77")
+    sign_in(page, base, "audrey", "auditor password 77")
     page.click("nav >> text=Audit log")
     assert page.locator("table.audit td", has_text="predict").count() == 2
     assert bundle_id in page.inner_text("table.audit")
@@ -120,5 +108,5 @@ def test_clinician_and_auditor_in_a_browser(browser, server, tiny_bundle, tmp_pa
     assert "P000" not in page.content()
     page.screenshot(path=str(shots / "04-audit.png"), full_page=True)
     assert not [p for p in problems if "422" not in p], problems  # no CSP violations or script errors (the typo's 422 aside)
-    context.close()
+    page.context.close()
     print(f"screenshots: {shots}")

@@ -30,7 +30,7 @@ def survival_bundle(tmp_path_factory):
     return out, d / "ward.csv"
 
 
-def test_clinician_sees_a_survival_curve_against_the_cohort_and_downloads_a_file(browser, survival_bundle, tmp_path):
+def test_clinician_sees_a_survival_curve_against_the_cohort_and_downloads_a_file(open_page, sign_in, survival_bundle, tmp_path):
     bundle, ward = survival_bundle
     app = create_app(Settings(home=tmp_path / "home", bundle_dirs=[bundle.parent]))
     add_user(app.state.ctx.db, "clara", "clinician", PASSWORD)
@@ -38,15 +38,8 @@ def test_clinician_sees_a_survival_curve_against_the_cohort_and_downloads_a_file
     shots = tmp_path / "screenshots"
     shots.mkdir()
     with running_server(app) as base:
-        context = browser.new_context(viewport={"width": 1360, "height": 900}, accept_downloads=True)
-        page = context.new_page()
-        problems = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.goto(base + "/")
-        page.fill("input[name=username]", "clara")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
+        page, problems = open_page(accept_downloads=True)
+        sign_in(page, base, "clara", PASSWORD)
         page.click("nav >> text=Prognosis")
         page.click(f"a[href='/prognosis/{info.bundle_id}']")
         page.click("text=Fill in training medians")
@@ -86,5 +79,5 @@ def test_clinician_sees_a_survival_curve_against_the_cohort_and_downloads_a_file
         assert list(table["patient"]) == list(pd.read_csv(ward)["pid"]) and "surv_730" in table.columns
         page.screenshot(path=str(shots / "02-prognosis-file.png"), full_page=True)
         assert not problems, problems
-        context.close()
+        page.context.close()
     app.state.ctx.db.dispose()

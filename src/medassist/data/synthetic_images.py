@@ -9,6 +9,7 @@ anatomy; never use it to judge a model's clinical worth.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -148,7 +149,20 @@ def write_png_folder(folder: str | Path, *, n: int = 30, size: int = 28, seed: i
     return folder
 
 
-def _ct_dataset(hu: np.ndarray, *, patient: str, series_uid: str, instance: int, z: float):
+def _ct_slices(rng: np.random.Generator, *, size: int, slices: int, lesion: range) -> Iterator[np.ndarray]:
+    """``slices`` int16 (size, size) slices in a soft-tissue HU range; slice ``k`` holds a bright
+    blob when ``k in lesion``."""
+    for k in range(slices):
+        img = _background(rng, size)
+        if k in lesion:
+            _draw(img, "blob", rng)
+        yield np.round(np.clip(img, 0, 1) * 400 - 160).astype(np.int16)
+
+
+def ct_dataset(hu: np.ndarray, *, patient: str, series_uid: str, instance: int, z: float):
+    """One synthetic CT slice (a pydicom ``Dataset``) of ``hu`` (rows, columns) int16 HU at
+    ImagePositionPatient ``(0, 0, z)``, with a soft-tissue window; callers set the geometry of
+    a spaced volume over it."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -184,12 +198,8 @@ def write_dicom_folder(folder: str | Path, *, n_patients: int = 12, slices: int 
         patient = f"SYN{p:04d}"
         series = generate_uid(entropy_srcs=[patient, "series", str(seed)])
         (folder / classes[label]).mkdir(parents=True, exist_ok=True)
-        for k in range(slices):
-            img = _background(rng, size)
-            if label:
-                _draw(img, "blob", rng)
-            hu = np.round(np.clip(img, 0, 1) * 400 - 160).astype(np.int16)  # soft-tissue HU range
-            ds = _ct_dataset(hu, patient=patient, series_uid=series, instance=k + 1, z=float(k))
+        for k, hu in enumerate(_ct_slices(rng, size=size, slices=slices, lesion=range(slices) if label else range(0))):
+            ds = ct_dataset(hu, patient=patient, series_uid=series, instance=k + 1, z=float(k))
             ds.save_as(folder / classes[label] / f"{patient}_{k}.dcm", enforce_file_format=True)
     return folder
 
@@ -254,10 +264,7 @@ def write_dicom_series_folder(folder: str | Path, *, n_patients: int = 12, slice
         series = generate_uid(entropy_srcs=[patient, "volume", str(seed)])
         target = folder / classes[label] / patient
         target.mkdir(parents=True, exist_ok=True)
-        for k in range(slices):
-            img = _background(rng, size)
-            if label and 0 < k < slices - 1:
-                _draw(img, "blob", rng)
-            hu = np.round(np.clip(img, 0, 1) * 400 - 160).astype(np.int16)
-            _ct_dataset(hu, patient=patient, series_uid=series, instance=k + 1, z=float(k)).save_as(target / f"{k}.dcm", enforce_file_format=True)
+        lesion = range(1, slices - 1) if label else range(0)  # the middle slices
+        for k, hu in enumerate(_ct_slices(rng, size=size, slices=slices, lesion=lesion)):
+            ct_dataset(hu, patient=patient, series_uid=series, instance=k + 1, z=float(k)).save_as(target / f"{k}.dcm", enforce_file_format=True)
     return folder

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medassist.data.synthetic_images import SYNTHETIC_NOTICE
+from medassist.data.synthetic_images import ct_dataset
 
 #: The phantom's field of view in mm along (X, Y, Z).
 EXTENT_MM = (32.0, 32.0, 16.0)
@@ -51,8 +51,7 @@ def write_dicom_volume(folder: str | Path, vol: np.ndarray, *, spacing: tuple[fl
     """``vol`` (X, Y, Z) in RAS as one axial CT series, one file per slice, named out of order
     (readers must place slices by position). ``orientation`` is ImageOrientationPatient (LPS),
     axis-aligned: a row direction of ±x and a column direction of ±y."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -64,27 +63,13 @@ def write_dicom_volume(folder: str | Path, vol: np.ndarray, *, spacing: tuple[fl
         sl = sl[::-1] if row[0] > 0 else sl
         sl = sl[:, ::-1] if col[1] > 0 else sl
         hu = np.round(sl.T - 1024).astype(np.int16)  # rows follow y, columns follow x
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[series, str(k)])
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.PatientID, ds.PatientName = "CT", patient, "SYNTHETIC^DEMO"
-        ds.StudyDescription = SYNTHETIC_NOTICE
-        ds.SeriesInstanceUID, ds.StudyInstanceUID = series, generate_uid(entropy_srcs=[patient])
-        ds.InstanceNumber = k + 1
+        ds = ct_dataset(hu, patient=patient, series_uid=series, instance=k + 1, z=0.0)
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid(entropy_srcs=[series, str(k)])  # as always
         ds.ImagePositionPatient = [float(v) for v in normal * k * spacing[2]]
         ds.ImageOrientationPatient = [float(v) for v in orientation]
         ds.PixelSpacing = [float(spacing[1]), float(spacing[0])]  # (between rows, between columns)
         ds.SliceThickness = float(spacing[2])
-        ds.Rows, ds.Columns = hu.shape
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
         ds.WindowCenter, ds.WindowWidth = -600, 1200
-        ds.PixelData = (hu + 1024).astype(np.int16).tobytes()
         ds.save_as(folder / f"{(k * 7919) % 1000:03d}.dcm", enforce_file_format=True)
     return folder
 

@@ -99,7 +99,16 @@ def save_overlay(image: np.ndarray, cam: np.ndarray, path: str | Path, *, title:
     return write_atomic(Path(path), overlay_png(image, cam, title=title), mode=0o644)
 
 
-def volume_slices(cam: np.ndarray, k: int = 3) -> list[int]:
-    """The ``k`` axial slices (first axis of a (D, H, W) map) holding the most Grad-CAM weight, in order."""
+def volume_slices(cam: np.ndarray, k: int = 3, *, image: np.ndarray | None = None) -> list[int]:
+    """The ``k`` axial slices (first axis of a (D, H, W) map) holding the most Grad-CAM weight, in order.
+
+    With ``image`` (the volume as shown, first axis the same slices), slices that hold no anatomy (a
+    constant slice: the zero padding around a resampled volume) are passed over while others remain.
+    """
     mass = np.asarray(cam).reshape(len(cam), -1).sum(axis=1)
+    if image is not None:
+        flat = np.asarray(image).reshape(len(mass), -1)
+        content = np.ptp(flat, axis=1) > 0
+        if content.sum() >= min(k, len(mass)):
+            mass = np.where(content, mass, -np.inf)
     return sorted(np.argsort(-mass)[:k].tolist())

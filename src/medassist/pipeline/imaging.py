@@ -374,7 +374,7 @@ def _gradcam_section(fitted: FittedImages, x: torch.Tensor, p: np.ndarray, y: np
         title = f"{classes[target[i]]} {p[i, target[i]]:.2f} (true: {true or 'none'})"
         display = fitted.featurizer.to_display(x[i])
         # a volume: its axial slices with the most Grad-CAM weight, one overlay each
-        views = ([(display[k][..., None], cam[k], f"{title}, slice {k}") for k in volume_slices(cam)] if cam.ndim == 3
+        views = ([(display[k][..., None], cam[k], f"{title}, slice {k}") for k in volume_slices(cam, image=display)] if cam.ndim == 3
                  else [(display, cam, title)])
         for image, heat, caption in views:
             png = overlay_png(image, heat, title=caption)
@@ -725,8 +725,9 @@ def _predict_volume(bundle: ModelBundle, path: str | Path, *, explain_path: Path
     if explain_path is not None:
         with model_lock(bundle.model):
             cam = grad_cam(bundle.model, x, target=target, layer=_gradcam_layer(bundle.model))
-        k = volume_slices(cam, 1)[0]
-        save_overlay(fz.to_display(x[0])[k][..., None], cam[k], explain_path, title=f"{classes[target]} {p[target]:.2f} (slice {k})")
+        shown = fz.to_display(x[0])
+        k = volume_slices(cam, 1, image=shown)[0]
+        save_overlay(shown[k][..., None], cam[k], explain_path, title=f"{classes[target]} {p[target]:.2f} (slice {k})")
         out["explanation"] = {"method": "3D Grad-CAM (Captum LayerGradCam)", "class": classes[target], "slice": k, "png": str(explain_path)}
     out["intensity"] = vol.intensity
     out["warnings"] = image_warnings(bundle)

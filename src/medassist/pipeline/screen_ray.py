@@ -65,6 +65,10 @@ class ShardScorer:
             shutil.rmtree(tmp, ignore_errors=True)
         self.fault = fault
 
+    def ready(self) -> int:
+        """The worker's process id, once the bundle is loaded."""
+        return os.getpid()
+
     def score(self, shard: int, rows: list[int], texts: list[str], kind: str, canonical: bool) -> dict[str, Any]:
         from medassist.featurizers.molecules import featurize_chunk
         from medassist.pipeline.molecules import bundle_predict_features
@@ -160,9 +164,23 @@ class RayShardRunner:
             self._actor_cls = ray.remote(num_cpus=1, max_restarts=0)(ShardScorer)
             self._fault = os.environ.get(FAULT_ENV) or None
             self._actors = [self._new_actor() for _ in range(self.n_workers)]
+            self._wait_ready()
         except BaseException:
             self.close()
             raise
+
+    def _wait_ready(self) -> None:
+        """Wait until every actor has loaded the bundle, so a node that cannot (medassist missing,
+        a bundle it cannot read) stops the screen before the library is read, and the screen's
+        clock starts with workers ready."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        try:
+            ray.get([a.ready.remote() for a in self._actors])
+        except RayActorError as e:
+            first = (str(e).strip().splitlines() or ["worker died"])[0]
+            raise ScreenWorkerError(f"a Ray worker could not load the bundle: {first}") from e
 
     def _new_actor(self) -> Any:
         return self._actor_cls.remote(self._files, self._fault)

@@ -23,12 +23,11 @@ import pandas as pd
 import torch
 from fastapi import Depends, File, Path, Query, Request, UploadFile
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from medassist.assistants.diagnosis import DiagnosisAssistant
-from medassist.data.io.tables import read_table
 from medassist.evaluation.calibration import TemperatureScaler
 from medassist.exceptions import DataError
 from medassist.explain.attributions import group_attributions, integrated_gradients, top_attributions
@@ -40,10 +39,24 @@ from medassist.service.bundles import BundleInfo
 from medassist.service.clinical import clinical_fields, clinical_title, dictionary_of, factor_rows, json_value, missing_words
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
 from medassist.service.downloads import prediction_csv_response
-from medassist.service.plugin_common import BundlePlugin, bundle_ref, check_category, example_values, input_fields, parse_form_row
+from medassist.service.plugin_common import BundlePlugin, bundle_ref, example_values, input_fields, parse_form_row
 from medassist.service.predictions import Recorded, ToRecord, record_prediction, record_predictions
 from medassist.service.rendering import is_htmx, render
-from medassist.service.uploads import CheckedUpload, FileKind, read_upload
+from medassist.service.table_rows import (
+    BundleRef,
+    RowsBody,
+    check_categories,
+    download_dictionary,
+    factor_columns,
+    frame_refs,
+    gather_rows,
+    labels,
+    patient_ref,
+    read_csv_rows,
+    read_csv_upload,
+    refuse_form,
+)
+from medassist.service.uploads import CheckedUpload
 from medassist.store.audit import sha256_json
 from medassist.types import SCORE_DECIMALS
 
@@ -57,27 +70,11 @@ OUT_OF_RANGE_SD = 6.0
 
 api, pages = KIT.api, KIT.pages
 
-Value = StrictStr | StrictInt | StrictFloat | StrictBool | None
 
-
-class PredictBody(BaseModel):
+class PredictBody(RowsBody):
     """One row (``row``) or several (``rows``): column name → value; ``null`` = unknown (imputed)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"row": {"age": 61, "sex": "F"}, "top_k": 3}]})
-
-    row: dict[str, Value] | None = None
-    rows: list[dict[str, Value]] | None = Field(None, min_length=1)
-    explain: bool = True
-    top_k: int = Field(3, ge=1, le=20)
-
-    @model_validator(mode="after")
-    def _one_of(self) -> PredictBody:
-        if (self.row is None) == (self.rows is None):
-            raise ValueError("send exactly one of 'row' (an object) or 'rows' (a list of objects)")
-        return self
-
-    def all_rows(self) -> list[dict[str, Any]]:
-        return [self.row] if self.row is not None else list(self.rows or [])
 
 
 class Factor(BaseModel):
@@ -100,14 +97,6 @@ class RowResult(BaseModel):
     out_of_range: list[str] = Field(description="Input columns whose value lies outside the range seen in training")
     factors: list[Factor]
     patient_ref: str | None = None
-
-
-class BundleRef(BaseModel):
-    id: str
-    name: str
-    task: str
-    created: str
-    data_source: str
 
 
 class PredictResponse(BaseModel):
@@ -157,41 +146,8 @@ class RowBatch:
 def rows_to_batch(rows: list[dict[str, Any]], assistant: DiagnosisAssistant, *, max_rows: int, source: str) -> RowBatch:
     """Check JSON rows against the model's inputs and gather them into columns (nothing is guessed)."""
     fz, schema = assistant.bundle.featurizer, assistant.bundle.schema
-    if len(rows) > max_rows:
-        raise DataError(f"{source}: {len(rows)} rows in one request; at most {max_rows} are accepted.")
-    columns = list(fz.columns_)
-    allowed = set(columns) | ({schema.id_column} if schema.id_column else set())
-    numeric = set(fz.numeric_)
-    data: dict[str, list[Any]] = {c: [] for c in columns}
-    ids: list[Any] = []
-    for i, row in enumerate(rows, start=1):
-        if len(row) != len(columns) or not allowed.issuperset(row):
-            unknown = sorted(set(row) - allowed)
-            if unknown:
-                raise DataError(f"{source}: row {i} has column(s) {', '.join(repr(c[:60]) for c in unknown[:5])} that the model "
-                                f"does not use (expected: {', '.join(columns)}).")
-        absent = [c for c in columns if c not in row]
-        if absent:
-            raise DataError(f"{source}: row {i} lacks column(s) {', '.join(repr(c) for c in absent[:10])}; "
-                            "send null for a value that is not known (it is then imputed and counted).")
-        for c in columns:
-            v = row[c]
-            if c in numeric:
-                # true/false count as 1/0, as they do when a CSV column of booleans is read for training
-                if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(float(v))):
-                    raise DataError(f"{source}: row {i}, column '{c}': expected a number or null, got {str(v)[:60]!r}.")
-                data[c].append(np.nan if v is None else float(v))
-            else:
-                check_category(fz, c, v, where=f"{source}: row {i}")
-                data[c].append(v)
-        if schema.id_column:
-            ref = row.get(schema.id_column)
-            if ref is not None and len(str(ref)) > 64:
-                raise DataError(f"{source}: row {i}, column '{schema.id_column}': longer than 64 characters.")
-            ids.append(ref)
-        else:
-            ids.append(None)
-    columns_data = {c: np.asarray(v, dtype=float if c in numeric else object) for c, v in data.items()}
+    columns_data, ids = gather_rows(rows, fz=fz, columns=list(fz.columns_), id_column=schema.id_column, max_rows=max_rows,
+                                    source=source)
     for c in fz.numeric_:  # 1e308 is finite JSON but overflows the model: refused here, naming the column
         fz.check_plausible(c, columns_data[c], source=source)
     return RowBatch(columns_data, ids)
@@ -205,15 +161,10 @@ def rows_to_frame(rows: list[dict[str, Any]], assistant: DiagnosisAssistant, *, 
 
 def csv_to_frame(data: bytes, *, filename: str, assistant: DiagnosisAssistant, max_rows: int) -> pd.DataFrame:
     """Parse an uploaded CSV with the reader ``medassist predict`` uses, with messages naming it."""
-    frame = read_table(data, name=filename, max_rows=max_rows)
     fz = assistant.bundle.featurizer
-    missing = [c for c in fz.columns_ if c not in frame.columns]
-    if missing:
-        raise DataError(f"{filename}: the model needs column(s) {', '.join(repr(c) for c in missing[:10])}, which the file "
-                        f"does not have (it has: {', '.join(map(str, frame.columns[:20]))}).")
+    frame = read_csv_rows(data, filename=filename, needed=list(fz.columns_), max_rows=max_rows)
     for c in fz.categorical_:
-        for i, v in enumerate(frame[c].tolist(), start=1):
-            check_category(fz, c, v, where=f"{filename}: row {i}")
+        check_categories(fz, c, frame[c].tolist(), source=filename)
     for c in fz.numeric_:
         fz.check_plausible(c, parse_numeric(frame[c], column=c, source=filename).to_numpy(), source=filename)
     return frame
@@ -238,7 +189,7 @@ def predict_frame(assistant: DiagnosisAssistant, frame: pd.DataFrame, *, explain
         scale = np.array([fz.scale_[c] for c in numeric])
         with np.errstate(invalid="ignore"):
             flags_matrix = np.abs(values - mean) > OUT_OF_RANGE_SD * scale  # NaN compares False
-    refs = frame[schema.id_column].tolist() if schema.id_column and schema.id_column in frame.columns else [None] * len(frame)
+    refs = frame_refs(frame, schema.id_column)
     inputs = frame[list(fz.columns_)]
     absent = inputs.isna().to_numpy()
     records = out.to_dict("records")
@@ -252,7 +203,6 @@ def predict_frame(assistant: DiagnosisAssistant, frame: pd.DataFrame, *, explain
                 if name and not pd.isna(weight):
                     value = inputs.iat[i, inputs.columns.get_loc(str(name))] if str(name) in inputs.columns else None
                     factors.append({"column": str(name), "weight": float(weight), "value": json_value(value)})
-        ref = refs[i]
         results.append({
             "row": i + 1, "prediction": str(r["prediction"]), "probabilities": row_probs, "confidence": row_probs[str(r["prediction"])],
             "member_sd": float(r["member_sd"]) if "member_sd" in r else None,
@@ -261,7 +211,7 @@ def predict_frame(assistant: DiagnosisAssistant, frame: pd.DataFrame, *, explain
             "unknown_categories": _split_flags(r.get("unknown_categories")),
             "out_of_range": (_split_flags(r.get("out_of_range")) if getattr(fz, "range_", None)
                              else [c for c, f in zip(numeric, flags_matrix[i]) if f] if numeric else []),
-            "factors": factors, "patient_ref": None if ref is None or pd.isna(ref) else str(ref),
+            "factors": factors, "patient_ref": patient_ref(refs[i]),
         })
     for r in results:
         r["n_out_of_range"] = len(r["out_of_range"])
@@ -465,7 +415,7 @@ async def api_predict_file(
     top_k: int = Query(3, ge=1, le=20), principal: Principal = Depends(USE_API),
 ) -> dict[str, Any]:
     ctx = get_ctx(request)
-    upload = await read_upload(file, expected={FileKind.CSV}, max_bytes=ctx.settings.max_upload_bytes)
+    upload = await read_csv_upload(ctx, file)
     return await run_in_threadpool(_predict_upload, ctx, principal, bundle_id, upload, explain, top_k, "api-file")
 
 
@@ -531,11 +481,8 @@ def _page_predict(request: Request, ctx: ServiceContext, principal: Principal, b
     fields = _input_fields(assistant)
     row, values, errors = parse_form_row(form, fields)
     if errors:
-        dd = dictionary_of(ctx, info)
-        message = "Some values could not be used: " + "; ".join(f"{dd.label_with_unit(fields[i]['column'])}: {m}" for i, m in errors.items())
-        if is_htmx(request):
-            return render(request, "partials/error.html", status_code=422, status=422, message=message)
-        return _form_page(request, info, assistant, values=values, errors=errors, error=message, status_code=422)
+        return refuse_form(request, ctx, info, fields, errors, lambda message: _form_page(
+            request, info, assistant, values=values, errors=errors, error=message, status_code=422))
     batch = rows_to_batch([row], assistant, max_rows=1, source="form")
     result = run_and_record(ctx, principal, info, assistant, batch, explain=explain, top_k=5, input_value=[row],
                             input_sha256=sha256_json([row]), via="web", source="form")
@@ -549,7 +496,7 @@ def _page_predict(request: Request, ctx: ServiceContext, principal: Principal, b
 async def page_predict_file(request: Request, bundle_id: str = BUNDLE_ID, file: UploadFile = File(...),
                             principal: Principal = Depends(USE_PAGE)) -> Response:
     ctx = get_ctx(request)
-    upload = await read_upload(file, expected={FileKind.CSV}, max_bytes=ctx.settings.max_upload_bytes)
+    upload = await read_csv_upload(ctx, file)
     result = await run_in_threadpool(_predict_upload, ctx, principal, bundle_id, upload, True, 3, "web-file")
     info = _info(ctx, bundle_id)
     words = _words(ctx, info, _assistant(ctx, info), result)
@@ -566,8 +513,7 @@ def page_download(request: Request, prediction_id: int = Path(ge=1, le=2**62), p
 
 
 def _download_rows(ctx: ServiceContext, bundle_id: str, output: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    info = ctx.catalog.get(bundle_id)
-    dd = dictionary_of(ctx, info) if info is not None else None
+    dd = download_dictionary(ctx, bundle_id)
     rows = []
     for p in output:
         row: dict[str, Any] = {"row": p.get("row"), "patient": p.get("patient_ref") or "", "prediction": p.get("prediction")}
@@ -575,14 +521,9 @@ def _download_rows(ctx: ServiceContext, bundle_id: str, output: list[dict[str, A
             row[f"probability {c}"] = round(float(prob), 4)
         row["ensemble disagreement (SD)"] = "" if p.get("member_sd") is None else round(float(p["member_sd"]), 4)
         missing = p.get("missing") or []
-        row["missing (imputed)"] = "; ".join(dd.label(c) if dd else c for c in missing) if missing else (
-            f"{p.get('n_imputed')} value(s)" if p.get("n_imputed") else "")
-        row["outside the training data"] = "; ".join(dd.label(c) if dd else c for c in p.get("out_of_range") or [])
-        for k, f in enumerate(p.get("factors") or [], start=1):
-            col = f.get("column", "")
-            row[f"factor {k}"] = (dd.label_with_unit(col) if dd else col)
-            row[f"factor {k} value"] = (dd.describe(col, f.get("value")) if dd else f.get("value"))
-            row[f"factor {k} weight"] = round(float(f.get("weight", 0.0)), 4)
+        row["missing (imputed)"] = labels(dd, missing) if missing else (f"{p.get('n_imputed')} value(s)" if p.get("n_imputed") else "")
+        row["outside the training data"] = labels(dd, p.get("out_of_range") or [])
+        factor_columns(row, p.get("factors") or [], dd, weight="weight", digits=4)
         rows.append(row)
     return rows
 

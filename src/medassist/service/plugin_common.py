@@ -165,6 +165,19 @@ def check_category(fz: Any, column: str, value: Any, *, where: str) -> None:
                     f"(expected one of: {', '.join(known[:20])}; send null if it is not known).")
 
 
+def check_row_keys(row: dict[str, Any], i: int, *, allowed: set[str], columns: list[str], source: str, noun: str = "column") -> None:
+    """Row ``i`` (from 1) of a request must give every one of ``columns`` (null = unknown) and
+    nothing outside ``allowed``; messages name the row and call the keys ``noun``s."""
+    if not allowed.issuperset(row):
+        unknown = sorted(set(row) - allowed)
+        raise DataError(f"{source}: row {i} has {noun}(s) {', '.join(repr(c[:60]) for c in unknown[:5])} that the model "
+                        f"does not use (expected: {', '.join(columns)}).")
+    absent = [c for c in columns if c not in row]
+    if absent:
+        raise DataError(f"{source}: row {i} lacks {noun}(s) {', '.join(repr(c) for c in absent[:10])}; "
+                        "send null for a value that is not known (it is then imputed and counted).")
+
+
 def check_rows(rows: list[dict[str, Any]], *, fz: Any, columns: list[str], extra: set[str], max_rows: int,
                source: str) -> list[dict[str, Any]]:
     """Every row must give every model input (null = unknown, imputed), nothing else; numbers
@@ -175,14 +188,7 @@ def check_rows(rows: list[dict[str, Any]], *, fz: Any, columns: list[str], extra
     numeric = set(fz.numeric_)
     clean = []
     for i, row in enumerate(rows, start=1):
-        unknown = sorted(set(row) - allowed)
-        if unknown:
-            raise DataError(f"{source}: row {i} has field(s) {', '.join(repr(c[:60]) for c in unknown[:5])} that the model "
-                            f"does not use (expected: {', '.join(columns)}).")
-        absent = [c for c in columns if c not in row]
-        if absent:
-            raise DataError(f"{source}: row {i} lacks field(s) {', '.join(repr(c) for c in absent[:10])}; "
-                            "send null for a value that is not known (it is then imputed and counted).")
+        check_row_keys(row, i, allowed=allowed, columns=columns, source=source, noun="field")
         out: dict[str, Any] = {}
         for c in columns:
             v = row[c]

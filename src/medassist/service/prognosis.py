@@ -21,12 +21,11 @@ import numpy as np
 import pandas as pd
 from fastapi import Depends, File, Path, Query, Request, UploadFile
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from medassist.assistants.prognosis import TASK, PrognosisAssistant, horizon_label
 from medassist.assistants.prognosis_curves import cohort_of, patient_curves, row_flags, top_factors
-from medassist.data.io.tables import read_table
 from medassist.exceptions import DataError
 from medassist.featurizers.tabular import parse_numeric
 from medassist.service.auth import Principal
@@ -34,10 +33,23 @@ from medassist.service.bundles import BundleInfo
 from medassist.service.clinical import clinical_fields, clinical_title, dictionary_of, horizon_words, missing_words, sig, with_unit
 from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
 from medassist.service.downloads import prediction_csv_response
-from medassist.service.plugin_common import BundlePlugin, bundle_ref, check_category, example_values, input_fields, parse_form_row
+from medassist.service.plugin_common import BundlePlugin, bundle_ref, example_values, input_fields, parse_form_row
 from medassist.service.predictions import record_prediction
 from medassist.service.rendering import is_htmx, render
-from medassist.service.uploads import FileKind, read_upload
+from medassist.service.table_rows import (
+    BundleRef,
+    RowsBody,
+    check_categories,
+    download_dictionary,
+    factor_columns,
+    frame_refs,
+    gather_rows,
+    labels,
+    patient_ref,
+    read_csv_rows,
+    read_csv_upload,
+    refuse_form,
+)
 from medassist.store.audit import sha256_json
 
 NAME = "prognosis"
@@ -49,28 +61,13 @@ MAX_EXPLAINED_ROWS = 1000
 
 api, pages = KIT.api, KIT.pages
 
-Value = StrictStr | StrictInt | StrictFloat | StrictBool | None
 
-
-class SurvivalPredictBody(BaseModel):
+class SurvivalPredictBody(RowsBody):
     """One row (``row``) or several (``rows``): column name → value; ``null`` = unknown (imputed)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"row": {"age": 61, "tgrade": "II"}, "top_k": 3}]})
 
-    row: dict[str, Value] | None = None
-    rows: list[dict[str, Value]] | None = Field(None, min_length=1)
-    explain: bool = True
-    top_k: int = Field(3, ge=1, le=20)
     curve: bool = Field(False, description="Also return each row's whole survival curve with its band (at the model's time grid)")
-
-    @model_validator(mode="after")
-    def _one_of(self) -> SurvivalPredictBody:
-        if (self.row is None) == (self.rows is None):
-            raise ValueError("send exactly one of 'row' (an object) or 'rows' (a list of objects)")
-        return self
-
-    def all_rows(self) -> list[dict[str, Any]]:
-        return [self.row] if self.row is not None else list(self.rows or [])
 
 
 class HorizonSurvival(BaseModel):
@@ -113,14 +110,6 @@ class SurvivalRowResult(BaseModel):
     curve: SurvivalCurve | None = None
 
 
-class SurvivalBundleRef(BaseModel):
-    id: str
-    name: str
-    task: str
-    created: str
-    data_source: str
-
-
 class SurvivalCohortSummary(BaseModel):
     n: int
     events: int
@@ -130,7 +119,7 @@ class SurvivalCohortSummary(BaseModel):
 
 class SurvivalPredictResponse(BaseModel):
     disclaimer: str
-    bundle: SurvivalBundleRef
+    bundle: BundleRef
     time_unit: str
     horizons: list[float]
     risk_definition: str
@@ -168,44 +157,10 @@ def _fields(assistant: PrognosisAssistant) -> list[dict[str, Any]]:
 
 def rows_to_frame(rows: list[dict[str, Any]], assistant: PrognosisAssistant, *, max_rows: int, source: str) -> pd.DataFrame:
     """Check JSON rows against the model's inputs and build the table (nothing is guessed)."""
-    fz = assistant.model.encoder.featurizer
-    covariates = assistant.covariates
-    if len(rows) > max_rows:
-        raise DataError(f"{source}: {len(rows)} rows in one request; at most {max_rows} are accepted.")
-    codes = set(assistant.model.encoder.vocab)  # ';'-joined code lists (case-store layouts), optional
-    allowed = set(covariates) | codes | ({assistant.id_column} if assistant.id_column else set())
-    numeric = set(fz.numeric_)
-    data: dict[str, list[Any]] = {c: [] for c in [*covariates, *sorted(codes)]}
-    ids: list[Any] = []
-    for i, row in enumerate(rows, start=1):
-        unknown = sorted(set(row) - allowed)
-        if unknown:
-            raise DataError(f"{source}: row {i} has column(s) {', '.join(repr(c[:60]) for c in unknown[:5])} that the model "
-                            f"does not use (expected: {', '.join(covariates)}).")
-        absent = [c for c in covariates if c not in row]
-        if absent:
-            raise DataError(f"{source}: row {i} lacks column(s) {', '.join(repr(c) for c in absent[:10])}; "
-                            "send null for a value that is not known (it is then imputed and counted).")
-        for c in covariates:
-            v = row[c]
-            if c in numeric:
-                if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(float(v))):
-                    raise DataError(f"{source}: row {i}, column '{c}': expected a number or null, got {str(v)[:60]!r}.")
-                data[c].append(np.nan if v is None else float(v))
-            else:
-                check_category(fz, c, v, where=f"{source}: row {i}")
-                data[c].append(v)
-        for c in codes:
-            v = row.get(c)
-            if v is not None and not isinstance(v, str):
-                raise DataError(f"{source}: row {i}, column '{c}': expected codes joined by ';' or null, got {str(v)[:60]!r}.")
-            data[c].append(v)
-        if assistant.id_column:
-            ref = row.get(assistant.id_column)
-            if ref is not None and len(str(ref)) > 64:
-                raise DataError(f"{source}: row {i}, column '{assistant.id_column}': longer than 64 characters.")
-            ids.append(ref)
-    frame = pd.DataFrame({c: np.asarray(v, dtype=float if c in numeric else object) for c, v in data.items()})
+    codes = sorted(assistant.model.encoder.vocab)  # ';'-joined code lists (case-store layouts), optional
+    data, ids = gather_rows(rows, fz=assistant.model.encoder.featurizer, columns=assistant.covariates, id_column=assistant.id_column,
+                            max_rows=max_rows, source=source, codes=codes)
+    frame = pd.DataFrame(data)
     if assistant.id_column:
         frame[assistant.id_column] = np.asarray(ids, dtype=object)
     return frame
@@ -213,18 +168,13 @@ def rows_to_frame(rows: list[dict[str, Any]], assistant: PrognosisAssistant, *, 
 
 def csv_to_frame(data: bytes, *, filename: str, assistant: PrognosisAssistant, max_rows: int) -> pd.DataFrame:
     """Parse an uploaded CSV with the reader ``medassist predict`` uses, with messages naming it."""
-    frame = read_table(data, name=filename, max_rows=max_rows)
     fz = assistant.model.encoder.featurizer
-    missing = [c for c in assistant.covariates if c not in frame.columns]
-    if missing:
-        raise DataError(f"{filename}: the model needs column(s) {', '.join(repr(c) for c in missing[:10])}, which the file "
-                        f"does not have (it has: {', '.join(map(str, frame.columns[:20]))}).")
+    frame = read_csv_rows(data, filename=filename, needed=assistant.covariates, max_rows=max_rows)
     for c in assistant.covariates:
         if c in fz.numeric_:
             frame[c] = parse_numeric(frame[c], column=c, source=filename)
         else:
-            for i, v in enumerate(frame[c].tolist(), start=1):
-                check_category(fz, c, v, where=f"{filename}: row {i}")
+            check_categories(fz, c, frame[c].tolist(), source=filename)
     if assistant.id_column and assistant.id_column in frame.columns:
         long = frame[assistant.id_column].astype(str).str.len() > 64
         if long.any():
@@ -256,8 +206,7 @@ def predict_frame(assistant: PrognosisAssistant, frame: pd.DataFrame, *, explain
     factors = top_factors(assistant, frame, x, top_k=top_k) if explain else [[] for _ in range(len(frame))]
     curves = patient_curves(assistant, x) if curve else None
     cohort = cohort_of(assistant)
-    refs = (frame[assistant.id_column].tolist() if assistant.id_column and assistant.id_column in frame.columns
-            else [None] * len(frame))
+    refs = frame_refs(frame, assistant.id_column)
     results = []
     for i, r in enumerate(out.to_dict("records")):
         horizons, surv = [], {}
@@ -266,9 +215,8 @@ def predict_frame(assistant: PrognosisAssistant, frame: pd.DataFrame, *, explain
             s, lo, hi = (float(r[f"surv_{lab}{k}"]) for k in ("", "_low", "_high"))
             surv.update({f"surv_{lab}": s, f"surv_{lab}_low": lo, f"surv_{lab}_high": hi})
             horizons.append({"time": float(h), "label": lab, "survival": s, "low": lo, "high": hi, "cohort": _cohort_at(cohort, h)})
-        ref = refs[i]
         res: dict[str, Any] = {
-            "row": i + 1, "patient_ref": None if ref is None or pd.isna(ref) else str(ref), "risk": float(r["risk"]), "surv": surv,
+            "row": i + 1, "patient_ref": patient_ref(refs[i]), "risk": float(r["risk"]), "surv": surv,
             "survival": horizons, "median_survival": _num(r["median_survival"]), "n_imputed": int(r["n_imputed"]),
             "missing": flags["missing"][i], "n_unknown_categories": len(flags["unknown_categories"][i]),
             "unknown_categories": flags["unknown_categories"][i], "n_out_of_range": len(flags["out_of_range"][i]),
@@ -337,7 +285,7 @@ async def api_predict_file(
     top_k: int = Query(3, ge=1, le=20), principal: Principal = Depends(USE_API),
 ) -> dict[str, Any]:
     ctx = get_ctx(request)
-    upload = await read_upload(file, expected={FileKind.CSV}, max_bytes=ctx.settings.max_upload_bytes)
+    upload = await read_csv_upload(ctx, file)
     return await run_in_threadpool(_predict_upload, ctx, principal, bundle_id, upload, explain, top_k, "api-file")
 
 
@@ -467,11 +415,8 @@ def _page_predict(request: Request, ctx: ServiceContext, principal: Principal, b
     fields = _fields(assistant)
     row, values, errors = parse_form_row(form, fields)
     if errors:
-        dd = dictionary_of(ctx, info)
-        message = "Some values could not be used: " + "; ".join(f"{dd.label_with_unit(fields[i]['column'])}: {m}" for i, m in errors.items())
-        if is_htmx(request):
-            return render(request, "partials/error.html", status_code=422, status=422, message=message)
-        return _form_page(request, info, assistant, values=values, errors=errors, error=message, status_code=422)
+        return refuse_form(request, ctx, info, fields, errors, lambda message: _form_page(
+            request, info, assistant, values=values, errors=errors, error=message, status_code=422))
     frame = rows_to_frame([row], assistant, max_rows=1, source="form")
     result = run_and_record(ctx, principal, info, assistant, frame, explain=explain, top_k=5, curve=True, input_value=[row],
                             input_sha256=sha256_json([row]), via="web", source="form")
@@ -486,7 +431,7 @@ def _page_predict(request: Request, ctx: ServiceContext, principal: Principal, b
 async def page_predict_file(request: Request, bundle_id: str = BUNDLE_ID, file: UploadFile = File(...),
                             principal: Principal = Depends(USE_PAGE)) -> Response:
     ctx = get_ctx(request)
-    upload = await read_upload(file, expected={FileKind.CSV}, max_bytes=ctx.settings.max_upload_bytes)
+    upload = await read_csv_upload(ctx, file)
     result = await run_in_threadpool(_predict_upload, ctx, principal, bundle_id, upload, True, 3, "web-file")
     info = _info(ctx, bundle_id)
     words = _words(ctx, info, _assistant(ctx, info), result)
@@ -504,21 +449,16 @@ def page_download(request: Request, prediction_id: int = Path(ge=1, le=2**62), p
 def _download_rows(ctx: ServiceContext, bundle_id: str, output: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The columns ``medassist predict`` writes (risk, surv_<t> with _low/_high, median_survival,
     n_imputed), then flags and factors in words."""
-    info = ctx.catalog.get(bundle_id)
-    dd = dictionary_of(ctx, info) if info is not None else None
+    dd = download_dictionary(ctx, bundle_id)
     rows = []
     for p in output:
         row: dict[str, Any] = {"row": p.get("row"), "patient": p.get("patient_ref") or "", "risk": round(float(p["risk"]), 5)}
         row.update({k: round(float(v), 5) for k, v in (p.get("surv") or {}).items()})
         row["median_survival"] = "" if p.get("median_survival") is None else round(float(p["median_survival"]), 2)
         row["n_imputed"] = p.get("n_imputed", 0)
-        row["missing (imputed)"] = "; ".join(dd.label(c) if dd else c for c in p.get("missing") or [])
-        row["outside the training data"] = "; ".join(dd.label(c) if dd else c for c in p.get("out_of_range") or [])
-        for k, f in enumerate(p.get("factors") or [], start=1):
-            col = f.get("column", "")
-            row[f"factor {k}"] = dd.label_with_unit(col) if dd else col
-            row[f"factor {k} value"] = dd.describe(col, f.get("value")) if dd else f.get("value")
-            row[f"factor {k} effect"] = round(float(f.get("weight", 0.0)), 3)
+        row["missing (imputed)"] = labels(dd, p.get("missing") or [])
+        row["outside the training data"] = labels(dd, p.get("out_of_range") or [])
+        factor_columns(row, p.get("factors") or [], dd, weight="effect", digits=3)
         rows.append(row)
     return rows
 

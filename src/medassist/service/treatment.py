@@ -31,6 +31,7 @@ from medassist.service.context import DISCLAIMER, ServiceContext, get_ctx
 from medassist.service.plugin_common import BundlePlugin, bundle_ref, check_rows, example_values, input_fields, parse_form_row
 from medassist.service.predictions import record_prediction
 from medassist.service.rendering import is_htmx, render
+from medassist.service.table_rows import refuse_form
 from medassist.store.audit import sha256_json
 
 NAME = "treatment"
@@ -312,11 +313,8 @@ def _page_advise(request: Request, ctx: ServiceContext, principal: Principal, bu
     fields = _fields(assistant)
     row, values, errors = parse_form_row(form, fields)
     if errors:
-        dd = dictionary_of(ctx, info)
-        message = "Some values could not be used: " + "; ".join(f"{dd.label_with_unit(fields[i]['column'])}: {m}" for i, m in errors.items())
-        if is_htmx(request):
-            return render(request, "partials/error.html", status_code=422, status=422, message=message)
-        return _form_page(request, info, assistant, values=values, errors=errors, error=message, status_code=422)
+        return refuse_form(request, ctx, info, fields, errors, lambda message: _form_page(
+            request, info, assistant, values=values, errors=errors, error=message, status_code=422))
     result = advise_rows(ctx, principal, bundle_id, [row], explain=explain, top_k=5, via="web", source="form")
     if is_htmx(request):
         words = _words(ctx, info, assistant, result)

@@ -38,7 +38,7 @@ from sqlalchemy import case, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from medassist.exceptions import ConfigError
-from medassist.store.audit_keys import AuditFiles, read_checkpoint, write_checkpoint
+from medassist.store.audit_keys import AuditFiles, AuditKeyring, read_checkpoint, write_checkpoint
 from medassist.store.models import AuditEntry, User, table_of
 
 log = logging.getLogger("medassist.audit")
@@ -89,6 +89,22 @@ def audit_files(session: Session) -> AuditFiles:
     return AuditFiles.from_settings(Settings())
 
 
+def _chain_head(session: Session) -> tuple[AuditFiles, Any, AuditKeyring]:
+    """Take the append lock (an advisory lock on PostgreSQL; SQLite's BEGIN IMMEDIATE is the
+    session's own) and read the chain's head: the audit files, the newest entry's
+    ``(entry_hash, key_id)`` row (``None`` in an empty log) and the keyring to sign with."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
+    files = audit_files(session)
+    last = session.execute(select(AuditEntry.entry_hash, AuditEntry.key_id).order_by(AuditEntry.id.desc()).limit(1)).first()
+    # The first keyed entry of a log may create the keyring; after that it must be there.
+    ring = files.keyring(create=last is None or last.key_id is None)
+    if last is not None and last.key_id is not None and last.key_id not in ring.keys:
+        raise ConfigError(f"{files.key_path}: the newest audit entry was signed with key {last.key_id!r}, which this key file "
+                          "does not hold (was it replaced instead of rotated?); restore the key file from backup.")
+    return files, last, ring
+
+
 def append_entry(
     session: Session,
     *,
@@ -108,15 +124,7 @@ def append_entry(
         medassist.store.audit_keys.AuditKeyMissing: the log already has keyed entries but the audit key file is gone (a new
             key is never made silently: restore the file).
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
-    files = audit_files(session)
-    last = session.execute(select(AuditEntry.entry_hash, AuditEntry.key_id).order_by(AuditEntry.id.desc()).limit(1)).first()
-    # The first keyed entry of a log may create the keyring; after that it must be there.
-    ring = files.keyring(create=last is None or last.key_id is None)
-    if last is not None and last.key_id is not None and last.key_id not in ring.keys:
-        raise ConfigError(f"{files.key_path}: the newest audit entry was signed with key {last.key_id!r}, which this key file "
-                          "does not hold (was it replaced instead of rotated?); restore the key file from backup.")
+    files, last, ring = _chain_head(session)
     fields = {
         "at": _now_text(),
         "user_id": user.id if user is not None else None,
@@ -166,14 +174,7 @@ def append_entries(session: Session, entries: list[NewEntry]) -> list[int]:
     """
     if not entries:
         return []
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
-    files = audit_files(session)
-    last = session.execute(select(AuditEntry.entry_hash, AuditEntry.key_id).order_by(AuditEntry.id.desc()).limit(1)).first()
-    ring = files.keyring(create=last is None or last.key_id is None)
-    if last is not None and last.key_id is not None and last.key_id not in ring.keys:
-        raise ConfigError(f"{files.key_path}: the newest audit entry was signed with key {last.key_id!r}, which this key file "
-                          "does not hold (was it replaced instead of rotated?); restore the key file from backup.")
+    files, last, ring = _chain_head(session)
     key_id = ring.active_id
     prev = last.entry_hash if last is not None else GENESIS
     table = table_of(AuditEntry)

@@ -5,7 +5,9 @@ testing a medassist deployment; never by the demo's real-data paths):
 * :mod:`medassist.testing.server`: a tiny trained bundle, users with known passwords and a real
   uvicorn server on 127.0.0.1;
 * :mod:`medassist.testing.assistants`: tiny imaging, treatment and screening bundles and valid
-  inputs for each.
+  inputs for each;
+* :mod:`medassist.testing.processes`: a server in its own process (a free port, waiting until it
+  answers, stopping it), for the benchmarks.
 
 Importing this package loads neither torch nor the service; the submodules do.
 """
