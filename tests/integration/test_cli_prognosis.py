@@ -97,6 +97,26 @@ def test_predict_without_the_outcome_columns_works(bundle, survival_csvs, cli, t
     assert len(pd.read_csv(tmp_path / "p.csv")) == 5
 
 
+def test_predict_flags_values_outside_training_and_names_the_top_factors(bundle, survival_csvs, cli, tmp_path):
+    rows = pd.read_csv(survival_csvs[1]).head(4)
+    rows.loc[0, "age"] = 140  # older than anyone in training
+    rows.loc[1, "tgrade"] = "IV"  # a grade training never saw
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    proc = cli("predict", bundle, "--data", tmp_path / "in.csv", "--out", tmp_path / "p.csv", "--top-k", "2")
+    assert proc.returncode == 0, proc.stderr
+    p = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert list(p["n_out_of_range"]) == [1, 0, 0, 0] and p.loc[0, "out_of_range"] == "age"
+    assert p.loc[1, "n_unknown_categories"] == 1 and "tgrade" in p.loc[1, "unknown_categories"]
+    covariates = {"horTh", "age", "menostat", "tsize", "tgrade", "pnodes", "progrec", "estrec"}
+    assert set(p["factor_1"]) <= covariates and set(p["factor_2"]) <= covariates
+    assert (p["factor_1"] != p["factor_2"]).all()
+    w1, w2 = p["factor_1_weight"].astype(float).abs(), p["factor_2_weight"].astype(float).abs()
+    assert (w1 >= w2).all() and (w1 > 0).all()
+    quiet = cli("predict", bundle, "--data", tmp_path / "in.csv", "--out", tmp_path / "q.csv", "--no-explain")
+    assert quiet.returncode == 0, quiet.stderr
+    assert not any(c.startswith("factor_") for c in pd.read_csv(tmp_path / "q.csv").columns)
+
+
 def _bad(df: pd.DataFrame, kind: str) -> pd.DataFrame:
     df = df.copy()
     if kind == "negative time":

@@ -7,9 +7,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from medassist.cli.commands import EvaluateRequest, PredictRequest, TrainRequest, emit_evaluation, err, format_interval, out, train_options
 from medassist.data.io.tables import write_table
 from medassist.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from medassist.assistants.prognosis import PrognosisAssistant
 
 
 def train_survival(req: TrainRequest) -> None:
@@ -59,6 +66,30 @@ def evaluate_survival(req: EvaluateRequest) -> None:
     emit_evaluation(req, result, lines=lines)
 
 
+def with_flags_and_factors(assistant: PrognosisAssistant, frame: pd.DataFrame, preds: pd.DataFrame, *, source: str, explain: bool,
+                           top_k: int) -> pd.DataFrame:
+    """``preds`` with the columns a diagnosis prediction carries too: unknown categories and inputs
+    outside the training range per row and, with ``explain``, the ``top_k`` factors (integrated
+    gradients of the restricted mean survival time against an average patient; weight in time
+    units, > 0 = longer expected survival)."""
+    import numpy as np
+
+    from medassist.assistants.prognosis_curves import row_flags, top_factors
+
+    result = preds.copy()
+    flags = row_flags(assistant, frame, source=source)
+    for key in ("unknown_categories", "out_of_range"):
+        result[f"n_{key}"] = [len(r) for r in flags[key]]
+        result[key] = ["; ".join(r) for r in flags[key]]
+    if explain:
+        x = assistant.model.features(frame.reset_index(drop=True), source=source)
+        tops = top_factors(assistant, frame, x, top_k=top_k)
+        for r in range(top_k):
+            result[f"factor_{r + 1}"] = [t[r]["column"] if len(t) > r else "" for t in tops]
+            result[f"factor_{r + 1}_weight"] = [round(t[r]["weight"], 4) if len(t) > r else np.nan for t in tops]
+    return result
+
+
 def predict_survival(req: PredictRequest) -> None:
     from medassist.assistants.prognosis import PrognosisAssistant, load_input
 
@@ -73,6 +104,7 @@ def predict_survival(req: PredictRequest) -> None:
     if extra:
         err.print(f"note: column(s) not used by the model: {', '.join(map(str, extra))}", highlight=False)
     preds = assistant.predict(frame, source=source.name)
+    preds = with_flags_and_factors(assistant, frame, preds, source=source.name, explain=req.explain, top_k=req.top_k)
     write_table(preds, req.out)
     n_imp = int((preds["n_imputed"] > 0).sum())
     err.print(f"wrote {len(preds)} predictions to {req.out} (model: {assistant.bundle.model_card.get('name', '')})", highlight=False)
