@@ -327,6 +327,24 @@ def model_floor(bundle: Path, rows: list[dict], *, reps: int = 300) -> dict:
 
     fwd_ms = timed(lambda: forward(x1), reps)
     fwd32_ms = timed(lambda: forward(x32), max(20, reps // 10))
+    # The same network on the runtimes the service could use: TorchScript (traced, frozen) and
+    # ONNX Runtime (what the service adopts where it reproduces PyTorch; see models/onnx_runtime.py).
+    from medassist.models.onnx_runtime import _MemberLogProbabilities, compile_forward, torch_forward
+
+    eager = torch_forward(model)
+    traced = torch.jit.freeze(torch.jit.trace(_MemberLogProbabilities(model).eval(), x32))
+
+    def scripted(x):
+        with torch.inference_mode():
+            return traced(torch.from_numpy(x)).numpy()
+
+    served = compile_forward(model, n_features=x1.shape[1])
+    runtimes = {}
+    for name, fn in (("torch", eager), ("torchscript", scripted), ("onnxruntime", served.run)):
+        a1, a32 = x1.numpy(), x32.numpy()
+        runtimes[name] = {"forward_ms": round(timed(lambda fn=fn, a1=a1: fn(a1), reps), 3),
+                          "forward_batch32_rows_per_s": round(32 * 1000 / timed(lambda fn=fn, a32=a32: fn(a32), max(20, reps // 10)), 0),
+                          "max_abs_diff_p": float(np.abs(np.exp(fn(a32)) - np.exp(eager(a32))).max())}
     from medassist.explain.attributions import integrated_gradients_checked
 
     ig_ms = timed(lambda: integrated_gradients_checked(model, x1.numpy(), np.array([0])), max(20, reps // 10))
@@ -335,7 +353,8 @@ def model_floor(bundle: Path, rows: list[dict], *, reps: int = 300) -> dict:
     return {"featurise_ms": round(feat_ms, 3), "forward_ms": round(fwd_ms, 3),
             "forward_batch32_rows_per_s": round(32 * 1000 / fwd32_ms, 0), "explain_ms_1row": round(ig_ms, 2),
             "explain_completeness_gap_max": round(float(np.abs(delta).max()), 6),
-            "explain_completeness_gap_median": round(float(np.median(np.abs(delta))), 6)}
+            "explain_completeness_gap_median": round(float(np.median(np.abs(delta))), 6),
+            "runtimes": runtimes, "served_runtime": served.runtime, "served_runtime_reason": served.reason}
 
 
 # --------------------------------------------------------------------------------------------
@@ -604,6 +623,16 @@ def markdown(results: dict) -> str:
         for label, f in floor.items():
             lines.append(f"| {label} | {f['featurise_ms']} | {f['forward_ms']} | {f['forward_batch32_rows_per_s']:.0f} | "
                          f"{f['explain_ms_1row']} | {f['explain_completeness_gap_max']} / {f['explain_completeness_gap_median']} |")
+        if any("runtimes" in f for f in floor.values()):
+            lines += ["", "The same network's forward pass (member log-probabilities, one thread) on each runtime; "
+                      "`served` is what `medassist serve` adopted for the bundle (ONNX Runtime only where its probabilities "
+                      "agree with PyTorch's within 1e-5 on a probe batch):", "",
+                      "| bundle | runtime | forward ms (1 row) | rows/s at batch 32 | max abs difference in p vs PyTorch | served |",
+                      "|---|---|---|---|---|---|"]
+            for label, f in floor.items():
+                for name, r in (f.get("runtimes") or {}).items():
+                    lines.append(f"| {label} | {name} | {r['forward_ms']} | {r['forward_batch32_rows_per_s']:.0f} | "
+                                 f"{r['max_abs_diff_p']:.1e} | {'yes' if name == f.get('served_runtime') else ''} |")
     return "\n".join(lines)
 
 

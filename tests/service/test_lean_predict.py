@@ -9,14 +9,17 @@ import time
 
 import httpx
 import numpy as np
+import pytest
 
 from medassist.assistants.diagnosis import DiagnosisAssistant
 from medassist.service import auth
-from medassist.service.diagnosis import predict_batch, predict_frame, rows_to_batch
+from medassist.data.catalog import get_dataset
+from medassist.service.diagnosis import _Lean, predict_batch, predict_frame, rows_to_batch
 from medassist.store.accounts import new_api_token
 from medassist.store.audit import verify_chain
 from medassist.store.models import ApiToken, AuditEntry, Prediction, User, utcnow
 from medassist.testing.server import example_row
+from medassist.types import SCORE_TOLERANCE
 
 
 def _rows(bundle) -> list[dict]:
@@ -70,6 +73,28 @@ def test_lean_predictions_equal_the_pandas_path_with_explanations(tiny_bundle):
         lean = predict_batch(assistant, batch, explain=explain, top_k=4, source="t")
         old = predict_frame(assistant, batch.to_frame(assistant.bundle.schema.id_column), explain=explain, top_k=4, source="t")
         assert lean == old
+
+
+def _without_scores(results: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("probabilities", "confidence", "member_sd")} for r in results]
+
+
+def test_the_served_forward_pass_on_onnx_runtime_gives_the_pytorch_results(tiny_bundle):
+    """The service runs the network on ONNX Runtime where it reproduces PyTorch: the same
+    predictions, flags and factors, probabilities equal at the precision they are reported to."""
+    assistant = DiagnosisAssistant.load(tiny_bundle)
+    lean = _Lean(assistant)
+    assert lean.forward.runtime == "onnxruntime", lean.forward.reason
+    fz = assistant.bundle.featurizer
+    frame = get_dataset("heart_disease").load()[list(fz.columns_)]  # what the tiny bundle was trained on
+    rows = [{c: None if v != v else (float(v) if c in fz.numeric_ else v) for c, v in rec.items()} for rec in frame.to_dict("records")]
+    batch = rows_to_batch(rows, assistant, max_rows=1000, source="t")
+    for explain in (False, True):
+        served = predict_batch(assistant, batch, explain=explain, top_k=3, source="t", lean=lean)
+        reference = predict_batch(assistant, batch, explain=explain, top_k=3, source="t")
+        assert _without_scores(served) == _without_scores(reference)
+        for a, b in zip(served, reference, strict=True):
+            assert a["probabilities"] == pytest.approx(b["probabilities"], abs=SCORE_TOLERANCE)
 
 
 def test_a_revoked_token_is_refused_at_once_though_tokens_are_cached(site):
