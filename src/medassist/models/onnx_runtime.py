@@ -89,8 +89,8 @@ def compile_forward(model: nn.Module, *, n_features: int, probe: np.ndarray | No
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes
-            torch.onnx.export(wrapped, (torch.from_numpy(probe),), buf, input_names=["x"], output_names=["p"],
-                              dynamic_axes={"x": {0: "n"}, "p": {1: "n"}}, dynamo=False)
+            torch.onnx.export(wrapped, (torch.from_numpy(probe),), buf,  # type: ignore[arg-type]  # a file-like object is accepted
+                              input_names=["x"], output_names=["p"], dynamic_axes={"x": {0: "n"}, "p": {1: "n"}}, dynamo=False)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # the service runs the model on one thread
         options.inter_op_num_threads = 1
