@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from medassist.assistants.diagnosis import DiagnosisAssistant
-from medassist.service import auth
 from medassist.data.catalog import get_dataset
+from medassist.service import auth
 from medassist.service.diagnosis import _Lean, predict_batch, predict_frame, rows_to_batch
 from medassist.store.accounts import new_api_token
 from medassist.store.audit import verify_chain

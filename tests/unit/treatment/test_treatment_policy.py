@@ -6,7 +6,7 @@ import pytest
 from medassist.assistants.treatment import TreatmentAssistant
 from medassist.data.datasets.trials import synthetic_trial
 from medassist.data.sources import DataSource
-from medassist.evaluation.treatment_policy import interval_multipliers, rank_arms, summarise
+from medassist.evaluation.treatment_policy import interval_multipliers, jackknife_factor, rank_arms, summarise, t_multiplier
 from medassist.pipeline.treatment import TreatmentSpec, train_treatment
 from medassist.training import TrainConfig
 
@@ -61,15 +61,27 @@ def test_intervals_cover_the_true_expected_outcome_and_effect(fitted):
     info = assistant.info
     cal = info["interval_scale"]
     assert cal["arm"] >= 1.0 and cal["effect"] >= 1.0 and assistant.bundle.calibration["interval_scale"] == cal
+    # the spread is widened at least to the delete-a-group jackknife's standard error (5 members: (5 - 1)/sqrt(5))
+    assert cal["jackknife"] == pytest.approx(4 / np.sqrt(5)) and min(cal["arm"], cal["effect"]) >= cal["jackknife"]
+    assert "jackknife" in assistant.bundle.model_card["calibration"]["interval"]
     m_arm, m_eff = interval_multipliers(info)
     x = assistant.model.features(fresh, source="fresh")
     d = assistant.model.draws(x)
     mu = _base(fresh)[:, None] + tau
     lo, hi = summarise(d["pred"], m_arm)[1:]
     # loose bounds: a 5-member ensemble on 800 patients; the benchmark measures the real figures
-    assert 0.7 < np.mean((lo <= mu) & (mu <= hi)) <= 1.0
+    assert 0.85 < np.mean((lo <= mu) & (mu <= hi)) <= 1.0
     dlo, dhi = summarise(d["pred"][:, :, 1] - d["pred"][:, :, 0], m_eff)[1:]
-    assert 0.7 < np.mean((dlo <= tau[:, 1]) & (tau[:, 1] <= dhi)) <= 1.0
+    assert 0.85 < np.mean((dlo <= tau[:, 1]) & (tau[:, 1] <= dhi)) <= 1.0
+    assert np.mean(hi - lo) < 4 * 0.5  # not absurdly wide: well under four noise sd
+
+
+def test_bundles_keep_the_interval_factors_they_were_saved_with():
+    t = t_multiplier(5)
+    before_jackknife = {"n_members": 5, "interval_scale": {"arm": 1.0, "effect": 1.3, "z": t}}  # a bundle from before version 2
+    assert interval_multipliers(before_jackknife) == pytest.approx((t, 1.3 * t))
+    assert interval_multipliers({"n_members": 5}) == pytest.approx((t, t))  # uncalibrated: plain t(0.975, K-1)
+    assert jackknife_factor(5) == pytest.approx(1.7889, abs=1e-4) and jackknife_factor(2) == pytest.approx(1 / np.sqrt(2))
 
 
 def test_rank_arms_probabilities_on_hand_made_draws():
