@@ -116,12 +116,34 @@ def test_model_auto_chooses_on_validation_and_records_why(tables, cli, tmp_path)
     assert proc.returncode == 0, proc.stderr
     card = json.loads((out / "model_card.json").read_text())
     sel = card["model"]["selection"]
-    assert "validation split" in sel["rule"] and set(sel["validation_auc"]) == {"mlp", "logistic"}
-    best = max(sel["validation_auc"], key=lambda k: (sel["validation_auc"][k], k == "mlp"))
+    assert "validation split" in sel["rule"] and set(sel["validation_auc"]) == {"tabm", "logistic"}  # the default deep model
+    best = max(sel["validation_auc"], key=lambda k: (sel["validation_auc"][k], k == "tabm"))
     assert sel["chosen"] == best == card["model"]["family"]
     assert "model selection (--model auto)" in proc.stderr and sel["why"] in proc.stderr
     pred = cli("predict", out, "--data", tables[1], "--out", tmp_path / "p.csv")
     assert pred.returncode == 0, pred.stderr
+
+
+def test_when_auto_deploys_logistic_regression_the_reports_say_so_and_label_the_deep_curves(tables, cli, tmp_path):
+    out = tmp_path / "auto-lr"
+    # one epoch of the deep model on a truly linear outcome: the logistic regression wins on validation
+    proc = cli("train", "--data", tables[0], "--target", "disease", "--out", out, "--model", "auto",
+               "--epochs", "1", "--ensemble", "1", "--no-progress", "--seed", "0")
+    assert proc.returncode == 0, proc.stderr
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["model"]["family"] == "logistic" == card["model"]["selection"]["chosen"]
+    assert card["training"]["of_model"].startswith("tabm (the deep candidate, not deployed")
+    for html in ((out / "report.html").read_text(), _evaluate_report(cli, out, tables[1], tmp_path)):
+        assert '<p id="deployed"><strong>Deployed model:</strong> Logistic regression, chosen by --model auto' in html
+        assert "Training curves of a candidate that was not deployed" in html and 'id="history-note"' in html
+        assert "these curves are the training of the deep model (tabm) it was compared with" in html
+        assert "How did training go?" not in html
+
+
+def _evaluate_report(cli, bundle, data, tmp_path) -> str:
+    proc = cli("evaluate", bundle, "--data", data, "--n-boot", "100", "--report", tmp_path / "eval.html")
+    assert proc.returncode == 0, proc.stderr
+    return (tmp_path / "eval.html").read_text()
 
 
 def test_a_malformed_missing_values_spec_is_refused_in_one_line(tables, cli, tmp_path):

@@ -61,7 +61,7 @@ def test_predict_keeps_every_row_in_order_with_probabilities_and_factors(bundle,
     assert len(preds) == len(src) and preds["mrn"].tolist() == src["mrn"].tolist()
     assert {"prediction", "prob_disease", "prob_healthy", "factor_1", "factor_1_weight", "n_imputed"} <= set(preds.columns)
     assert ((preds["prob_disease"] + preds["prob_healthy"]).sub(1).abs() < 1e-4).all()
-    assert (preds["member_sd"] >= 0).all() and preds["member_sd"].max() > 0  # default mlp: 5-member ensemble
+    assert (preds["member_sd"] >= 0).all() and preds["member_sd"].max() > 0  # mlp: a 5-member cross-fitted ensemble by default
     assert set(preds["prediction"]) <= {"disease", "healthy"}
     assert (preds["n_imputed"] > 0).sum() > 0  # the export has missing values and we say so per row
     cm = json.loads((bundle / "model_card.json").read_text())
@@ -168,6 +168,8 @@ def test_differentially_private_training_spends_and_guards_the_budget(cli, messy
     assert "differential privacy: spent ε = 3" in proc.stderr
     card = json.loads((tmp_path / "dp1" / "model_card.json").read_text())
     assert 0 < card["privacy"]["epsilon"] <= 3.001 and card["model"]["ensemble_members"] == 1
+    # the default model (TabM) trains under DP-SGD, its bins kept data-independent
+    assert card["model"]["family"] == "tabm" and any("standard-normal quantiles" in x for x in card["limitations"])
     line = one_line_error(cli(*args, "--out", tmp_path / "dp2", env=env))
     assert "Privacy budget exceeded" in line and "of ε = 4 already spent" in line
     assert not (tmp_path / "dp2").exists()

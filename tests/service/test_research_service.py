@@ -48,7 +48,7 @@ def test_a_training_job_finishes_and_its_bundle_is_listed(site, trained):
     assert trained["status"] == "done", trained["message"]
     assert trained["epoch"] == trained["max_epochs"] == 2 and trained["fraction"] == 1.0
     bundle_id = trained["bundle_id"]
-    assert trained["request"] == {"dataset": "wdbc", "size": "small", "model": "mlp", "seed": 3, "epochs": 2, "members": 1,
+    assert trained["request"] == {"dataset": "wdbc", "size": "small", "model": "tabm", "seed": 3, "epochs": 2, "members": 1,
                                   "dp_epsilon": None}
     assert 0.5 < trained["metrics"]["auc"]["value"] <= 1 and trained["metrics"]["auc"]["ci_low"] <= trained["metrics"]["auc"]["value"]
     # In the service's own bundle directory, and in the model list at once (no restart).

@@ -196,7 +196,7 @@ def train(
     out_dir: Path = typer.Option(..., "--out", help="Directory to write the model bundle to."),
     task: str = typer.Option("auto", "--task", help="auto | " + " | ".join(TRAIN_HANDLERS)),
     target: str = typer.Option(None, "--target", "--outcome", help="Outcome column (bundled data sets have a default)."),
-    model: str = typer.Option(None, "--model", help="Model family (diagnosis: mlp | ft | auto: the deep model or a logistic regression, whichever has the higher validation AUC)."),
+    model: str = typer.Option(None, "--model", help="Model family (diagnosis: tabm (default; TabM, 32 weight-sharing members) | mlp | ft | auto: tabm or a logistic regression, whichever has the higher validation AUC)."),
     size: ModelSize = typer.Option(None, "--size", case_sensitive=False, show_default=False, help="Model size (default small; images: base). large has over a million parameters, and so has base (images only)."),
     seed: int = typer.Option(0, "--seed", help="Seed for splits, initialisation and data order."),
     id_column: str = typer.Option(None, "--id-column", help="Patient ID column: splits keep a patient's rows together."),

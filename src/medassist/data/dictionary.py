@@ -526,7 +526,7 @@ def bundle_dictionary(bundle_or_dir: Any) -> DataDictionary:
 # Clinical titles
 
 
-_FAMILIES = {"mlp": "neural network (MLP)", "ft": "FT-Transformer", "multiarm": "multi-arm outcome network",
+_FAMILIES = {"mlp": "neural network (MLP)", "tabm": "neural network ensemble (TabM)", "ft": "FT-Transformer", "multiarm": "multi-arm outcome network",
              "survnet": "survival network", "gnn": "graph neural network"}
 
 

@@ -400,6 +400,8 @@ def write_report(
     rows_note: str | None = None,
     warnings: Sequence[str] = (),
     comparison: dict[str, Any] | None = None,
+    deployed: str | None = None,
+    history_note: str | None = None,
 ) -> Path:
     """Write one self-contained HTML report and return its path.
 
@@ -422,6 +424,11 @@ def write_report(
         comparison: the simple baselines scored on the same rows: ``{"model_label",
             "comparators": [medassist.evaluation.comparison.compare(...)], "notes": [...]}``;
             shown beside the model, and said at the top when the model is not better.
+        deployed: which model the bundle deploys, stated at the top (e.g. "logistic regression,
+            chosen by --model auto ...").
+        history_note: set when ``history`` is not the deployed model's training (``--model auto``
+            chose a model without epochs): the curves are then labelled as the training of a
+            candidate that was not deployed, with this explanation.
 
     Returns:
         The path written.
@@ -472,6 +479,8 @@ def write_report(
         "confusion_rows": _confusion_table(cm, names),
         "subgroup_rows": _subgroup_rows(subgroups) if subgroups else None,
         "comparison": _comparison_context(comparison, evaluation),
+        "deployed": deployed,
+        "history_note": history_note if figures["history"] else None,
         "card": {
             "name": card.name, "version": card.version, "created": card.created,
             "task": card.task, "target": card.target, "classes": ", ".join(card.classes),

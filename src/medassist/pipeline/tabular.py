@@ -67,7 +67,8 @@ class TabularSpec:
     """Everything that decides how a tabular diagnosis model is built and trained."""
 
     target: str
-    model: str = "mlp"
+    #: The deep model family (the diagnosis assistant's ``DEFAULT_MODEL``).
+    model: str = "tabm"
     size: ModelSize = ModelSize.SMALL
     seed: int = 0
     id_column: str | None = None
@@ -391,6 +392,12 @@ def fit_tabular(
         torch.manual_seed(seed)
         model, model_spec = build_model(spec.model, size=spec.size, n_features=x_all.shape[1], n_outputs=n_classes)
         train_data = ArrayDataset(features=x_all[[row_of[r] for r in tr]], targets=codes[tr])
+        # Data-dependent input state (TabM's quantile bins) from the training rows only; under
+        # DP-SGD the bins stay data-independent (standard-normal quantiles of the standardised
+        # inputs), as exact training quantiles would reveal training values outside the guarantee.
+        fit_bins = getattr(model, "fit_bins", None)
+        if callable(fit_bins) and spec.train.privacy is None:
+            fit_bins(torch.from_numpy(x_all[[row_of[r] for r in tr]]))
         val_data = ArrayDataset(features=x_all[[row_of[r] for r in va]], targets=codes[va])
         t = trainer if seed == spec.seed else Trainer(
             config=TrainConfig.from_dict({**spec.train.to_dict(), "seed": seed}), progress=progress, console=console)
@@ -530,10 +537,12 @@ def undo_class_weighting(model: torch.nn.Module, weights: np.ndarray) -> None:
     """
     head = getattr(model, "head", None)
     last = head[-1] if isinstance(head, torch.nn.Sequential) else None
-    if not isinstance(last, torch.nn.Linear) or last.bias is None:
+    bias = getattr(last, "bias", None)
+    # A linear head's bias (C,), or per-member heads' biases (K, C) (TabM): the shift applies to each.
+    if not isinstance(bias, torch.nn.Parameter) or bias.shape[-1] != len(weights):
         raise ConfigError(f"class_weight='balanced' needs a model whose head ends in a linear layer; {type(model).__name__} does not.")
     with torch.no_grad():
-        last.bias.sub_(torch.log(torch.as_tensor(np.where(weights > 0, weights, 1.0), dtype=last.bias.dtype)))
+        bias.sub_(torch.log(torch.as_tensor(np.where(weights > 0, weights, 1.0), dtype=bias.dtype)))
 
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:
@@ -586,7 +595,7 @@ def train_tabular(
         ledger.check(dataset_id, spec.train.privacy.target_epsilon, source=source.name)
     if spec.select_model and spec.train.privacy is not None:
         raise ConfigError("--model auto compares the deep model with a logistic regression fitted without privacy; "
-                          "with --dp-epsilon choose the model family (--model mlp or ft).")
+                          "with --dp-epsilon choose the model family (--model tabm, mlp or ft).")
     # Values the user declared to mean "missing" are read as missing everywhere below; the
     # featurizer applies the same rule itself (in training and at every later use), and the
     # table (`data`, hashed to recognise training rows) keeps what the user handed in.
@@ -677,7 +686,9 @@ def train_tabular(
                "hyperparameters": fitted.model_spec["params"],
                **({"selection": baselines["selection"]} if baselines.get("selection") else {})},
         training={**spec.train.to_dict(), "best_epoch": fitted.result.best_epoch, "epochs_run": len(fitted.result.history),
-                  "stopped_early": fitted.result.stopped_early, "seconds": round(fitted.result.seconds, 2)},
+                  "stopped_early": fitted.result.stopped_early, "seconds": round(fitted.result.seconds, 2),
+                  **({"of_model": f"{deep_family} (the deep candidate, not deployed; the deployed logistic regression "
+                                  "is fitted in one step)"} if chosen == "logistic" else {})},
         metrics=evaluation, calibration=calibration,
         baselines={k: v for k, v in baselines.items() if k != "logistic_state"},
         limitations=[
@@ -686,10 +697,14 @@ def train_tabular(
             *notes, *warnings_found[:10],
             *(["Trained with DP-SGD; the calibration temperature (one number) and the reported test metrics "
                "use held-out rows without privacy noise."] if fitted.result.privacy else []),
+            *(["Under DP-SGD the numeric embeddings' bins are fixed standard-normal quantiles of the standardised "
+               "inputs, not quantiles of the training rows (those would reveal training values)."]
+              if fitted.result.privacy and chosen == "tabm" else []),
         ],
         ethical_considerations=texts["ethical_considerations"],
         privacy=fitted.result.privacy or {},
     )
+    deployed, history_note = deployed_words(card.model)
     with tempfile.TemporaryDirectory() as tmp:
         report_tmp = write_report(
             Path(tmp) / "report.html", title=f"medassist diagnosis model: {spec.target} ({source.name})",
@@ -697,6 +712,7 @@ def train_tabular(
             model_card=card, history=fitted.result.history, subgroups=subgroups or None,
             comparison={"model_label": model_words(chosen)[1], "comparators": comparators,
                         "notes": [f"{k}: not fitted ({v})" for k, v in (baselines.get("not_fitted") or {}).items()]},
+            deployed=deployed, history_note=history_note,
         )
         report_bytes = Path(report_tmp).read_bytes()
     bundle = ModelBundle(
@@ -857,15 +873,36 @@ def evaluate_table(
     result["baselines"], result["baseline_notes"] = _evaluate_baselines(bundle, fm.values, probs, y, n_boot=n_boot, seed=seed)
     result["bundle"] = str(bundle.path) if bundle.path else None
     if report is not None:
+        deployed, history_note = deployed_words({"family": _family(bundle), **(bundle.model_card.get("model") or {})})
         write_report(
             Path(report), title=f"medassist evaluation: {schema.target} on {source}", evaluation=result, y_prob=probs,
             y_true=y, classes=schema.classes, positive_index=schema.positive_index,
             model_card=ModelCard.from_dict(bundle.model_card), history=bundle.history, rows_note=note, warnings=warnings_,
             comparison={"model_label": model_words(_family(bundle))[1], "comparators": result["baselines"],
                         "notes": result["baseline_notes"]},
+            deployed=deployed, history_note=history_note,
         )
         result["report"] = str(report)
     return result
+
+
+def deployed_words(model: dict[str, Any]) -> tuple[str, str | None]:
+    """What a report says about the deployed model, from the model card's ``model`` section:
+    ``deployed`` (its name, and why when ``--model auto`` chose it) and, when the deployed model
+    is the logistic regression, the ``history_note``: the training curves kept with the bundle are
+    the deep candidate's, which was not deployed (a logistic regression has no epochs)."""
+    family = str(model.get("family") or "model")
+    selection = model.get("selection") or {}
+    members = int(model.get("ensemble_members") or 1)
+    deployed = ("Logistic regression" if family == "logistic" else model_words(family)[1]) + (f", an ensemble of {members} cross-fitted members" if members > 1 else "")
+    if selection.get("why"):
+        deployed += f", chosen by --model auto ({selection['why']})"
+    if family != "logistic":
+        return deployed, None
+    candidate = next((k for k in (selection.get("validation_auc") or {}) if k != "logistic"), "the deep model")
+    return deployed, (f"the deployed model is the logistic regression, fitted in one step without epochs; these curves "
+                      f"are the training of the deep model ({candidate}) it was compared with on the validation split "
+                      "and not chosen.")
 
 
 def _family(bundle: ModelBundle) -> str:

@@ -82,6 +82,7 @@ api, pages = KIT.api, KIT.pages
 
 
 class Family(StrEnum):
+    TABM = "tabm"  # first: the default, as for the CLI (medassist.assistants.diagnosis.DEFAULT_MODEL)
     MLP = "mlp"
     FT = "ft"
 
@@ -119,11 +120,12 @@ class TrainBody(BaseModel):
 
     dataset: Name
     size: ModelSize = DEFAULT_SIZE
-    model: Family = Family.MLP
+    model: Family = Family.TABM
     seed: int = Field(0, ge=0, le=2**31 - 1)
     epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="maximum epochs (early stopping may end sooner); "
-                               "default: the CLI's (150 for mlp, 100 for ft)")
-    members: int = Field(0, ge=0, le=10, description="members of the cross-fitted ensemble; 0: the CLI's default (mlp 5, ft 1)")
+                               "default: the CLI's (100 for tabm, 150 for mlp, 100 for ft)")
+    members: int = Field(0, ge=0, le=10, description="members of the cross-fitted ensemble; 0: the CLI's default "
+                         "(tabm 1: it holds 32 weight-sharing members itself; mlp 5, ft 1)")
     dp_epsilon: float | None = Field(None, gt=0, le=100, allow_inf_nan=False, description="train with DP-SGD to this ε")
 
 
@@ -471,7 +473,7 @@ def page_index(request: Request, principal: Principal = Depends(TRAIN_PAGE)) -> 
 
 @pages.post("/train")
 async def page_train(request: Request, dataset: str = Form(..., max_length=64), size: str = Form(DEFAULT_SIZE.value, max_length=16),
-                     model: str = Form("mlp", max_length=16), seed: str = Form("0", max_length=12), epochs: str = Form("", max_length=12),
+                     model: str = Form(Family.TABM.value, max_length=16), seed: str = Form("0", max_length=12), epochs: str = Form("", max_length=12),
                      members: str = Form("0", max_length=4), dp_epsilon: str = Form("", max_length=16),
                      principal: Principal = Depends(TRAIN_PAGE)) -> Response:
     values = {"dataset": dataset, "size": size, "model": model, "seed": seed, "members": members,

@@ -17,10 +17,24 @@ def class_weights(targets: np.ndarray, n_classes: int) -> np.ndarray:
     return w
 
 
+class MemberMeanCrossEntropy(nn.CrossEntropyLoss):
+    """Cross-entropy on logits (B, C), or on every member's logits (B, K, C) of a model that
+    trains K members at once (TabM): then the mean of the K members' losses, each against the
+    same target (B,)."""
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if input.ndim == 3:
+            # (B, K, C) → (B * K, C): the (weighted) mean over B * K rows is the mean over members
+            # of each member's (weighted) mean loss, since every member sees the same targets.
+            return super().forward(input.flatten(0, 1), target.repeat_interleave(input.shape[1]))
+        return super().forward(input, target)
+
+
 def classification_loss(targets: np.ndarray, n_classes: int, *, balanced: bool = True) -> nn.Module:
-    """Cross-entropy on logits (B, C), optionally weighted against class imbalance."""
+    """Cross-entropy on logits (B, C) or on members' logits (B, K, C) (:class:`MemberMeanCrossEntropy`),
+    optionally weighted against class imbalance."""
     weight = torch.tensor(class_weights(targets, n_classes), dtype=torch.float32) if balanced else None
-    return nn.CrossEntropyLoss(weight=weight)
+    return MemberMeanCrossEntropy(weight=weight)
 
 
 def masked_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
