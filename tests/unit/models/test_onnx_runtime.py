@@ -62,3 +62,16 @@ class _Unexportable(nn.Module):
 def test_a_network_that_does_not_export_keeps_pytorch_with_the_reason():
     fwd = compile_forward(_Unexportable(), n_features=12)
     assert fwd.runtime == "torch" and fwd.reason.startswith("ONNX export failed")
+
+
+def test_the_default_tabular_network_tabm_runs_on_onnx_runtime():
+    torch.manual_seed(0)
+    model, _ = build_model("tabm", size="small", n_features=12, n_outputs=2)
+    model.fit_bins(torch.randn(300, 12))
+    model.eval()
+    fwd = compile_forward(model, n_features=12)
+    assert fwd.runtime == "onnxruntime", fwd.reason
+    x = np.random.default_rng(2).normal(size=(40, 12)).astype(np.float32)
+    with torch.no_grad():
+        expected = torch.softmax(model(torch.from_numpy(x)), -1).numpy()
+    np.testing.assert_allclose(np.exp(fwd(x)[0]), expected, atol=TOLERANCE)
