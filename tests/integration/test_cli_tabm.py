@@ -1,4 +1,4 @@
-"""Issue 17: ``medassist train --task diagnosis`` trains TabM by default (one network holding 32
+"""Issue 17: ``medassist train --task diagnosis`` trains TabM by default (one network holding 16
 weight-sharing members, its quantile bins saved with the weights), and ``predict`` / ``evaluate``
 work from the saved bundle. Real subprocesses, few epochs."""
 
@@ -26,7 +26,7 @@ def test_tabm_is_the_default_everywhere():
 
 def test_train_without_model_trains_one_tabm_with_its_bins_in_the_bundle(tabm_bundle):
     meta = json.loads((tabm_bundle / "bundle.json").read_text())
-    assert meta["model"]["name"] == "tabm" and meta["model"]["params"]["k"] == 32
+    assert meta["model"]["name"] == "tabm" and meta["model"]["params"]["k"] == 16
     card = json.loads((tabm_bundle / "model_card.json").read_text())
     assert card["model"]["family"] == "tabm" and card["model"]["ensemble_members"] == 1
     html = (tabm_bundle / "report.html").read_text()

