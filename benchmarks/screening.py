@@ -313,10 +313,11 @@ def run_floor(lib: Path, *, workers: int, batch_size: int, env: dict[str, str]) 
                                 text=True, check=True, env=env).stdout.strip())
 
 
-def throughput_benchmark(sizes: dict[str, int], work: Path, workers: int, batch_size: int = 2048) -> list[dict]:
-    """``medassist screen`` as a user runs it (a CLI subprocess) beside the RDKit floor."""
+def throughput_benchmark(sizes: list[tuple[str, int]], work: Path, workers: int, batch_size: int = 2048) -> list[dict]:
+    """``medassist screen`` as a user runs it (a CLI subprocess) beside the RDKit floor, for each
+    (model, library size) pair in turn."""
     rows = []
-    for model, n in sizes.items():
+    for model, n in sizes:
         family, desc = parse_model(model)
         bundle_dir = work / f"bundle_{model.replace('+', '_')}"
         if not bundle_dir.exists():
@@ -327,6 +328,7 @@ def throughput_benchmark(sizes: dict[str, int], work: Path, workers: int, batch_
         lib = work / f"library_{n}.smi"
         n_unique = build_library(lib, n)
         env = {**os.environ, "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]}
+        load_before = os.getloadavg()[0]
         floor_before = run_floor(lib, workers=workers, batch_size=batch_size, env=env)
         cmd = [sys.executable, "-m", "medassist", "screen", str(bundle_dir), "--library", str(lib), "--out", str(work / f"hits_{model}.csv"),
                "--top", "100", "--filters", "lipinski,pains", "--keep-duplicates", "--workers", str(workers),
@@ -345,7 +347,8 @@ def throughput_benchmark(sizes: dict[str, int], work: Path, workers: int, batch_
                      "medassist_mol_per_s": summary["molecules_per_second"], "end_to_end_mol_per_s": round(n / wall, 1),
                      "rdkit_floor_mol_per_s": round(floor, 1), "fraction_of_floor": round(summary["molecules_per_second"] / floor, 3),
                      "peak_pss_mb": round(mem.peak / 2**20, 1), "seconds": summary["seconds"], "wall_seconds": round(wall, 1),
-                     "skipped": summary["skipped"]})
+                     "skipped": summary["skipped"], "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+                     "date": time.strftime("%Y-%m-%d %H:%M")})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -377,23 +380,29 @@ def _verdicts(results: dict) -> list[str]:
 
 
 def write_readme(results: dict) -> None:
+    meta = results.get("property_meta") or results  # the quality table keeps the run that measured it
     lines = [BEGIN, "",
-             f"Measured {results['date']} on {results['machine']}, OMP_NUM_THREADS={results['omp_num_threads']} (one thread per "
-             f"process for every model); load average {results['load_average_at_start'][0]:.1f} at the start and "
-             f"{results['load_average_at_end'][0]:.1f} at the end (the cores were shared with other work). " + results["plan_note"], "",
+             f"Measured {meta['date']} on {meta['machine']}, OMP_NUM_THREADS={meta['omp_num_threads']} (one thread per "
+             f"process for every model); load average {meta['load_average_at_start'][0]:.1f} at the start and "
+             f"{meta['load_average_at_end'][0]:.1f} at the end (the cores were shared with other work). " + results["plan_note"], "",
              "| data set | split | model | metric | mean ± sd (seeds) | training CPU s (mean) |", "|---|---|---|---|---|---|"]
     for r in results["property"]:
         sd = "" if r["sd"] is None else f" ± {r['sd']:.3f}"
         lines.append(f"| {r['dataset']} | {r['split']} | {r['model']} | {r['metric'].upper()} | {r['mean']:.3f}{sd} ({r['seeds']}) | {r['cpu_mean']:.1f} |")
     lines += ["", *_verdicts(results)]
     if results.get("throughput"):
-        lines += ["", "Screening throughput (`medassist screen`, top 100, Lipinski + PAINS filters, every molecule scored) beside "
-                  "RDKit alone (parse + Morgan count fingerprint, same worker processes):", "",
-                  "| model (3-member ensemble) | library | workers | medassist mol/s (end to end) | RDKit floor mol/s | fraction of floor | peak memory (PSS, all processes) |",
-                  "|---|---|---|---|---|---|---|"]
+        dates = sorted({r["date"] for r in results["throughput"] if "date" in r})
+        when = f"measured {dates[0]} to {dates[-1]} (UTC) on {results['machine']}" if dates else f"measured {results['date']}"
+        lines += ["", "Screening throughput (`medassist screen`, top 100, Lipinski + PAINS filters, `--keep-duplicates`: every line "
+                  f"scored) beside RDKit alone (parse + Morgan count fingerprint, same worker processes and chunks), {when}; "
+                  "the load average is that of the shared 2-core machine when each row started and ended:", "",
+                  "| model (3-member ensemble) | library | workers | medassist mol/s (end to end) | RDKit floor mol/s | fraction of floor | peak memory (PSS, all processes) | load average (start, end) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in results["throughput"]:
-            lines.append(f"| {r['model']} | {r['library_size']:,} SMILES | {r['workers']} | {r['medassist_mol_per_s']:,.0f} ({r['end_to_end_mol_per_s']:,.0f}) | "
-                         f"{r['rdkit_floor_mol_per_s']:,.0f} | {r['fraction_of_floor']:.2f} | {r['peak_pss_mb']:,.0f} MB |")
+            load = "" if "load_average" not in r else f"{r['load_average'][0]:.1f}, {r['load_average'][1]:.1f}"
+            lines.append(f"| {r['model']} | {r['library_size']:,} SMILES ({r['unique_smiles_repeated']:,} unique, repeated) | {r['workers']} | "
+                         f"{r['medassist_mol_per_s']:,.0f} ({r['end_to_end_mol_per_s']:,.0f}) | "
+                         f"{r['rdkit_floor_mol_per_s']:,.0f} | {r['fraction_of_floor']:.2f} | {r['peak_pss_mb']:,.0f} MB | {load} |")
     lines += ["", END]
     block = "\n".join(lines)
     text = README.read_text() if README.exists() else "# Benchmarks\n\n"
@@ -411,6 +420,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", choices=["property", "throughput"], default=None)
     ap.add_argument("--throughput", nargs="+", default=["fpmlp:100000", "dmpnn:10000"], help="MODEL:LIBRARY_SIZE pairs")
     ap.add_argument("--workers", type=int, default=0, help="screening worker processes (0: every core)")
+    ap.add_argument("--merge", action="store_true",
+                    help="--only throughput: keep the stored rows of other (model, library size) pairs instead of replacing them all")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--readme-only", action="store_true", help="Rewrite the README section from the results file.")
     args = ap.parse_args(argv)
@@ -439,7 +450,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.only in (None, "property"):
             results["property"] = property_benchmark(PLANS[args.plan], skip_chemprop=args.skip_chemprop, work=work)
         if args.only in (None, "throughput"):
-            sizes = {m.split(":")[0]: int(m.split(":")[1]) for m in args.throughput}
+            sizes = [(m.split(":")[0], int(m.split(":")[1])) for m in args.throughput]
             results["throughput"] = throughput_benchmark(sizes, work, workers)
     results["load_average_at_end"] = os.getloadavg()
     if not args.no_write:
@@ -447,6 +458,12 @@ def main(argv: list[str] | None = None) -> None:
         old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         if args.only == "throughput":
             results["property"] = old.get("property", [])
+            results["property_meta"] = old.get("property_meta") or {
+                k: old[k] for k in ("date", "machine", "omp_num_threads", "load_average_at_start", "load_average_at_end") if k in old}
+            if args.merge:
+                new = {(r["model"], r["library_size"]) for r in results["throughput"]}
+                kept = [r for r in old.get("throughput", []) if (r["model"], r["library_size"]) not in new]
+                results["throughput"] = sorted(kept + results["throughput"], key=lambda r: (r["model"] != "fpmlp", r["library_size"]))
         if args.only == "property":
             results["throughput"] = old.get("throughput", [])
         RESULTS.write_text(json.dumps(results, indent=1))

@@ -384,6 +384,56 @@ def _screen(
             examples[cat].append(f"row {row}: {reason}")
         chunk_skipped.append(SkippedRow(row, str(text)[:300], reason))
 
+    def offer(row: int, p: int, pos: int, smi: str | None, batch: RawBatch, pred: np.ndarray, spread: np.ndarray | None,
+              key: float) -> None:
+        """Put a scored molecule into the shortlist if it ranks among the best ``top``."""
+        order = (key, -row)
+        if len(heap) >= top and order <= heap[0][:2]:
+            return
+        if smi is None:
+            smi = _canonical(batch.texts[p], batch.kind, std)
+        rec = {"input_row": row, "columns": batch.columns[p], "smiles": smi,
+               "pred": pred[pos], "spread": None if spread is None else spread[pos]}
+        if exclude_failing:
+            rec["filters"] = _filter(mf, smi)
+            if not rec["filters"]["passes_filters"]:
+                summary.n_failed_filters += 1
+                return
+        item = (key, -row, rec)
+        if len(heap) < top:
+            heapq.heappush(heap, item)
+        else:
+            heapq.heapreplace(heap, item)
+
+    def done(batch: RawBatch) -> ScreenChunk:
+        if keep_skipped:
+            skipped_rows.extend(chunk_skipped)
+        return ScreenChunk(n_rows=len(batch.rows), n_read=summary.n_read, n_scored=summary.n_scored,
+                           n_skipped=sum(skipped_counts.values()), seconds=time.perf_counter() - t0, skipped=list(chunk_skipped))
+
+    def consume_every_line(batch: RawBatch, res: dict[str, Any], pred: Any, spread: Any, keys: Any) -> ScreenChunk:
+        """``keep_duplicates``: every line was parsed and scored, so only molecules that can beat
+        the current shortlist are looked at one by one (the rest are set aside in numpy; the
+        shortlist is the same as offering every molecule in turn)."""
+        for row, text, reason in res["skipped"]:
+            skip(row, text, reason)
+        ok = res["ok"]
+        if not ok:
+            return done(batch)
+        rows = np.asarray(batch.rows, dtype=np.int64)[np.asarray(ok, dtype=np.int64)]
+        summary.n_scored += len(ok)
+        finite = np.isfinite(keys)
+        cand = np.flatnonzero(finite)
+        if len(heap) >= top:
+            worst_key, worst_neg_row = heap[0][0], heap[0][1]
+            k, r = keys[cand], -rows[cand]
+            cand = cand[(k > worst_key) | ((k == worst_key) & (r > worst_neg_row))]
+        for j in np.flatnonzero(~finite).tolist():
+            skip(int(rows[j]), None, "no score: the model returned NaN")
+        for j in cand.tolist():
+            offer(int(rows[j]), ok[j], j, None, batch, pred, spread, float(keys[j]))
+        return done(batch)
+
     def consume(batch: RawBatch, fresh: list[int], res: dict[str, Any]) -> ScreenChunk:
         chunk_skipped.clear()
         summary.n_read += len(batch.rows)
@@ -393,8 +443,10 @@ def _screen(
             if "pred" in res:  # scored in a worker
                 pred, spread = res["pred"], res["spread"]
             else:
-                pred, spread = bundle_predict_features(bundle, res["features"])
+                pred, spread = bundle_predict_features(bundle, res["features"], batch_size=SCORE_BATCH)
             keys = sign * pred[:, task]
+        if keep_duplicates:
+            return consume_every_line(batch, res, pred, spread, keys)
         outcome: dict[int, Any] = {}  # fresh row -> position in res, or ("skip", text, reason)
         for row, text, reason in res["skipped"]:
             outcome[row] = ("skip", text, reason)
@@ -408,13 +460,11 @@ def _screen(
                 o = outcome[row]
                 if isinstance(o, tuple):
                     bad.append((row, o[1], o[2]))
-                    if not keep_duplicates:
-                        texts_seen[batch.texts[p]] = ("skip", o[2])
+                    texts_seen[batch.texts[p]] = ("skip", o[2])
                 else:
                     smi = res["smiles"][o]
                     good.append((row, p, o, smi))
-                    if not keep_duplicates:
-                        texts_seen[batch.texts[p]] = smi
+                    texts_seen[batch.texts[p]] = smi
             else:  # an exact repeat of an earlier line: the first occurrence's outcome, unparsed
                 first = texts_seen[batch.texts[p]]
                 if isinstance(first, tuple):
@@ -424,8 +474,7 @@ def _screen(
         for row, text, reason in bad:
             skip(row, text, reason)
         for row, p, pos, smi in good:
-            # smi is None with keep_duplicates: computed for shortlisted molecules only
-            if smi is not None and not keep_duplicates:
+            if smi is not None:
                 first_row = seen.get(smi)
                 if first_row is not None:
                     summary.n_duplicates += 1
@@ -439,27 +488,8 @@ def _screen(
             if not np.isfinite(key):
                 skip(row, smi, "no score: the model returned NaN")
                 continue
-            order = (key, -row)
-            if len(heap) >= top and order <= heap[0][:2]:
-                continue
-            if smi is None:
-                smi = _canonical(batch.texts[p], batch.kind, std)
-            rec = {"input_row": row, "columns": batch.columns[p], "smiles": smi,
-                   "pred": pred[pos], "spread": None if spread is None else spread[pos]}
-            if exclude_failing:
-                rec["filters"] = _filter(mf, smi)
-                if not rec["filters"]["passes_filters"]:
-                    summary.n_failed_filters += 1
-                    continue
-            item = (key, -row, rec)
-            if len(heap) < top:
-                heapq.heappush(heap, item)
-            else:
-                heapq.heapreplace(heap, item)
-        if keep_skipped:
-            skipped_rows.extend(chunk_skipped)
-        return ScreenChunk(n_rows=len(batch.rows), n_read=summary.n_read, n_scored=summary.n_scored,
-                           n_skipped=sum(skipped_counts.values()), seconds=time.perf_counter() - t0, skipped=list(chunk_skipped))
+            offer(row, p, pos, smi, batch, pred, spread, key)
+        return done(batch)
 
     runner: ShardRunner
     ray_runner = None
@@ -504,6 +534,9 @@ def _screen(
 
 
 _FORKED: dict[str, Any] = {}
+#: Molecules per forward pass. A D-MPNN shares more bond states in a larger batch (see
+#: ``models.molecules.MessagePlan``); 1,024 keeps its largest temporary arrays near 25 MB.
+SCORE_BATCH = 1024
 
 
 def _score_chunk(rows: list[int], texts: list[str], kind: str, canonical: bool) -> dict[str, Any]:
@@ -512,13 +545,43 @@ def _score_chunk(rows: list[int], texts: list[str], kind: str, canonical: bool) 
 
     if not _FORKED.get("threads"):
         torch.set_num_threads(1)  # one thread per worker process; the workers are the parallelism
+        _keep_freed_memory()
         _FORKED["threads"] = True
     bundle = _FORKED["bundle"]
     res = featurize_chunk(rows, texts, kind, featurizer=bundle.featurizer, canonical=canonical)
     if res["features"] is not None:
-        res["pred"], res["spread"] = bundle_predict_features(bundle, res["features"])
+        res["pred"], res["spread"] = bundle_predict_features(bundle, res["features"], batch_size=SCORE_BATCH)
     res["features"] = None  # only the scores travel back
     return res
+
+
+#: glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def _keep_freed_memory(limit: int = 64 << 20) -> None:
+    """Let a worker's malloc reuse the memory of freed batch arrays instead of handing it back
+    to the kernel and faulting it in again for the next chunk.
+
+    glibc serves blocks above its mmap threshold (at most 32 MB by default) with fresh mmaps, so
+    every large tensor of a chunk cost tens of thousands of page faults (most of a D-MPNN
+    worker's system time). Blocks up to ``limit`` now come from the heap, which keeps up to
+    ``limit`` of free memory (a larger limit lets the heap fragment and grow over a long
+    screen). A no-op where glibc is not the C library.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, limit)
+    mallopt(_M_TRIM_THRESHOLD, limit)
 
 
 def _canonical(text: str, kind: str, std: Any) -> str:
