@@ -103,3 +103,68 @@ def test_finish_runs_once_per_batch_before_any_job_is_released_and_its_errors_st
             assert out[i] == ([i], f"recorded:{i}")
     assert sorted(m for batch in finished for m in batch) == [i for i in range(12) if i != 5]  # each recorded once
     assert max(calls) > 1  # jobs of one batch went to finish together (one transaction)
+
+
+def test_event_loop_jobs_batch_with_each_other_and_with_thread_jobs_and_keep_their_own_results():
+    import asyncio
+
+    model_threads: set[str] = set()
+
+    def run(key, frame):
+        model_threads.add(threading.current_thread().name)
+        time.sleep(0.03)
+        if (frame["x"] < 0).any():
+            raise DataError("negative")
+        return list(frame["x"] * 10)
+
+    batcher = Batcher(run=run, max_rows=100, finish=lambda key, done: [(r, meta) for meta, r in done], one_thread=True)
+    from_threads: dict[int, object] = {}
+
+    def thread_client(i: int) -> None:
+        from_threads[i] = batcher.submit("k", pd.DataFrame({"x": [i]}), meta=f"t{i}")
+
+    async def main() -> list[object]:
+        async def one(i: int) -> object:
+            try:
+                return await batcher.submit_async("k", pd.DataFrame({"x": [i] if i != 5 else [-1]}), meta=f"a{i}")
+            except DataError as e:
+                return e
+
+        threads = [threading.Thread(target=thread_client, args=(100 + i,)) for i in range(5)]
+        for t in threads:
+            t.start()
+        out = await asyncio.gather(*(one(i) for i in range(30)))
+        for t in threads:
+            t.join()
+        return out
+
+    out = asyncio.run(main())
+    for i, r in enumerate(out):
+        if i == 5:
+            assert isinstance(r, DataError)  # one bad job fails alone
+        else:
+            assert r == ([i * 10], f"a{i}")
+    assert from_threads == {100 + i: ([(100 + i) * 10], f"t{100 + i}") for i in range(5)}
+    assert batcher.jobs == 35 and batcher.batches < 35  # they shared batches
+    assert model_threads == {n for n in model_threads if n.startswith("medassist-model")} and len(model_threads) == 1
+
+
+def test_event_loop_jobs_whose_batch_cannot_be_joined_each_run_alone():
+    import asyncio
+
+    class Unlucky(Exception):
+        pass
+
+    def concat(parts):
+        raise Unlucky("concat broke")
+
+    batcher = Batcher(run=lambda key, frame: list(frame["x"]), max_rows=10, concat=concat)
+
+    async def main() -> None:
+        # a lone job never concatenates; jobs that share a batch do, and then each runs alone
+        assert await batcher.submit_async("k", pd.DataFrame({"x": [1]})) == [1]
+        results = await asyncio.wait_for(asyncio.gather(*(batcher.submit_async("k", pd.DataFrame({"x": [i]})) for i in range(3))),
+                                         timeout=10)
+        assert results == [[0], [1], [2]]
+
+    asyncio.run(main())

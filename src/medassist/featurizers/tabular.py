@@ -187,6 +187,7 @@ class TabularFeaturizer:
     def fit(self, df: pd.DataFrame, *, source: str = "training data") -> TabularFeaturizer:
         if df.empty:
             raise DataError(f"{source}: no rows to fit the featurizer on.")
+        self._stats_cache: tuple[Any, Any] | None = None  # the fitted statistics change
         if self.numeric is None and self.categorical is None:
             numeric = [c for c in df.columns if infer_column_kind(df[c]) == "numeric"]
             categorical = [c for c in df.columns if c not in numeric]
@@ -259,6 +260,40 @@ class TabularFeaturizer:
             raise DataError(f"{source}: row {i + 1}, column '{column}': expected a finite number within {MAX_ABS_Z:.0e} "
                             f"training standard deviations of the training mean ({mean:.4g} ± {scale:.4g}), got {x[i]:g}.")
 
+    def _numeric_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per numeric column, in ``numeric_`` order: median, mean, scale and the range bounds
+        (with the margin; ±inf where no range was stored), as float64 vectors (cached)."""
+        key = (tuple(self.numeric_), id(self.mean_), id(getattr(self, "range_", None)))
+        cached = getattr(self, "_stats_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        ranges = getattr(self, "range_", {})  # bundles written before ranges were stored have none
+        lo = np.full(len(self.numeric_), -np.inf)
+        hi = np.full(len(self.numeric_), np.inf)
+        for j, col in enumerate(self.numeric_):
+            if col in ranges:
+                a, b = ranges[col]
+                margin = RANGE_MARGIN * (b - a)
+                lo[j], hi[j] = a - margin, b + margin
+        stats = (np.array([self.median_[c] for c in self.numeric_], dtype=float), np.array([self.mean_[c] for c in self.numeric_], dtype=float),
+                 np.array([self.scale_[c] for c in self.numeric_], dtype=float), lo, hi)
+        self._stats_cache = (key, stats)
+        return stats
+
+    def check_plausible_columns(self, columns: dict[str, np.ndarray], *, source: str = "input data") -> None:
+        """:meth:`check_plausible` for every numeric column at once (the same error, for the first
+        column in ``numeric_`` order that has an implausible value)."""
+        self._check_fitted()
+        if not self.numeric_:
+            return
+        _, mean, scale, _, _ = self._numeric_stats()
+        x = np.column_stack([np.asarray(columns[c], dtype=float) for c in self.numeric_])
+        with np.errstate(all="ignore"):
+            bad = ~np.isnan(x) & ~(np.abs((x - mean) / scale) < MAX_ABS_Z)
+        if bad.any():
+            for c in self.numeric_:
+                self.check_plausible(c, columns[c], source=source)
+
     def transform(self, df: pd.DataFrame, *, source: str = "input data") -> FeatureMatrix:
         """Encode ``df`` (which must hold every fitted input column) into a float32 matrix."""
         self._check_fitted()
@@ -311,24 +346,27 @@ class TabularFeaturizer:
         unknown: list[list[str]] = [[] for _ in range(n)]
         outside: list[list[str]] = [[] for _ in range(n)]
         ranges = getattr(self, "range_", {})  # bundles written before ranges were stored have none
-        nums = np.zeros((n, len(self.numeric_)), dtype=np.float32)
         inds = np.zeros((n, len(self.indicator_)), dtype=np.float32)
-        indicator = {c: k for k, c in enumerate(self.indicator_)}
-        for j, col in enumerate(self.numeric_):
-            x = numeric[col]
-            self.check_plausible(col, x, source=source)
+        if self.numeric_:
+            # every numeric column at once: the same float64 arithmetic per value as column by column
+            self.check_plausible_columns(numeric, source=source)
+            median, mean, scale, lo, hi = self._numeric_stats()
+            x = np.empty((n, len(self.numeric_)), dtype=float)
+            for j, col in enumerate(self.numeric_):
+                x[:, j] = numeric[col]
             miss = np.isnan(x)
-            n_imputed += miss
-            if col in ranges:
-                lo, hi = ranges[col]
-                margin = RANGE_MARGIN * (hi - lo)
-                with np.errstate(invalid="ignore"):
-                    for row in np.flatnonzero((x < lo - margin) | (x > hi + margin)):
-                        outside[row].append(col)
-            x = np.where(miss, self.median_[col], x)
-            nums[:, j] = (x - self.mean_[col]) / self.scale_[col]
-            if col in indicator:
-                inds[:, indicator[col]] = miss
+            n_imputed += miss.sum(axis=1)
+            with np.errstate(invalid="ignore"):
+                off = (x < lo) | (x > hi)
+            for row, j in zip(*np.nonzero(off), strict=True):  # row-major: each row's columns in numeric_ order
+                outside[row].append(self.numeric_[j])
+            nums = ((np.where(miss, median, x) - mean) / scale).astype(np.float32)
+            position = {c: j for j, c in enumerate(self.numeric_)}
+            for k, col in enumerate(self.indicator_):
+                if col in position:
+                    inds[:, k] = miss[:, position[col]]
+        else:
+            nums = np.zeros((n, 0), dtype=np.float32)
         blocks += [nums, inds]
         for col in self.categorical_:
             values = categorical[col]

@@ -125,6 +125,11 @@ class BundleCatalog:
             info = self._infos.get(bundle_id)
         return info
 
+    def is_loaded(self, info: BundleInfo) -> bool:
+        """Whether ``load(info)`` would answer from the cache (no disk, no checksums)."""
+        cached = self._loaded.get(info.bundle_id)
+        return cached is not None and cached[0] == info.mtime_ns
+
     def load(self, info: BundleInfo) -> ModelBundle:
         """The loaded bundle (cached; reloaded when its bundle.json changes). Checks checksums."""
         cached = self._loaded.get(info.bundle_id)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import threading
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -152,8 +153,7 @@ def rows_to_batch(rows: list[dict[str, Any]], assistant: DiagnosisAssistant, *, 
     fz, schema = assistant.bundle.featurizer, assistant.bundle.schema
     columns_data, ids = gather_rows(rows, fz=fz, columns=list(fz.columns_), id_column=schema.id_column, max_rows=max_rows,
                                     source=source)
-    for c in fz.numeric_:  # 1e308 is finite JSON but overflows the model: refused here, naming the column
-        fz.check_plausible(c, columns_data[c], source=source)
+    fz.check_plausible_columns(columns_data, source=source)  # 1e308 is finite JSON but overflows the model: refused, naming the column
     return RowBatch(columns_data, ids)
 
 
@@ -330,7 +330,11 @@ def _batcher(ctx: ServiceContext, info: BundleInfo, assistant: DiagnosisAssistan
     the requests of one batch are recorded in one audit transaction (group commit)."""
     batchers = ctx.state.setdefault(NAME, {})
     key = (info.bundle_id, info.mtime_ns)
-    if key not in batchers:
+    if key in batchers:
+        return batchers[key]
+    with _BATCHERS_LOCK:  # the first requests to a bundle arrive together: one of them builds its batcher
+        if key in batchers:
+            return batchers[key]
         lean = _Lean(assistant)
 
         def run(options, batch: RowBatch) -> list[dict[str, Any]]:
@@ -354,7 +358,10 @@ def _batcher(ctx: ServiceContext, info: BundleInfo, assistant: DiagnosisAssistan
         gc.freeze()
         batchers[key] = Batcher(run=run, max_rows=256, max_rows_by_key=_batch_rows,
                                 concat=RowBatch.concat, finish=finish, one_thread=True)
-    return batchers[key]
+        return batchers[key]
+
+
+_BATCHERS_LOCK = threading.Lock()
 
 
 #: Integrated gradients keep n_steps activations per row: explained batches stay small (memory).
@@ -382,8 +389,23 @@ def run_and_record(
         results = predict_frame(assistant, frame, explain=explain, top_k=top_k, source=source)
         rec = record_prediction(ctx, principal, assistant=NAME, bundle_id=info.bundle_id, task=info.task, input_value=input_value,
                                 input_sha256=input_sha256, output=results, n_rows=len(results), via=via)
+    return _answer(info, assistant, results, rec)
+
+
+def _answer(info: BundleInfo, assistant: DiagnosisAssistant, results: list[dict[str, Any]], rec: Recorded) -> dict[str, Any]:
     return {"disclaimer": DISCLAIMER, "bundle": bundle_ref(info), "calibration": _calibration(assistant),
             "warnings": assistant.warnings, "predictions": results, "audit_id": rec.audit_id, "prediction_id": rec.prediction_id}
+
+
+#: JSON requests with at most this many rows are checked and answered on the event loop (their
+#: batch runs on the model's thread); larger ones, and the first request to a bundle (which loads
+#: it and compiles its forward pass), go to a worker thread so the loop never stalls on them.
+INLINE_ROWS = 16
+
+
+def _warm(ctx: ServiceContext, info: BundleInfo) -> bool:
+    """Whether ``info``'s bundle is loaded and its batcher built (nothing slow left to do)."""
+    return ctx.catalog.is_loaded(info) and (info.bundle_id, info.mtime_ns) in ctx.state.get(NAME, {})
 
 
 # --------------------------------------------------------------------------------------------
@@ -409,13 +431,26 @@ def api_schema(request: Request, bundle_id: str = BUNDLE_ID, principal: Principa
 
 
 @api.post("/{bundle_id}/predict", response_model=PredictResponse, summary="Predict from JSON rows (audited)")
-def api_predict(request: Request, body: PredictBody, bundle_id: str = BUNDLE_ID, principal: Principal = Depends(USE_API)) -> Response:
+async def api_predict(request: Request, body: PredictBody, bundle_id: str = BUNDLE_ID, principal: Principal = Depends(USE_API)) -> Response:
     ctx = get_ctx(request)
     info = _info(ctx, bundle_id)
-    assistant = _assistant(ctx, info)
     rows = body.all_rows()
+    if len(rows) > INLINE_ROWS or not _warm(ctx, info):
+        return await run_in_threadpool(_predict_json, ctx, principal, info, rows, body.explain, body.top_k)
+    assistant = _assistant(ctx, info)
     batch = rows_to_batch(rows, assistant, max_rows=ctx.settings.max_rows_per_request, source="request")
-    result = run_and_record(ctx, principal, info, assistant, batch, explain=body.explain, top_k=body.top_k, input_value=rows,
+    pending = ToRecord(principal=principal, assistant=NAME, bundle_id=info.bundle_id, task=info.task, input_value=rows,
+                       input_sha256=sha256_json(rows), output=None, n_rows=len(batch), via="api")
+    results, rec = await _batcher(ctx, info, assistant).submit_async((body.explain, body.top_k), batch, pending)
+    return _json(_answer(info, assistant, results, rec))
+
+
+def _predict_json(ctx: ServiceContext, principal: Principal, info: BundleInfo, rows: list[dict[str, Any]], explain: bool,
+                  top_k: int) -> Response:
+    """``api_predict`` on a worker thread (large requests, or a bundle's first)."""
+    assistant = _assistant(ctx, info)
+    batch = rows_to_batch(rows, assistant, max_rows=ctx.settings.max_rows_per_request, source="request")
+    result = run_and_record(ctx, principal, info, assistant, batch, explain=explain, top_k=top_k, input_value=rows,
                             input_sha256=sha256_json(rows), via="api", source="request")
     return _json(result)
 

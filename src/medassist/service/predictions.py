@@ -53,12 +53,14 @@ def record_predictions(ctx: ServiceContext, items: list[ToRecord]) -> list[Recor
                         detail={"assistant": item.assistant, "task": item.task, "n_rows": item.n_rows, "via": item.via})
                for item in items]
     table = table_of(Prediction)
+    stmt = insert(table).returning(table.c.id)  # bound parameters: compiled once, cached
     with ctx.db.session(write=True) as s:
         audit_ids = append_entries(s, entries)
-        pred_ids: list[int] = [s.execute(insert(table).values(
-            at=utcnow(), user_id=item.principal.user_id, assistant=item.assistant, bundle_id=item.bundle_id,
-            input_sha256=item.input_sha256, n_rows=item.n_rows, input_enc=input_enc, output_enc=output_enc, audit_id=audit_id,
-        ).returning(table.c.id)).scalar_one() for item, (input_enc, output_enc), audit_id in zip(items, sealed, audit_ids, strict=True)]
+        pred_ids: list[int] = [s.execute(stmt, {
+            "at": utcnow(), "user_id": item.principal.user_id, "assistant": item.assistant, "bundle_id": item.bundle_id,
+            "input_sha256": item.input_sha256, "n_rows": item.n_rows, "input_enc": input_enc, "output_enc": output_enc,
+            "audit_id": audit_id,
+        }).scalar_one() for item, (input_enc, output_enc), audit_id in zip(items, sealed, audit_ids, strict=True)]
     # the session has committed: every entry is in the log before anyone sees a result
     return [Recorded(audit_id=a, prediction_id=p) for a, p in zip(audit_ids, pred_ids, strict=True)]
 

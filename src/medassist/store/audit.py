@@ -178,6 +178,8 @@ def append_entries(session: Session, entries: list[NewEntry]) -> list[int]:
     key_id = ring.active_id
     prev = last.entry_hash if last is not None else GENESIS
     table = table_of(AuditEntry)
+    # one statement with bound parameters: compiled once and cached, not once per entry's values
+    stmt = insert(table).returning(table.c.id)
     ids: list[int] = []
     for e in entries:
         fields = {
@@ -192,7 +194,7 @@ def append_entries(session: Session, entries: list[NewEntry]) -> list[int]:
             "prev_hash": prev,
         }
         mac = ring.sign(entry_message(fields, key_id))
-        ids.append(session.execute(insert(table).values(**fields, key_id=key_id, entry_hash=mac).returning(table.c.id)).scalar_one())
+        ids.append(session.execute(stmt, {**fields, "key_id": key_id, "entry_hash": mac}).scalar_one())
         prev = mac
     if files.checkpoint_due(ids[-1]):
         session.info[CHECKPOINT_DUE] = True  # written after the commit: never for an entry that was rolled back
