@@ -47,6 +47,7 @@ from medassist.evaluation.treatment_policy import (  # noqa: E402
     CONSERVATIVE,
     best_single_arm,
     interval_multipliers,
+    outcome_intervals,
     recommend,
     summarise,
     t_multiplier,
@@ -152,8 +153,9 @@ def catenets_effects(name: str, y, t, x_tr, x_te, *, seed: int) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def medassist_fit(frame: pd.DataFrame, tr: np.ndarray, *, seed: int, n_members: int, size: str):
+def medassist_fit(frame: pd.DataFrame, tr: np.ndarray, *, seed: int, n_members: int, size: str, effect_learner: str = "trees"):
     spec = TreatmentSpec(treatment="arms", outcome="y", assignment="randomised", reference="0", n_members=n_members, size=size,
+                         effect_learner=effect_learner,
                          seed=seed, train=default_train_config(seed=seed), effect_train=default_effect_config(seed=seed),
                          covariates=tuple(c for c in frame.columns if c not in ("arms", "y")), better="higher")
     prep = prepare_treatment(frame, spec=spec, source="actg175")
@@ -170,8 +172,10 @@ def _coverage(lo: np.ndarray, hi: np.ndarray, truth: np.ndarray) -> tuple[float,
     return interval_coverage(lo, hi, truth), float(min(per))
 
 
-def semi_run(setting: str, seed: int, n_members: int, size: str, learners: list[str] | None, use_catenets: bool) -> dict:
-    """One setting and seed: medassist, the EconML learners and the CATENets learners on identical data."""
+def semi_run(setting: str, seed: int, n_members: int, size: str, learners: list[str] | None, use_catenets: bool,
+             effect_learner: str = "trees") -> dict:
+    """One setting and seed: medassist, the EconML learners and the CATENets learners on identical data
+    (``effect_learner="network"`` runs medassist's earlier second stage, for comparison)."""
     torch.set_num_threads(1)
     df, cov, z, arm = actg()
     surface, noise = setting.split(":")
@@ -182,23 +186,31 @@ def semi_run(setting: str, seed: int, n_members: int, size: str, learners: list[
     frame["arms"], frame["y"] = arm, y
     res: dict[str, Any] = {"setting": setting, "seed": seed}
     t0 = time.process_time()
-    prep, fitted = medassist_fit(frame, np.sort(tr), seed=seed, n_members=n_members, size=size)
+    prep, fitted = medassist_fit(frame, np.sort(tr), seed=seed, n_members=n_members, size=size, effect_learner=effect_learner)
     x = fitted.model.features(prep.data, source="actg175")
     m_arm, m_eff = interval_multipliers(fitted.model.info)
     t_old = t_multiplier(n_members)
-    for corrected, name in ((True, "medassist"), (False, "medassist_plugin")):
-        d = fitted.model.draws(x[te], corrected=corrected)
+    # shipped model; the networks alone (plug-in + correction, no effect trees); the plug-in alone
+    variants: tuple[tuple[str, dict[str, bool]], ...] = (("medassist", {}), ("medassist_network", {"trees": False}),
+                                                         ("medassist_plugin", {"corrected": False}))
+    for name, how in variants:
+        d = fitted.model.draws(x[te], **how)
         diff = d["pred"][:, :, 1:] - d["pred"][:, :, [0]]
         est = diff.mean(0)
         res[name] = {"sqrt_pehe": sqrt_pehe(est, tau[te]), "ate_error": ate_error(est, tau[te])}
-        lo, hi = summarise(diff, m_eff)[1:]
+        # the intervals as shipped: with effect trees they span the networks' own interval too
+        lo, hi = outcome_intervals(d, m_eff, contrast_to=0)[1:]
+        lo, hi = lo[:, 1:], hi[:, 1:]
         res[name]["coverage_95"], res[name]["coverage_95_worst"] = _coverage(lo, hi, tau[te])
         res[name]["effect_width"] = float(np.mean(hi - lo))
-        if corrected:
+        if name == "medassist":
+            if "pred_network" in d:  # the blend's own interval, without the span (what the jackknife alone gives)
+                lo, hi = summarise(diff, m_eff)[1:]
+                res[name]["coverage_95_blend_only"], res[name]["coverage_95_worst_blend_only"] = _coverage(lo, hi, tau[te])
             lo, hi = summarise(diff, t_old)[1:]
             res[name]["coverage_95_uncalibrated"], res[name]["coverage_95_worst_uncalibrated"] = _coverage(lo, hi, tau[te])
             res[name]["effect_width_uncalibrated"] = float(np.mean(hi - lo))
-            lo, hi = summarise(d["pred"], m_arm)[1:]
+            lo, hi = outcome_intervals(d, m_arm)[1:]
             res[name]["arm_coverage_95"], res[name]["arm_coverage_95_worst"] = _coverage(lo, hi, mu[te])
             res[name]["arm_width"] = float(np.mean(hi - lo))
             lo, hi = summarise(d["pred"], t_old)[1:]
@@ -254,11 +266,26 @@ def semi_synthetic(settings: list[str], seeds: list[int], *, n_members: int, siz
     return {"runs": rows, "summary": _summarise_semi(rows)}
 
 
+def merge_peers(runs: list[dict], stored: list[dict], *, source: Path) -> list[dict]:
+    """Each run with the EconML and CATENets entries (and their regret) of the stored run of the same
+    setting and seed; a run without a stored counterpart is refused."""
+    by_key = {(r["setting"], r["seed"]): r for r in stored}
+    out = []
+    for r in runs:
+        old = by_key.get((r["setting"], r["seed"]))
+        if old is None:
+            raise SystemExit(f"{source}: no stored run of {r['setting']} seed {r['seed']} to take the peers from.")
+        peers = {k: v for k, v in old.items() if k.startswith(("econml_", "catenets_"))}
+        regret = {k: v for k, v in old["regret"].items() if k.startswith(("econml_", "catenets_"))}
+        out.append({**r, **peers, "regret": {**r["regret"], **regret}, "peers_from": str(source)})
+    return out
+
+
 def _summarise_semi(rows: list[dict]) -> dict:
     out: dict[str, dict] = {}
     for setting in dict.fromkeys(r["setting"] for r in rows):
         rs = [r for r in rows if r["setting"] == setting]
-        names = [k for k in rs[0] if k not in ("setting", "seed", "regret")]
+        names = [k for k in rs[0] if k not in ("setting", "seed", "regret", "peers_from")]
         s: dict[str, Any] = {}
         for n in names:
             p = np.array([r[n]["sqrt_pehe"] for r in rs])
@@ -267,7 +294,7 @@ def _summarise_semi(rows: list[dict]) -> dict:
                     "ate_error_mean": float(a.mean())}
             for key in ("coverage_95", "coverage_95_uncalibrated", "effect_width", "effect_width_uncalibrated", "arm_coverage_95",
                         "arm_coverage_95_uncalibrated", "arm_width", "arm_width_uncalibrated", "coverage_95_worst",
-                        "coverage_95_worst_uncalibrated", "arm_coverage_95_worst", "arm_coverage_95_worst_uncalibrated",
+                        "coverage_95_worst_uncalibrated", "coverage_95_blend_only", "coverage_95_worst_blend_only", "arm_coverage_95_worst", "arm_coverage_95_worst_uncalibrated",
                         *(f"{k}_{m}_previous" for k in ("arm", "effect") for m in ("coverage_95", "coverage_95_worst", "width"))):
                 if key in rs[0][n]:
                     s[n][key] = float(np.mean([r[n][key] for r in rs]))
@@ -381,7 +408,8 @@ def write_readme(results: dict) -> None:
              "(`python -m venv /tmp/treat_catvenv`, a `.pth` file naming `.venv`'s site-packages and `src/`, then "
              "`pip install --no-deps catenets jax jaxlib loguru ml_dtypes opt_einsum gdown`), so `.venv`'s pins (torch 2.13.0) "
              "stay untouched; without it the script runs the other learners and says CATENets was not run.", "",
-             f"medassist: {cfg['n_members']}-member cross-fitted multi-arm network ({cfg['size']} preset) + DR-learner correction; "
+             f"medassist: {cfg['n_members']}-member cross-fitted multi-arm network ({cfg['size']} preset) + X-learner effect trees (LightGBM, "
+             "blended per contrast with the networks' plug-in effect by the held-out DR loss); "
              f"EconML {cfg['econml']} with gradient-boosting nuisances (LinearDRLearner, DRLearner with a boosted final stage, "
              "CausalForestDML, T- and X-learner); CATENets "
              f"{cfg.get('catenets', 'not run')} TARNet, DragonNet and FlexTENet (package defaults, PyTorch, one binary-treatment "
@@ -390,7 +418,9 @@ def write_readme(results: dict) -> None:
              f"({cfg['seeds'][0]}-{cfg['seeds'][-1]}), {len(cfg['real_seeds'])} split(s) of the real trial. "
              "Differences smaller than the ± spread (sd over seeds) are not established."
              + (" The semi-synthetic runs were read from the log of a run cut short at the time budget (`--semi-from`): "
-                "only seeds finished on every setting count." if cfg.get("semi_from") else ""), "",
+                "only seeds finished on every setting count." if cfg.get("semi_from") else "")
+             + (" The EconML and CATENets figures were taken from the previous results file (`--peers-from`): those learners are "
+                "seeded, so the same data and seed give the same fit; medassist was fitted anew." if cfg.get("peers_from") else ""), "",
              "### Semi-synthetic ACTG 175 (real covariates and arms, known effects; held-out 30%): sqrt(PEHE)", "",
              "| setting (surface:noise sd) | medassist | plug-in only | best EconML (learner) | ratio | best CATENets (learner) | ratio "
              "| medassist ATE error |",
@@ -505,6 +535,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="Read the semi-synthetic runs from the JSON lines a cut-short run printed (only seeds finished on every "
                          "setting count) instead of running them; the real trial is run and everything is written as usual.")
     ap.add_argument("--no-catenets", action="store_true", help="Skip the CATENets peers even when the package is installed.")
+    ap.add_argument("--peers-from", type=Path, default=None,
+                    help="Take the EconML and CATENets figures of each (setting, seed) from this earlier results file instead of "
+                         "fitting them again (they are seeded: the same data and seed give the same fit); medassist is fitted anew.")
     ap.add_argument("--no-write", action="store_true", help="Print only; do not update results or README.")
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -526,6 +559,13 @@ def main(argv: list[str] | None = None) -> None:
         done = [r for r in done if r["seed"] in seeds]
         done.sort(key=lambda r: (args.settings.index(r["setting"]), r["seed"]))
         semi = {"runs": done, "summary": _summarise_semi(done)}
+    elif args.peers_from is not None:
+        stored = json.loads(args.peers_from.read_text())
+        semi = semi_synthetic(args.settings, seeds, n_members=args.members, size=args.size, learners=["none"], use_catenets=False,
+                              jobs=args.jobs)
+        runs = merge_peers(semi["runs"], stored["semi_synthetic"]["runs"], source=args.peers_from)
+        semi = {"runs": runs, "summary": _summarise_semi(runs)}
+        econml_version, catenets_version = stored["config"]["econml"], stored["config"].get("catenets")
     else:
         semi = semi_synthetic(args.settings, seeds, n_members=args.members, size=args.size, learners=args.learners,
                               use_catenets=catenets_version is not None, jobs=args.jobs)
@@ -534,7 +574,8 @@ def main(argv: list[str] | None = None) -> None:
                    "size": args.size, "econml": econml_version, "catenets": catenets_version or "not run", "torch": torch.__version__, "python": sys.version.split()[0],
                    "cpu": f"{os.environ.get('OMP_NUM_THREADS')} thread(s), {platform.machine()}",
                    "jobs": args.jobs, "command": "benchmarks/treatment.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                   "semi_from": None if args.semi_from is None else str(args.semi_from)},
+                   "semi_from": None if args.semi_from is None else str(args.semi_from),
+                   "peers_from": None if args.peers_from is None else str(args.peers_from)},
         "semi_synthetic": semi,
         "real_trial": real_trial(list(range(args.real_seeds)), n_members=args.members, size=args.size, n_boot=args.n_boot,
                                  no_econml=args.learners == ["none"]),

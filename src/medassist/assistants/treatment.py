@@ -22,7 +22,7 @@ import pandas as pd
 from rich.console import Console
 
 from medassist.data.sources import DataSource, resolve_table
-from medassist.evaluation.treatment_policy import Ranking, evaluate_rows, interval_multipliers, rank_arms, summarise
+from medassist.evaluation.treatment_policy import Ranking, evaluate_rows, interval_multipliers, outcome_intervals, rank_arms, summarise
 from medassist.exceptions import ConfigError, DataError, SchemaError
 from medassist.explain.attributions import group_attributions, integrated_gradients, top_attributions
 from medassist.featurizers.tabular import parse_numeric
@@ -238,9 +238,8 @@ class TreatmentAssistant:
         m_arm, m_eff = interval_multipliers(self.info)
         arms, ref, better, kind = self.arms, self.model.ref, self.info["better"], self.info["kind"]
         sign = 1.0 if better == "higher" else -1.0
-        mean, lo, hi = summarise(d["pred"], m_arm)
-        diff_draws = d["pred"] - d["pred"][:, :, [ref]]
-        dmean, dlo, dhi = summarise(diff_draws, m_eff)
+        mean, lo, hi = outcome_intervals(d, m_arm)
+        dmean, dlo, dhi = outcome_intervals(d, m_eff, contrast_to=ref)
         default = int(self.info.get("default_arm", ref))
         rank = rank_arms(d["pred"], better, ref=ref, default_arm=default, effect_scale=float((self.info.get("interval_scale") or {}).get("effect", 1.0)),
                          min_confidence=min_confidence)

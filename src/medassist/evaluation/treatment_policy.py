@@ -206,6 +206,28 @@ def summarise(d: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return mean, mean - t * sd, mean + t * sd
 
 
+def outcome_intervals(draws: dict[str, np.ndarray], t: float, *, contrast_to: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-arm predictions (or, with ``contrast_to``, effects against that arm) with their intervals:
+    the members' mean ± t·sd, and where the effect trees are blended in (``pred_network`` in the
+    draws), the interval spans the networks' own interval too.
+
+    Why: the jackknife spread covers the blend's sampling error, not the shrinkage bias of the
+    trees, and where the two learners disagree the truth often lies on the networks' side (semi-
+    synthetic benchmark, non-linear surface: effect intervals of the blend alone covered 0.83-0.86,
+    the networks' 0.89, the span 0.93, for a width 5% above the networks'). The point estimate
+    stays the blend's.
+    """
+    def values(key: str) -> np.ndarray:
+        d = draws[key]
+        return d if contrast_to is None else d - d[:, :, [contrast_to]]
+
+    mean, lo, hi = summarise(values("pred"), t)
+    if "pred_network" in draws:
+        _, lo_n, hi_n = summarise(values("pred_network"), t)
+        lo, hi = np.minimum(lo, lo_n), np.maximum(hi, hi_n)
+    return mean, lo, hi
+
+
 # ============================================================================ recommendation
 
 
@@ -440,7 +462,7 @@ def evaluate_rows(model: TreatmentModel, data: TreatmentData, rows: np.ndarray, 
         policy["gain_of_conservative_rule_over_best_single_arm"] = {"min_confidence": CONSERVATIVE,
             "best_single_arm": arms[b], "ipw": interval(gp[2], gl[2], gh[2]), "dr": interval(gp[3], gl[3], gh[3])}
     share = {a: float(np.mean(rec == i)) for i, a in enumerate(arms)}
-    lo_b, hi_b = summarise(d["pred"] - d["pred"][:, :, [ref]], m_eff)[1:]
+    lo_b, hi_b = outcome_intervals(d, m_eff, contrast_to=ref)[1:]
     distinguishable = float(np.mean(np.any(np.delete((lo_b > 0) | (hi_b < 0), ref, axis=1), axis=1)))
     return {"n": int(len(rows)), "outcome_fit": fit, "effects": effects, "policy_value": policy, "recommended_share": share,
             "share_with_distinguishable_difference": distinguishable,

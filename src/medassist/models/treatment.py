@@ -15,6 +15,7 @@ bins (edges ``e_0 = 0 < ... < e_J = horizon``), its likelihood, curves, RMST and
 
 from __future__ import annotations
 
+import json
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -174,6 +175,126 @@ def treatment_ensemble_spec(member: dict[str, Any], effect: dict[str, Any] | Non
     return {"name": "treatment_ensemble", "size": member["size"], "params": {"member": member, "effect": effect, "n_members": n_members}}
 
 
+# ---------------------------------------------------------------------------- the tree effect stage
+
+#: LightGBM settings of the X-learner's effect trees (small, shrunk boosted trees, one thread, deterministic).
+TREE_PARAMS: dict[str, Any] = {
+    "objective": "l2", "learning_rate": 0.05, "num_leaves": 8, "max_depth": 3, "min_data_in_leaf": 20,
+    "bagging_fraction": 0.8, "bagging_freq": 1, "verbose": -1, "num_threads": 1, "deterministic": True,
+}
+TREE_ROUNDS = 100
+EFFECT_TREES_FORMAT = 1
+
+
+class EffectTrees:
+    """Cross-fitted X-learner effect trees: for member k and contrast c (arm a vs the reference), two
+    gradient-boosted regressions fitted on the rows member k trained on:
+
+    - ``treated``: on arm-a rows, the imputed effect y - mu_ref^k(x);
+    - ``reference``: on reference rows, mu_a^k(x) - y;
+
+    with mu^k member k's own outcome predictions, so everything of member k depends on its training
+    rows only (fold k stays held out, and the K members stay delete-a-group jackknife replicates).
+    The tree effect is tau^k(x) = g(x) · reference(x) + (1 - g(x)) · treated(x), g = e_a / (e_a + e_ref)
+    (Künzel et al. 2019). Member k's effect of contrast c is the blend (1 - w_c) · network^k + w_c · tau^k,
+    w_c chosen on held-out fold rows (:func:`blend_weight`). Stored as LightGBM model text, never pickled.
+
+    Args:
+        boosters: ``boosters[k][c] = (treated, reference)`` LightGBM ``Booster`` objects or their model strings.
+        weights: w_c per contrast in [0, 1] (default 1: the trees alone).
+    """
+
+    def __init__(self, *, boosters: list[list[tuple[Any, Any]]], weights: list[float] | None = None) -> None:
+        self.boosters = boosters
+        self.weights = [1.0] * (len(boosters[0]) if boosters else 0) if weights is None else [float(w) for w in weights]
+        if len(self.weights) != self.n_contrasts or not all(0.0 <= w <= 1.0 for w in self.weights):
+            raise ValueError(f"EffectTrees needs one weight in [0, 1] per contrast ({self.n_contrasts}); got {self.weights}.")
+
+    @property
+    def n_members(self) -> int:
+        return len(self.boosters)
+
+    @property
+    def n_contrasts(self) -> int:
+        return len(self.boosters[0]) if self.boosters else 0
+
+    def _loaded(self) -> list[list[tuple[Any, Any]]]:
+        import lightgbm as lgb
+
+        def load(b: Any) -> Any:
+            return lgb.Booster(model_str=b) if isinstance(b, str) else b
+
+        self.boosters = [[(load(t), load(r)) for t, r in member] for member in self.boosters]
+        return self.boosters
+
+    def predict(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """Effects (K, B, A - 1) of covariates x (B, F) with treated-share weights g (K, B, A - 1)."""
+        out = np.zeros((self.n_members, len(x), self.n_contrasts))
+        for k, member in enumerate(self._loaded()):
+            for c, (treated, reference) in enumerate(member):
+                out[k, :, c] = g[k, :, c] * reference.predict(x) + (1.0 - g[k, :, c]) * treated.predict(x)
+        return out
+
+    def to_json(self) -> str:
+        members = [[{"treated": t.model_to_string(), "reference": r.model_to_string()} for t, r in member]
+                   for member in self._loaded()]
+        return json.dumps({"format": EFFECT_TREES_FORMAT, "kind": "xlearner", "weights": self.weights, "members": members})
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str) -> EffectTrees:
+        try:
+            data = json.loads(text)
+            if data.get("format") != EFFECT_TREES_FORMAT:
+                raise ValueError(f"format {data.get('format')!r}, expected {EFFECT_TREES_FORMAT}")
+            boosters = [[(str(c["treated"]), str(c["reference"])) for c in member] for member in data["members"]]
+            return cls(boosters=boosters, weights=[float(w) for w in data["weights"]])
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"{source}: not a readable effect-tree file ({e}).") from e
+
+
+def blend_weight(tree_effect: np.ndarray, network_effect: np.ndarray, pseudo: np.ndarray) -> float:
+    """Weight w in [0, 1] of the tree effect against the networks' effect (plug-in + correction) that
+    minimises the DR loss mean((pseudo - (1 - w) · network - w · tree)^2) on out-of-fold rows, less one
+    standard error (closed form: w = (mean(d · (pseudo - network)) - se) / mean(d^2), d = tree - network),
+    so that the trees replace the networks' effect only where the held-out rows clearly prefer them
+    (with a constant effect the networks are hard to beat, and trees would add only noise).
+
+    Args:
+        tree_effect, network_effect, pseudo: (N,) one contrast on out-of-fold rows: each row predicted by
+            the member that never saw it, and its DR pseudo-outcome.
+    """
+    d = tree_effect - network_effect
+    prod = d * (pseudo - network_effect)
+    den = float(np.mean(d ** 2))
+    if len(d) < 2 or den <= 1e-12:
+        return 0.0
+    num = float(np.mean(prod) - prod.std(ddof=1) / np.sqrt(len(prod)))
+    return float(np.clip(num / den, 0.0, 1.0))
+
+
+def fit_effect_trees(x: np.ndarray, y: np.ndarray, arm: np.ndarray, *, member_rows: list[np.ndarray], member_mu: np.ndarray,
+                     ref: int, seed: int) -> EffectTrees:
+    """Fit :class:`EffectTrees`: member k on rows ``member_rows[k]`` with its outcome predictions ``member_mu[k]`` (N, A)."""
+    import lightgbm as lgb
+
+    n_arms = member_mu.shape[-1]
+    boosters: list[list[tuple[Any, Any]]] = []
+    for k, rows in enumerate(member_rows):
+        mu = member_mu[k]
+        ref_rows = rows[arm[rows] == ref]
+        member: list[tuple[Any, Any]] = []
+        for a in range(n_arms):
+            if a == ref:
+                continue
+            treated_rows = rows[arm[rows] == a]
+            params = {**TREE_PARAMS, "seed": seed + k}
+            treated = lgb.train(params, lgb.Dataset(x[treated_rows], y[treated_rows] - mu[treated_rows, ref]), TREE_ROUNDS)
+            reference = lgb.train(params, lgb.Dataset(x[ref_rows], mu[ref_rows, a] - y[ref_rows]), TREE_ROUNDS)
+            member.append((treated, reference))
+        boosters.append(member)
+    return EffectTrees(boosters=boosters)
+
+
 # ---------------------------------------------------------------------------- a fitted model
 
 
@@ -181,19 +302,27 @@ class TreatmentModel:
     """Featurizer + ensemble + what is needed to turn outputs into outcomes (from training or a bundle).
 
     ``info`` holds plain JSON: arms, ref, kind, better, y_mean, y_sd, edges, corr_scale, and more.
+    ``trees`` (optional) are the X-learner effect trees: with them, member k predicts a non-reference
+    arm as its reference-arm outcome plus the blend of its network effect (arm head + correction) and
+    its tree effect; the reference arm stays the network's.
     """
 
-    def __init__(self, *, featurizer: TabularFeaturizer, ensemble: TreatmentEnsemble, info: dict[str, Any]) -> None:
-        self.featurizer, self.ensemble, self.info = featurizer, ensemble, info
+    def __init__(self, *, featurizer: TabularFeaturizer, ensemble: TreatmentEnsemble, info: dict[str, Any],
+                 trees: EffectTrees | None = None) -> None:
+        self.featurizer, self.ensemble, self.info, self.trees = featurizer, ensemble, info, trees
         self.n_arms, self.ref, self.kind = len(info["arms"]), int(info["ref"]), info["kind"]
         self.n_outputs = len(info["edges"]) - 1 if self.kind == "survival" else 1
 
     def features(self, frame: pd.DataFrame, *, source: str) -> np.ndarray:
         return self.featurizer.transform(frame, source=source).values
 
-    def member_outcomes(self, x: torch.Tensor, *, corrected: bool = True) -> dict[str, torch.Tensor]:
+    def member_outcomes(self, x: torch.Tensor, *, corrected: bool = True, trees: bool = True) -> dict[str, torch.Tensor]:
         """Per-member predictions in outcome units: ``pred`` (K, B, A), ``risk`` (survival),
-        ``propensity`` (K, B, A) probabilities."""
+        ``propensity`` (K, B, A) probabilities.
+
+        ``corrected=False`` gives the networks' plug-in predictions; ``trees=False`` leaves out the
+        effect trees (not differentiable): the networks with their corrections, if any.
+        """
         raw = self.ensemble(x)
         parts = split_outputs(raw.reshape(-1, raw.shape[-1]), n_arms=self.n_arms, n_outputs=self.n_outputs)
         k, b = raw.shape[0], raw.shape[1]
@@ -215,15 +344,39 @@ class TreatmentModel:
                 mu = mu + torch.stack(cols, dim=-1)
                 if self.kind == "binary":
                     mu = mu.clamp(0.0, 1.0)
+            if trees and self.trees is not None:
+                out["pred_network"] = mu  # the networks' own predictions: intervals span both (see evaluation.treatment_policy)
+                mu = self._tree_outcomes(x, mu, out["propensity"])
         out["pred"] = mu
         return out
 
+    def _tree_outcomes(self, x: torch.Tensor, mu: torch.Tensor, propensity: torch.Tensor) -> torch.Tensor:
+        """Member k's arm a: its reference-arm outcome + the blend of its network effect (``mu``: plug-in +
+        correction) and its X-learner tree effect of a (continuous outcomes)."""
+        if self.trees is None:
+            raise ValueError("This treatment model has no effect trees.")
+        ref = self.ref
+        others = [a for a in range(self.n_arms) if a != ref]
+        if self.info["assignment"] == "randomised":
+            p = torch.tensor([float(self.info["arm_probabilities"][a]) for a in self.info["arms"]], dtype=mu.dtype)
+            p = p.expand_as(propensity)
+        else:
+            p = propensity.clamp_min(float(self.info.get("propensity_clip", 0.02)))
+        g = p[..., others] / (p[..., others] + p[..., [ref]])  # (K, B, A - 1): the treated arm's share of the pair
+        tau = torch.as_tensor(self.trees.predict(x.detach().numpy().astype(np.float64), g.detach().numpy().astype(np.float64)),
+                              dtype=mu.dtype)
+        w = torch.tensor(self.trees.weights, dtype=mu.dtype)
+        plugin = mu[..., others] - mu[..., [ref]]
+        cols = list(torch.unbind((1.0 - w) * plugin + w * tau, dim=-1))
+        cols.insert(ref, torch.zeros_like(cols[0]))
+        return mu[..., [ref]] + torch.stack(cols, dim=-1)
+
     @torch.no_grad()
-    def draws(self, x: np.ndarray, *, corrected: bool = True, batch_size: int = 1024) -> dict[str, np.ndarray]:
+    def draws(self, x: np.ndarray, *, corrected: bool = True, trees: bool = True, batch_size: int = 1024) -> dict[str, np.ndarray]:
         self.ensemble.eval()
         chunks: dict[str, list[np.ndarray]] = {}
         for s in range(0, len(x), batch_size):
-            for key, v in self.member_outcomes(torch.as_tensor(x[s : s + batch_size]), corrected=corrected).items():
+            for key, v in self.member_outcomes(torch.as_tensor(x[s : s + batch_size]), corrected=corrected, trees=trees).items():
                 chunks.setdefault(key, []).append(v.numpy())
         return {k: np.concatenate(v, axis=1) for k, v in chunks.items()}
 
@@ -245,7 +398,9 @@ class _ContrastModule(nn.Module):
         self.model, self.arm, self.inner = model, arm, model.ensemble
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pred = self.model.member_outcomes(x)["pred"].mean(dim=0)
+        # network only: effect trees are piecewise constant (no gradient), so attributions explain the
+        # networks' effect (plug-in + correction), which the tree stage refines but does not replace in kind
+        pred = self.model.member_outcomes(x, trees=False)["pred"].mean(dim=0)
         return (pred[:, self.arm] - pred[:, self.model.ref]).unsqueeze(1)
 
 
@@ -285,6 +440,6 @@ def multiarm_loss(
 
 
 __all__ = [
-    "EffectCorrection", "MultiArmNet", "MultiArmOutputs", "TreatmentEnsemble", "TreatmentModel", "contrast_module", "multiarm_loss",
+    "EffectCorrection", "EffectTrees", "MultiArmNet", "MultiArmOutputs", "TreatmentEnsemble", "TreatmentModel", "blend_weight", "contrast_module", "fit_effect_trees", "multiarm_loss",
     "risk_at_horizon", "rmst", "split_outputs", "survival_at_edges", "treatment_ensemble_spec",
 ]

@@ -94,3 +94,24 @@ def test_rank_arms_probabilities_on_hand_made_draws():
     assert low.order[1, 0] == 2
     cons = rank_arms(draws, "higher", ref=0, default_arm=0, effect_scale=1.0, min_confidence=0.95)
     assert cons.recommended[0] == 2 and cons.recommended[1] == 0 and cons.fallback[1]
+
+
+def test_intervals_span_the_networks_own_where_effect_trees_are_blended_in():
+    from medassist.evaluation.treatment_policy import outcome_intervals, summarise
+
+    rng = np.random.default_rng(0)
+    blend = rng.normal(size=(5, 40, 3))
+    network = blend + rng.normal(0.5, 0.2, size=(5, 40, 3))
+    # without the networks' draws: exactly the members' mean ± t·sd
+    for got, want in zip(outcome_intervals({"pred": blend}, 2.0), summarise(blend, 2.0), strict=True):
+        np.testing.assert_array_equal(got, want)
+    mean, lo, hi = outcome_intervals({"pred": blend, "pred_network": network}, 2.0)
+    _, lo_b, hi_b = summarise(blend, 2.0)
+    _, lo_n, hi_n = summarise(network, 2.0)
+    np.testing.assert_array_equal(mean, blend.mean(axis=0))  # the estimate stays the blend's
+    np.testing.assert_array_equal(lo, np.minimum(lo_b, lo_n))
+    np.testing.assert_array_equal(hi, np.maximum(hi_b, hi_n))
+    # effects against arm 0: the same rule on the differences
+    _, dlo, dhi = outcome_intervals({"pred": blend, "pred_network": network}, 2.0, contrast_to=0)
+    _, dlo_n, dhi_n = summarise(network - network[:, :, [0]], 2.0)
+    assert np.all(dlo <= dlo_n) and np.all(dhi >= dhi_n)

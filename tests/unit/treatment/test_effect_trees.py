@@ -1,0 +1,204 @@
+"""The X-learner effect trees: they catch a step the networks smooth over, travel in the bundle as
+text (no pickle) and predict identically after loading; bundles without trees load as before."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medassist.data.datasets.trials import synthetic_trial
+from medassist.data.sources import DataSource
+from medassist.exceptions import BundleError, ConfigError
+from medassist.models.treatment import EffectTrees, blend_weight, contrast_module
+from medassist.pipeline.treatment import (
+    EFFECT_TREES_FILE,
+    TreatmentSpec,
+    fit_treatment,
+    model_from_bundle,
+    prepare_treatment,
+    train_treatment,
+)
+from medassist.registry.bundle import load_bundle
+from medassist.training import TrainConfig
+
+FAST = TrainConfig(epochs=50, patience=8, lr=1e-3, weight_decay=1e-4)
+FAST_EFFECT = TrainConfig(epochs=20, patience=5, lr=3e-4, weight_decay=1e-2)
+
+
+def _spec(**kw):
+    base = dict(treatment="arm", outcome="outcome", assignment="randomised", n_members=3, train=FAST, effect_train=FAST_EFFECT, n_boot=30)
+    return TreatmentSpec(**{**base, **kw})
+
+
+def _step_trial(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Two arms; arm 1 helps by 1.2 only where marker > 0.3 (a threshold), on a smooth prognosis."""
+    rng = np.random.default_rng(seed)
+    marker, age, other = rng.normal(size=n), rng.normal(size=n), rng.normal(size=n)
+    arm = rng.integers(0, 2, n)
+    tau = 1.2 * (marker > 0.3)
+    y = 0.5 * age + 0.3 * np.tanh(marker) + arm * tau + 0.4 * rng.normal(size=n)
+    df = pd.DataFrame({"marker": marker.round(4), "age": age.round(4), "other": other.round(4),
+                       "arm": [f"arm{a}" for a in arm], "outcome": y.round(4)})
+    return df, tau
+
+
+def test_trees_recover_a_step_the_plugin_networks_smooth_over():
+    df, tau = _step_trial(1600, seed=3)
+    spec = _spec()
+    prep = prepare_treatment(df, spec=spec, source="step")
+    pool, test = np.arange(1200), np.arange(1200, 1600)
+    fitted = fit_treatment(prep, pool=pool, spec=spec)
+    assert fitted.model.trees is not None and fitted.model.info["effect_learner"] == "xlearner_trees"
+    assert fitted.model.ensemble.effects is not None  # the trees are blended with the corrected networks' effect
+    x = fitted.model.features(prep.data, source="step")
+
+    def pehe(**kw: bool) -> float:
+        p = fitted.model.draws(x[test], **kw)["pred"].mean(0)
+        return float(np.sqrt(np.mean((p[:, 1] - p[:, 0] - tau[test]) ** 2)))
+
+    assert pehe() < 0.8 * pehe(corrected=False) and pehe() < 0.8 * pehe(trees=False)
+    assert fitted.model.trees.weights[0] > 0.5 and fitted.model.info["effect_blend_weights"] == fitted.model.trees.weights
+    # the step itself: clearly larger effects above the threshold than below it
+    d = fitted.model.draws(x[test])["pred"].mean(0)
+    eff = d[:, 1] - d[:, 0]
+    above, below = tau[test] > 0, tau[test] == 0
+    assert eff[above].mean() - eff[below].mean() > 0.8
+    # the K members are K different tree fits (their spread makes the intervals)
+    members = fitted.model.draws(x[test])["pred"]
+    assert np.all(members[:, :, 1].std(axis=0) > 0)
+
+
+def test_network_learner_and_no_second_stage_behave_as_before():
+    df, _ = synthetic_trial(n=500, n_arms=2, kind="continuous", noise=0.5, seed=4)
+    prep = prepare_treatment(df, spec=_spec(), source="syn")
+    pool = np.arange(400)
+    net = fit_treatment(prep, pool=pool, spec=_spec(effect_learner="network"))
+    assert net.model.trees is None and net.model.ensemble.effects is not None and net.model.info["effect_learner"] == "dr_network"
+    plain = fit_treatment(prep, pool=pool, spec=_spec(dr_correction=False))
+    assert plain.model.trees is None and plain.model.ensemble.effects is None and plain.model.info["effect_learner"] == "plugin"
+    x = plain.model.features(prep.data, source="syn")
+    np.testing.assert_array_equal(plain.model.draws(x)["pred"], plain.model.draws(x, corrected=False)["pred"])
+
+
+def test_binary_outcomes_keep_the_correction_networks():
+    df, _ = synthetic_trial(n=600, n_arms=2, kind="binary", seed=5)
+    spec = _spec(outcome="event")
+    prep = prepare_treatment(df, spec=spec, source="syn")
+    fitted = fit_treatment(prep, pool=np.arange(500), spec=spec)
+    assert fitted.model.trees is None and fitted.model.ensemble.effects is not None
+    assert fitted.model.info["effect_learner"] == "dr_network"
+
+
+def test_unknown_effect_learner_is_refused_by_name():
+    with pytest.raises(ConfigError, match="trees"):
+        _spec(effect_learner="tress")
+
+
+@pytest.fixture(scope="module")
+def tree_bundle(tmp_path_factory):
+    df, _ = _step_trial(700, seed=6)
+    out = tmp_path_factory.mktemp("bundles") / "trees"
+    train_treatment(df, spec=_spec(), source=DataSource(name="step.csv"), out_dir=out, progress=False)
+    return df, out
+
+
+def test_bundle_with_trees_round_trips_and_predicts_identically(tree_bundle):
+    df, out = tree_bundle
+    assert (out / EFFECT_TREES_FILE).is_file()
+    stored = json.loads((out / EFFECT_TREES_FILE).read_text())
+    assert stored["format"] == 1 and len(stored["members"]) == 3 and stored["members"][0][0]["treated"].startswith("tree")
+    assert stored["weights"] == load_bundle(out).schema.extras["treatment"]["effect_blend_weights"]
+    model = model_from_bundle(load_bundle(out))
+    again = model_from_bundle(load_bundle(out))
+    assert isinstance(model.trees, EffectTrees)
+    x = model.features(df, source="step.csv")
+    a, b = model.draws(x), again.draws(x)
+    np.testing.assert_array_equal(a["pred"], b["pred"])
+    # the trees change the non-reference arm; the reference arm is the networks' own prediction
+    plug = model.draws(x, trees=False)["pred"]
+    np.testing.assert_array_equal(a["pred"][:, :, 0], plug[:, :, 0])
+    if model.trees.weights[0] > 0:
+        assert not np.allclose(a["pred"][:, :, 1], plug[:, :, 1])
+    # text round trip of the trees themselves is exact
+    trees = EffectTrees.from_json(model.trees.to_json(), source="memory")
+    assert trees.weights == model.trees.weights
+    g = np.full((3, len(x), 1), 0.5)
+    np.testing.assert_array_equal(trees.predict(x.astype(np.float64), g), model.trees.predict(x.astype(np.float64), g))
+    # attributions stay network-only and differentiable
+    import torch
+    xt = torch.as_tensor(x[:4]).requires_grad_(True)
+    contrast_module(model, 1)(xt).sum().backward()
+    assert xt.grad is not None
+
+
+def test_trained_bundle_matches_the_fitted_model(tmp_path):
+    df, _ = _step_trial(600, seed=8)
+    spec = _spec()
+    out = tmp_path / "b"
+    train_treatment(df, spec=spec, source=DataSource(name="step.csv"), out_dir=out, progress=False)
+    prep = prepare_treatment(df, spec=spec, source="step.csv")
+    split = json.loads((out / "splits.json").read_text())
+    fitted = fit_treatment(prep, pool=np.asarray(split["train"]), spec=spec)  # same seed, same rows: the same fit
+    loaded = model_from_bundle(load_bundle(out))
+    x = loaded.features(prep.data, source="step.csv")
+    np.testing.assert_allclose(loaded.draws(x)["pred"], fitted.model.draws(x)["pred"], rtol=1e-5, atol=1e-5)
+
+
+def test_damaged_or_missing_trees_stop_loading(tree_bundle, tmp_path):
+    import shutil
+
+    _, out = tree_bundle
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    text = (copy / EFFECT_TREES_FILE).read_text()
+    (copy / EFFECT_TREES_FILE).write_text(text.replace("leaf_value=", "leaf_value=1", 1))
+    with pytest.raises(BundleError, match="checksum"):
+        model_from_bundle(load_bundle(copy))
+    (copy / EFFECT_TREES_FILE).unlink()
+    with pytest.raises(BundleError, match="missing"):
+        model_from_bundle(load_bundle(copy))
+
+
+def test_zero_blend_weight_is_exactly_the_network_model(tree_bundle):
+    df, out = tree_bundle
+    model = model_from_bundle(load_bundle(out))
+    x = model.features(df, source="step.csv")
+    assert model.trees is not None
+    model.trees.weights = [0.0] * model.trees.n_contrasts
+    np.testing.assert_allclose(model.draws(x)["pred"], model.draws(x, trees=False)["pred"], rtol=1e-6, atol=1e-6)
+
+
+def test_bundles_without_an_effect_learner_load_without_trees(tmp_path):
+    """A bundle from before the tree stage (no 'effect_learner' in its description) predicts with its networks."""
+    df, _ = synthetic_trial(n=400, n_arms=2, kind="continuous", noise=0.5, seed=9)
+    out = tmp_path / "old"
+    train_treatment(df, spec=_spec(effect_learner="network"), source=DataSource(name="syn.csv"), out_dir=out, progress=False)
+    assert not (out / EFFECT_TREES_FILE).exists()
+    bundle = load_bundle(out)
+    now = model_from_bundle(bundle)
+    del bundle.schema.extras["treatment"]["effect_learner"]
+    old = model_from_bundle(bundle)
+    assert old.trees is None and now.trees is None
+    x = old.features(df, source="syn.csv")
+    np.testing.assert_array_equal(old.draws(x)["pred"], now.draws(x)["pred"])
+    assert not np.allclose(old.draws(x)["pred"], old.draws(x, corrected=False)["pred"])  # the correction networks still apply
+
+
+def test_blend_weight_follows_the_held_out_pseudo_outcomes():
+    rng = np.random.default_rng(0)
+    n = 4000
+    plugin = rng.normal(size=n) * 0.1
+    truth = plugin + 0.8 * (rng.normal(size=n) > 0)
+    pseudo = truth + 2.0 * rng.normal(size=n)
+    assert blend_weight(truth, plugin, pseudo) > 0.8  # trees that found the truth get (nearly) all the weight
+    noise_only = plugin + 0.3 * rng.normal(size=n)
+    assert blend_weight(noise_only, plugin, plugin + 2.0 * rng.normal(size=n)) < 0.2  # trees that add noise get none
+    assert blend_weight(plugin, plugin, pseudo) == 0.0  # no disagreement, nothing to weigh
+
+
+def test_effect_trees_refuse_bad_weights_and_files():
+    with pytest.raises(ValueError, match="weight"):
+        EffectTrees(boosters=[[("a", "b")]], weights=[1.5])
+    with pytest.raises(ValueError, match="not a readable effect-tree file"):
+        EffectTrees.from_json('{"format": 1, "members": []}', source="x.json")
