@@ -18,6 +18,7 @@ the optional descriptors: it is what a screening bundle stores as its ``featuriz
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -272,6 +273,47 @@ class SparseCounts:
                    np.concatenate([p.counts for p in parts]) if parts else np.zeros(0, np.float32), np.concatenate(ptr))
 
 
+_BINARY_COUNTS: list[bool] = []
+
+
+def _binary_counts_readable(gen: Any) -> bool:
+    """Whether this RDKit's binary count fingerprints read back as ``GetNonzeroElements`` says
+    (checked once per process on a molecule with repeated environments)."""
+    if not _BINARY_COUNTS:
+        from rdkit import Chem
+
+        fp = gen.GetCountFingerprint(Chem.MolFromSmiles("CC(C)(C)c1ccc(O)cc1C(=O)NCCCl"))
+        packed = _counts_from_binary([fp.ToBinary()])
+        nz = fp.GetNonzeroElements()
+        _BINARY_COUNTS.append(packed is not None and packed.indices.tolist() == list(nz)
+                              and np.array_equal(packed.counts, np.log1p(np.asarray(list(nz.values()), dtype=np.float32))))
+    return _BINARY_COUNTS[0]
+
+
+def _counts_from_binary(parts: list[bytes]) -> SparseCounts | None:
+    """Sparse counts from RDKit's binary form of ``UIntSparseIntVect``s (one numpy pass instead of
+    a Python dict per molecule): four int32 words (version 1, index size 4, length, number of
+    entries), then (index uint32, count int32) pairs in increasing index order, as
+    ``GetNonzeroElements`` lists them. None when the bytes do not have that layout (another
+    RDKit), so the caller reads the dicts instead."""
+    n = len(parts)
+    lens = np.fromiter(map(len, parts), dtype=np.int64, count=n)
+    if n == 0 or (lens < 16).any() or ((lens - 16) % 8).any():
+        return None if n else SparseCounts(np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(1, np.int64))
+    words = np.frombuffer(b"".join(parts), dtype=np.uint32)
+    head = (np.cumsum(lens // 4) - lens // 4)[:, None] + np.arange(4)
+    nnz = (lens - 16) // 8
+    h = words[head]
+    if not ((h[:, 0] == 1) & (h[:, 1] == 4) & (h[:, 3] == nnz)).all():
+        return None
+    body = np.ones(len(words), dtype=bool)
+    body[head.ravel()] = False
+    pairs = words[body].reshape(-1, 2)
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(nnz, out=ptr[1:])
+    return SparseCounts(pairs[:, 0].astype(np.int32), np.log1p(pairs[:, 1].view(np.int32).astype(np.float32)), ptr)
+
+
 @FEATURIZERS.register("morgan_counts")
 class MorganCountFeaturizer:
     """Morgan (ECFP-like) count fingerprints folded to ``n_bits``; counts enter as log(1 + c).
@@ -300,12 +342,20 @@ class MorganCountFeaturizer:
     def counts(self, mol: Any) -> dict[int, int]:
         return self._generator().GetCountFingerprint(mol).GetNonzeroElements()
 
-    def transform(self, mols: list[Any]) -> SparseCounts:
+    def transform(self, mols: Iterable[Any]) -> SparseCounts:
+        """Fingerprints of ``mols`` (any iterable, read once: a generator's molecules can be
+        freed as soon as they are fingerprinted)."""
+        gen = self._generator()
+        if _binary_counts_readable(gen):
+            packed = _counts_from_binary([gen.GetCountFingerprint(m).ToBinary() for m in mols])
+            if packed is None:
+                raise RuntimeError("RDKit's binary fingerprints changed layout between molecules (a bug in medassist).")
+            return packed
         idx: list[int] = []
         val: list[int] = []
         ptr = [0]
         for m in mols:
-            nz = self.counts(m)
+            nz = gen.GetCountFingerprint(m).GetNonzeroElements()
             idx.extend(nz.keys())
             val.extend(nz.values())
             ptr.append(len(idx))
@@ -561,8 +611,20 @@ class MoleculeFeaturizer:
         self._check_fitted()
         return 0 if self.descriptor_ is None else len(self.descriptor_.names_)
 
-    def transform(self, mols: list[Any]) -> MoleculeFeatures:
+    @property
+    def single_pass(self) -> bool:
+        """Whether ``transform`` reads its molecules once (fingerprints alone), so it can take a
+        generator and a screen never holds a whole chunk of molecules."""
         self._check_fitted()
+        return self.descriptor_ is None and isinstance(self.structure_, MorganCountFeaturizer)
+
+    def transform(self, mols: Iterable[Any]) -> MoleculeFeatures:
+        """Features of ``mols``: a list, or any iterable when :attr:`single_pass`."""
+        self._check_fitted()
+        if self.single_pass:
+            structure = self.structure_.transform(mols)
+            return MoleculeFeatures(structure, None, np.zeros(len(structure), dtype=np.int64))
+        mols = mols if isinstance(mols, list) else list(mols)
         structure = self.structure_.transform(mols)
         if self.descriptor_ is None:
             return MoleculeFeatures(structure, None, np.zeros(len(mols), dtype=np.int64))
@@ -639,24 +701,41 @@ def init_worker(featurizer: dict[str, Any]) -> None:
 
 
 def featurize_chunk(rows: list[int], texts: list[str], kind: str, featurizer: MoleculeFeaturizer | None = None,
-                    canonical: bool = True) -> dict[str, Any]:
+                    canonical: bool = True, standardizer: MoleculeStandardizer | None = None) -> dict[str, Any]:
     """Parse, standardise and featurize one chunk of a library (in a worker or in-process).
+
+    ``standardizer``: ``featurizer``'s, made once by a caller that featurizes many chunks (made
+    here when None).
 
     Returns ``{"ok": positions within the chunk, "smiles": canonical SMILES (None each with
     ``canonical=False``), "features": MoleculeFeatures, "skipped": [(row, text, reason)]}``.
     """
+    from rdkit import rdBase
+
     from medassist.data.io.molecules import prepare_molecule
 
     fz = featurizer or _WORKER["featurizer"]
-    std = fz.make_standardizer() if featurizer is not None else _WORKER["standardizer"]
-    ok, smiles, mols, skipped = [], [], [], []
-    for i, (row, text) in enumerate(zip(rows, texts)):
-        mol, smi, reason = prepare_molecule(text, kind=kind, standardizer=std, canonical=canonical)
-        if mol is None:
-            skipped.append((row, text if kind == "smiles" else f"record {row}", reason))
-            continue
-        ok.append(i)
-        smiles.append(smi)
-        mols.append(mol)
-    features = fz.transform(mols) if mols else None
-    return {"ok": ok, "smiles": smiles, "features": features, "skipped": skipped}
+    std = standardizer or (fz.make_standardizer() if featurizer is not None else _WORKER["standardizer"])
+    ok: list[int] = []
+    smiles: list[str | None] = []
+    skipped: list[tuple[int, str, str | None]] = []
+
+    def usable() -> Iterator[Any]:
+        for i, (row, text) in enumerate(zip(rows, texts)):
+            mol, smi, reason = prepare_molecule(text, kind=kind, standardizer=std, canonical=canonical, block_logs=False)
+            if mol is None:
+                skipped.append((row, text if kind == "smiles" else f"record {row}", reason))
+                continue
+            ok.append(i)
+            smiles.append(smi)
+            yield mol
+
+    with rdBase.BlockLogs():  # once for the chunk, not per molecule
+        if fz.single_pass:
+            # each molecule is fingerprinted as soon as it is standardised and freed at once, as
+            # RDKit alone would: holding a chunk of molecules and freeing them together costs more
+            features: MoleculeFeatures | None = fz.transform(usable())
+        else:
+            mols = list(usable())
+            features = fz.transform(mols) if mols else None
+    return {"ok": ok, "smiles": smiles, "features": features if ok else None, "skipped": skipped}

@@ -325,8 +325,9 @@ def _local_runner(bundle: ModelBundle, workers: int) -> ShardRunner:
 
     def run(jobs: Iterator[tuple[int, ShardJob]]) -> Iterator[tuple[int, dict[str, Any]]]:
         if workers <= 1:
+            std = fz.make_standardizer()
             for k, j in jobs:
-                yield k, featurize_chunk(j.rows, j.texts, j.kind, featurizer=fz, canonical=j.canonical)
+                yield k, featurize_chunk(j.rows, j.texts, j.kind, featurizer=fz, canonical=j.canonical, standardizer=std)
             return
         # fork (Linux): workers start at once with the parent's modules and the model already in
         # memory, and score their own chunks, so only scores travel back and the parent only
@@ -390,12 +391,15 @@ def _screen(
         order = (key, -row)
         if len(heap) >= top and order <= heap[0][:2]:
             return
-        if smi is None:
+        if smi is None and exclude_failing:
             smi = _canonical(batch.texts[p], batch.kind, std)
-        rec = {"input_row": row, "columns": batch.columns[p], "smiles": smi,
-               "pred": pred[pos], "spread": None if spread is None else spread[pos]}
+        # without a SMILES (every line scored, none canonicalised in the workers), the text is kept
+        # and only the final shortlist is canonicalised: repeats of a good molecule enter the
+        # heap again and again, and canonicalising each cost the parent more than reading the file
+        rec = {"input_row": row, "columns": batch.columns[p], "smiles": smi, "text": None if smi is not None else batch.texts[p],
+               "kind": batch.kind, "pred": pred[pos], "spread": None if spread is None else spread[pos]}
         if exclude_failing:
-            rec["filters"] = _filter(mf, smi)
+            rec["filters"] = _filter(mf, smi or "")
             if not rec["filters"]["passes_filters"]:
                 summary.n_failed_filters += 1
                 return
@@ -502,6 +506,8 @@ def _screen(
     source = library if isinstance(library, pd.DataFrame) else Path(library)
     batches = (_frame_batches(source, smiles_column, batch_size) if isinstance(source, pd.DataFrame)
                else iter_raw_batches(source, batch_size=batch_size, smiles_column=smiles_column))
+    if ray_address is None:
+        _warm_up(bundle)
     t0 = time.perf_counter()
     try:
         batches = iter(batches)
@@ -527,7 +533,11 @@ def _screen(
     if summary.n_read == 0:
         name = "library" if isinstance(library, pd.DataFrame) else library
         raise EmptyDataError(f"{name}: no molecules found in the library.")
-    hits, maps = _hits_table(bundle, sorted(heap, key=lambda it: (-it[0], -it[1])), cols, task, mf, explain_top)
+    best = sorted(heap, key=lambda it: (-it[0], -it[1]))
+    for it in best:
+        if it[2]["smiles"] is None:
+            it[2]["smiles"] = _canonical(it[2]["text"], it[2]["kind"], std)
+    hits, maps = _hits_table(bundle, best, cols, task, mf, explain_top)
     summary.n_hits = len(hits)
     return ScreenResult(hits=hits, skipped=pd.DataFrame(skipped_rows, columns=SKIPPED_COLUMNS), summary=summary,
                         explanations=maps)
@@ -539,16 +549,29 @@ _FORKED: dict[str, Any] = {}
 SCORE_BATCH = 1024
 
 
+def _warm_up(bundle: ModelBundle) -> None:
+    """Score one molecule before the clock starts, so that RDKit's modules, the fingerprint
+    generator and the network's first call are loaded once here and forked workers start with
+    them (the RDKit floor imports RDKit before its clock too; Ray actors load the bundle before)."""
+    from medassist.data.io.molecules import prepare_molecule
+
+    fz = bundle.featurizer
+    mol = prepare_molecule("CCO", kind="smiles", standardizer=fz.make_standardizer(), canonical=False)[0]
+    if mol is not None:  # (a standardiser that refuses ethanol: nothing to warm)
+        bundle_predict_features(bundle, fz.transform([mol]), batch_size=SCORE_BATCH)
+
+
 def _score_chunk(rows: list[int], texts: list[str], kind: str, canonical: bool) -> dict[str, Any]:
     """Worker of a forked pool: featurize and score a chunk with the bundle the parent held."""
     import torch
 
+    bundle = _FORKED["bundle"]
     if not _FORKED.get("threads"):
         torch.set_num_threads(1)  # one thread per worker process; the workers are the parallelism
-        _keep_freed_memory()
+        keep_freed_memory()
         _FORKED["threads"] = True
-    bundle = _FORKED["bundle"]
-    res = featurize_chunk(rows, texts, kind, featurizer=bundle.featurizer, canonical=canonical)
+        _FORKED["standardizer"] = bundle.featurizer.make_standardizer()
+    res = featurize_chunk(rows, texts, kind, featurizer=bundle.featurizer, canonical=canonical, standardizer=_FORKED["standardizer"])
     if res["features"] is not None:
         res["pred"], res["spread"] = bundle_predict_features(bundle, res["features"], batch_size=SCORE_BATCH)
     res["features"] = None  # only the scores travel back
@@ -559,7 +582,7 @@ def _score_chunk(rows: list[int], texts: list[str], kind: str, canonical: bool) 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
-def _keep_freed_memory(limit: int = 64 << 20) -> None:
+def keep_freed_memory(limit: int = 64 << 20) -> None:
     """Let a worker's malloc reuse the memory of freed batch arrays instead of handing it back
     to the kernel and faulting it in again for the next chunk.
 

@@ -52,9 +52,11 @@ class ShardScorer:
     def __init__(self, files: dict[str, bytes], fault: str | None) -> None:
         import torch
 
+        from medassist.pipeline.screen import keep_freed_memory
         from medassist.registry.bundle import load_bundle
 
         torch.set_num_threads(1)  # one thread per actor; the actors are the parallelism
+        keep_freed_memory()  # as a local worker: batch arrays reuse freed heap, not fresh pages
         tmp = Path(tempfile.mkdtemp(prefix="medassist_bundle_"))
         try:
             for name, data in files.items():
@@ -63,6 +65,7 @@ class ShardScorer:
             self.bundle = load_bundle(tmp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        self.standardizer = self.bundle.featurizer.make_standardizer()
         self.fault = fault
 
     def ready(self) -> int:
@@ -70,17 +73,20 @@ class ShardScorer:
         return os.getpid()
 
     def score(self, shard: int, rows: list[int], texts: list[str], kind: str, canonical: bool) -> dict[str, Any]:
+        """Featurize and score one shard as a local worker does (``pipeline.screen._score_chunk``:
+        the same standardiser for every shard, the same forward batches)."""
         from medassist.featurizers.molecules import featurize_chunk
         from medassist.pipeline.molecules import bundle_predict_features
+        from medassist.pipeline.screen import SCORE_BATCH
 
         if self.fault:
             at, marker = self.fault.split(":", 1)
             if int(at) == shard and not os.path.exists(marker):
                 Path(marker).write_text(str(os.getpid()))
                 os.kill(os.getpid(), signal.SIGKILL)
-        res = featurize_chunk(rows, texts, kind, featurizer=self.bundle.featurizer, canonical=canonical)
+        res = featurize_chunk(rows, texts, kind, featurizer=self.bundle.featurizer, canonical=canonical, standardizer=self.standardizer)
         if res["features"] is not None:
-            res["pred"], res["spread"] = bundle_predict_features(self.bundle, res["features"])
+            res["pred"], res["spread"] = bundle_predict_features(self.bundle, res["features"], batch_size=SCORE_BATCH)
         else:
             res["pred"] = res["spread"] = None
         res["features"] = None  # only the scores travel back

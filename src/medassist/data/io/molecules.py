@@ -69,10 +69,18 @@ def summarize_skipped(skipped: list[Skipped], *, examples: int = 3) -> list[str]
 # --------------------------------------------------------------------------- parsing
 
 
-def _rdkit():
-    from rdkit import Chem, rdBase
+_RDKIT: tuple[Any, Any] | None = None
 
-    return Chem, rdBase
+
+def _rdkit() -> tuple[Any, Any]:
+    """RDKit's ``Chem`` and ``rdBase``, imported on first use (an import statement per molecule
+    costs more than a screen can spare)."""
+    global _RDKIT
+    if _RDKIT is None:
+        from rdkit import Chem, rdBase
+
+        _RDKIT = (Chem, rdBase)
+    return _RDKIT
 
 
 _PROBLEM_NAMES = {
@@ -86,10 +94,18 @@ _PROBLEM_NAMES = {
 def _syntax_message(text: str) -> str:
     """RDKit's own words for a SMILES it cannot read (captured from its log)."""
     Chem, rdBase = _rdkit()
+    before = rdBase.LogStatus()
     buf = io.StringIO()
-    rdBase.LogToPythonStderr()
-    with contextlib.redirect_stderr(buf):
-        Chem.MolFromSmiles(text, sanitize=False)
+    rdBase.LogToPythonStderr()  # (enables every RDKit log)
+    try:
+        with contextlib.redirect_stderr(buf):
+            Chem.MolFromSmiles(text, sanitize=False)
+    finally:
+        # the logs that were off stay off (a caller's BlockLogs, RDKit's defaults)
+        for line in before.splitlines():
+            name, _, state = line.partition(":")
+            if state.strip() == "disabled":
+                rdBase.DisableLog(name.strip())
     msg = buf.getvalue().strip().splitlines()
     detail = msg[0] if msg else ""
     detail = re.sub(r"^\[[0-9:]+\]\s*", "", detail)
@@ -98,8 +114,12 @@ def _syntax_message(text: str) -> str:
     return detail or "RDKit could not read it"
 
 
-def parse_smiles(text: Any) -> tuple[Any, str | None]:
-    """Parse one SMILES. Returns ``(mol, None)`` or ``(None, reason)``; never raises."""
+def parse_smiles(text: Any, *, block_logs: bool = True) -> tuple[Any, str | None]:
+    """Parse one SMILES. Returns ``(mol, None)`` or ``(None, reason)``; never raises.
+
+    ``block_logs=False``: the caller keeps RDKit's logs off around many calls (a ``BlockLogs``
+    per molecule costs about 5% of a screen).
+    """
     Chem, rdBase = _rdkit()
     if text is None or (isinstance(text, float) and np.isnan(text)):
         return None, "empty: no SMILES in this row"
@@ -107,10 +127,14 @@ def parse_smiles(text: Any) -> tuple[Any, str | None]:
     if not s:
         return None, "empty: no SMILES in this row"
     s = s.split()[0] if (" " in s or "\t" in s) else s
+    if block_logs:
+        with rdBase.BlockLogs():
+            mol = Chem.MolFromSmiles(s)  # the common case: one parse, sanitised
+    else:
+        mol = Chem.MolFromSmiles(s)
+    if mol is not None and mol.GetNumAtoms():
+        return mol, None
     with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(s)  # the common case: one parse, sanitised
-        if mol is not None and mol.GetNumAtoms():
-            return mol, None
         mol = Chem.MolFromSmiles(s, sanitize=False)  # find out why
     if mol is None:
         return None, f"invalid SMILES: {_syntax_message(s)}"
@@ -153,6 +177,28 @@ def parse_molblock(block: str) -> tuple[Any, str | None]:
 # --------------------------------------------------------------------------- standardising
 
 
+#: The four patterns RDKit's ``Uncharger`` matches (MolStandardize/Charge.cpp): protonated and
+#: quaternary cations not balanced by a neighbour, unbalanced anions, acid anions. Where none
+#: matches, the uncharger changes nothing and returns a copy (most charged molecules of a library:
+#: nitro groups, N-oxides, zwitterions written with both charges), so it is not called.
+_UNCHARGER_PATTERNS = (
+    "[+,+2,+3,+4;!h0;!$(*~[-]),$(*(~[-])~[-])]",
+    "[+,+2,+3,+4;h0;!$(*~[-])]",
+    "[-!$(*~[+,+2,+3,+4])]",
+    "[$([O,S;-][C,S;+0]=[O,S]),$([O,S;-][N,P;+](=[O,S])[O,S;-]),$([O-][Cl,Br,I;+,+2,+3][O-]),$([n-]1nnnc1),$([n-]1ncnn1)]",
+)
+
+
+def _chooser_weight(mol: Any) -> float:
+    """The weight RDKit's largest-fragment chooser compares fragments of equal size by, summed
+    in the same order (MolStandardize/Fragment.cpp: "it's not important to be perfect here")."""
+    weight = 0.0
+    for a in mol.GetAtoms():
+        weight += 100 * a.GetAtomicNum() + a.GetIsotope() - a.GetFormalCharge() * 0.1
+        weight += a.GetTotalNumHs()
+    return weight
+
+
 class MoleculeStandardizer:
     """Largest fragment → neutralise → (optional) canonical tautomer; canonical SMILES out.
 
@@ -180,12 +226,103 @@ class MoleculeStandardizer:
         if self._tools is None:
             from rdkit.Chem.MolStandardize import rdMolStandardize
 
+            Chem, _ = _rdkit()
             self._tools = {
                 "fragment": rdMolStandardize.LargestFragmentChooser(preferOrganic=True),
                 "uncharge": rdMolStandardize.Uncharger(canonicalOrder=True),
                 "tautomer": rdMolStandardize.TautomerEnumerator() if self.canonical_tautomer else None,
+                "charged": Chem.MolFromSmarts("[!+0]"),  # any atom with a formal charge
+                "carbon": Chem.MolFromSmarts("[#6]"),
+                "uncharge_sites": [Chem.MolFromSmarts(p) for p in _UNCHARGER_PATTERNS],
             }
         return self._tools
+
+    def largest_fragment_of_smiles(self, text: str, *, block_logs: bool = True) -> Any | None:
+        """The fragment RDKit's chooser keeps from a multi-fragment SMILES (a salt, a hydrate),
+        parsed on its own: the molecule ``standardize`` gets from choosing it out of the whole
+        one (the same atoms, bonds and stereo in the same order: sanitising and stereo
+        perception look within a fragment), without parsing the counter-ions into it, copying
+        it and sanitising it again.
+
+        Equally large candidates go by RDKit's next key, a weight summed atom by atom in the
+        same order; copies of one structure (a hemisalt) give the last copy, as RDKit's last key
+        (the smallest SMILES, later ones winning ties) does.
+
+        None when the text must be parsed whole: no '.', a piece RDKit cannot read alone (a ring
+        bond across the '.', an error to report for the whole SMILES), or equally large and heavy
+        candidates that differ (RDKit compares SMILES written within the whole molecule). Only
+        for ``largest_fragment=True``.
+        """
+        if not self.largest_fragment or not isinstance(text, str) or "." not in text:
+            return None
+        s = text.strip()
+        s = s.split()[0] if (" " in s or "\t" in s) else s
+        Chem, rdBase = _rdkit()
+        tools = self._get_tools()
+        mols, keys = [], []
+        with rdBase.BlockLogs() if block_logs else contextlib.nullcontext():
+            for piece in s.split("."):
+                mol = Chem.MolFromSmiles(piece) if piece else None
+                if mol is None or not mol.GetNumAtoms():
+                    return None
+                mols.append(mol)
+                # RDKit's first two keys: contains carbon, atoms counting hydrogens
+                keys.append((mol.HasSubstructMatch(tools["carbon"]), mol.GetNumAtoms(onlyExplicit=False)))
+        best = max(keys)
+        tied = [k for k, key in enumerate(keys) if key == best]
+        if len(tied) == 1:
+            return mols[tied[0]]
+        weights = [_chooser_weight(mols[k]) for k in tied]
+        heaviest = [k for k, w in zip(tied, weights) if w == max(weights)]
+        if len(heaviest) == 1:
+            return mols[heaviest[0]]
+        if len({Chem.MolToSmiles(mols[k]) for k in heaviest}) == 1:
+            return mols[heaviest[-1]]
+        return None
+
+    def _largest_fragment(self, mol: Any, frags: tuple[tuple[int, ...], ...]) -> Any:
+        """RDKit's ``LargestFragmentChooser(preferOrganic=True).choose(mol)``, without its cost
+        where the answer is plain.
+
+        RDKit keeps the fragment that is largest by (contains carbon, atoms counting hydrogens,
+        a mass-like weight, smallest SMILES); it writes a SMILES of every fragment on the way,
+        most of its cost. When one fragment alone has the largest (carbon, atoms) pair, that is
+        its choice whatever the later keys say, and the same edit (the other fragments' atoms
+        removed in one batch, then sanitised) gives the same molecule. Ties go to RDKit.
+        """
+        Chem, _ = _rdkit()
+        atom = mol.GetAtomWithIdx
+        # Atoms with hydrogens, one fragment at a time, but for the fragment with most heavy atoms
+        # (usually the molecule beside a small counter-ion): the whole molecule's count less the
+        # others'. Carbon is looked for until found.
+        big = max(range(len(frags)), key=lambda k: len(frags[k]))
+        keys: list[tuple[bool, int]] = []
+        rest = 0
+        for k, frag in enumerate(frags):
+            if k == big:
+                keys.append((any(atom(i).GetAtomicNum() == 6 for i in frag), 0))
+                continue
+            organic, n = False, 0
+            for i in frag:
+                a = atom(i)
+                n += 1 + a.GetTotalNumHs()
+                organic = organic or a.GetAtomicNum() == 6
+            keys.append((organic, n))
+            rest += n
+        keys[big] = (keys[big][0], mol.GetNumAtoms(onlyExplicit=False) - rest)
+        best = max(keys)
+        if keys.count(best) > 1:
+            return self._get_tools()["fragment"].choose(mol)
+        keep = keys.index(best)
+        out = Chem.RWMol(mol)
+        out.BeginBatchEdit()
+        for k, frag in enumerate(frags):
+            if k != keep:
+                for i in frag:
+                    out.RemoveAtom(i)
+        out.CommitBatchEdit()
+        Chem.SanitizeMol(out)
+        return out.GetMol()
 
     def standardize(self, mol: Any, *, smiles: str | None = None) -> tuple[Any, str | None]:
         """Standardise a parsed molecule. Returns ``(mol, None)`` or ``(None, reason)``.
@@ -196,15 +333,20 @@ class MoleculeStandardizer:
         Chem, rdBase = _rdkit()
         tools = self._get_tools()
         try:
-            with rdBase.BlockLogs():
-                # The fast paths skip work a molecule does not need (a single fragment, no charge):
-                # screening millions of molecules spends most of its time here otherwise.
-                if self.largest_fragment and (smiles is None or "." in smiles) and len(Chem.GetMolFrags(mol)) > 1:
-                    mol = tools["fragment"].choose(mol)
-                if self.neutralize and (smiles is None or "+" in smiles or "-" in smiles) and \
-                        any(a.GetFormalCharge() for a in mol.GetAtoms()):
+            # The fast paths skip work a molecule does not need (a single fragment, no charge), and
+            # RDKit's logs are blocked only around the tools that write them: screening millions
+            # of molecules spends most of its time here otherwise.
+            if self.largest_fragment and (smiles is None or "." in smiles):
+                frags = Chem.GetMolFrags(mol)
+                if len(frags) > 1:
+                    with rdBase.BlockLogs():
+                        mol = self._largest_fragment(mol, frags)
+            if self.neutralize and (smiles is None or "+" in smiles or "-" in smiles) and mol.HasSubstructMatch(tools["charged"]) \
+                    and any(mol.HasSubstructMatch(p) for p in tools["uncharge_sites"]):
+                with rdBase.BlockLogs():
                     mol = tools["uncharge"].uncharge(mol)
-                if tools["tautomer"] is not None:
+            if tools["tautomer"] is not None:
+                with rdBase.BlockLogs():
                     mol = tools["tautomer"].Canonicalize(mol)
         except Exception as e:  # noqa: BLE001 (reported per molecule, never hidden)
             return None, f"standardisation failed: {e}"
@@ -236,24 +378,26 @@ class MoleculeStandardizer:
         return cls(**d)
 
 
-def prepare_molecule(text: str, *, kind: str, standardizer: MoleculeStandardizer, canonical: bool = True) -> tuple[Any, str | None, str | None]:
-    """Parse (``kind`` 'smiles' or 'molblock'), standardise and canonicalise one molecule.
+def prepare_molecule(text: str, *, kind: str, standardizer: MoleculeStandardizer, canonical: bool = True,
+                     block_logs: bool = True) -> tuple[Any, str | None, str | None]:
+    """Parse (``kind`` 'smiles' or 'molblock'), standardise and canonicalise one molecule
+    (``block_logs=False``: the caller has blocked RDKit's logs, see ``parse_smiles``).
 
     Returns:
         ``(mol, canonical_smiles, None)`` or ``(None, None, reason)``; with ``canonical=False``
         the SMILES is not computed (None) and only the molecule is returned.
     """
-    mol, reason = parse_smiles(text) if kind == "smiles" else parse_molblock(text)
+    mol = standardizer.largest_fragment_of_smiles(text, block_logs=block_logs) if kind == "smiles" else None
     if mol is None:
-        return None, None, reason
+        mol, reason = parse_smiles(text, block_logs=block_logs) if kind == "smiles" else parse_molblock(text)
+        if mol is None:
+            return None, None, reason
     mol, reason = standardizer.standardize(mol, smiles=str(text) if kind == "smiles" else None)
     if mol is None:
         return None, None, reason
     if not canonical:
         return mol, None, None
-    from rdkit import Chem
-
-    return mol, Chem.MolToSmiles(mol), None
+    return mol, _rdkit()[0].MolToSmiles(mol), None
 
 
 # --------------------------------------------------------------------------- tables in memory
@@ -402,24 +546,30 @@ def _looks_like_header(first: str) -> bool:
 
 
 def _iter_smi(path: Path, batch_size: int) -> Iterator[RawBatch]:
-    names: list[str] | None = None
-    rows, texts, cols = [], [], []
+    keys = ["name"]  # the columns after the SMILES (a header line names them)
+    rows: list[int] = []
+    texts: list[str] = []
+    cols: list[dict[str, Any]] = []
     with _open_text(path) as fh:
         row = 0
         for lineno, line in enumerate(fh, start=1):
             line = line.rstrip("\r\n")
-            if not line.strip() or line.lstrip().startswith("#"):
+            first = line.lstrip()[:1]
+            if not first or first == "#":
                 continue
             parts = line.split(None, 1) if "\t" not in line else line.split("\t")
-            if names is None and lineno == 1 and _looks_like_header(line):
-                names = [p.strip() for p in parts[1:]] or ["name"]
+            if lineno == 1 and _looks_like_header(line):
+                keys = [p.strip() for p in parts[1:]] or ["name"]
                 continue
             row += 1
             rows.append(row)
             texts.append(parts[0].strip())
-            rest = [p.strip() for p in parts[1:]]
-            keys = names or ["name"]
-            cols.append({keys[k] if k < len(keys) else f"column_{k + 2}": v for k, v in enumerate(rest)} if rest else {})
+            if len(parts) == 1:
+                cols.append({})
+            elif len(parts) == 2:  # the common case: SMILES and a name
+                cols.append({keys[0]: parts[1].strip()})
+            else:
+                cols.append({keys[k] if k < len(keys) else f"column_{k + 2}": p.strip() for k, p in enumerate(parts[1:])})
             if len(rows) >= batch_size:
                 yield RawBatch(rows, texts, "smiles", cols)
                 rows, texts, cols = [], [], []
