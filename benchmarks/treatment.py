@@ -400,7 +400,8 @@ def write_readme(results: dict) -> None:
     semi, real = results["semi_synthetic"]["summary"], results["real_trial"]["summary"]
     cfg = results["config"]
     cmd = cfg.get("command", "benchmarks/treatment.py")
-    py = "/tmp/treat_catvenv/bin/python" if cfg.get("catenets", "not run") != "not run" else ".venv/bin/python"
+    # CATENets needs its own environment, unless its figures come from an earlier run
+    py = "/tmp/treat_catvenv/bin/python" if cfg.get("catenets", "not run") != "not run" and not cfg.get("peers_from") else ".venv/bin/python"
     lines = [BEGIN, "", "## Treatment effects (`benchmarks/treatment.py`)", "", "```bash",
              f"OMP_NUM_THREADS=1 {py} {cmd}   # {results['wall_minutes']:.0f} min, {cfg.get('jobs', 1)} process(es) of {cfg['cpu']}",
              "```", "",
@@ -560,15 +561,16 @@ def main(argv: list[str] | None = None) -> None:
         done.sort(key=lambda r: (args.settings.index(r["setting"]), r["seed"]))
         semi = {"runs": done, "summary": _summarise_semi(done)}
     elif args.peers_from is not None:
-        stored = json.loads(args.peers_from.read_text())
         semi = semi_synthetic(args.settings, seeds, n_members=args.members, size=args.size, learners=["none"], use_catenets=False,
                               jobs=args.jobs)
-        runs = merge_peers(semi["runs"], stored["semi_synthetic"]["runs"], source=args.peers_from)
-        semi = {"runs": runs, "summary": _summarise_semi(runs)}
-        econml_version, catenets_version = stored["config"]["econml"], stored["config"].get("catenets")
     else:
         semi = semi_synthetic(args.settings, seeds, n_members=args.members, size=args.size, learners=args.learners,
                               use_catenets=catenets_version is not None, jobs=args.jobs)
+    if args.peers_from is not None:
+        stored = json.loads(args.peers_from.read_text())
+        runs = merge_peers(semi["runs"], stored["semi_synthetic"]["runs"], source=args.peers_from)
+        semi = {"runs": runs, "summary": _summarise_semi(runs)}
+        catenets_version = stored["config"].get("catenets")
     results: dict[str, Any] = {
         "config": {"settings": args.settings, "seeds": seeds, "real_seeds": list(range(args.real_seeds)), "n_members": args.members,
                    "size": args.size, "econml": econml_version, "catenets": catenets_version or "not run", "torch": torch.__version__, "python": sys.version.split()[0],
