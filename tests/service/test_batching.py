@@ -138,7 +138,7 @@ def test_event_loop_jobs_batch_with_each_other_and_with_thread_jobs_and_keep_the
             t.join()
         return out
 
-    out = asyncio.run(main())
+    out = _run_on_own_loop(main)
     for i, r in enumerate(out):
         if i == 5:
             assert isinstance(r, DataError)  # one bad job fails alone
@@ -167,4 +167,26 @@ def test_event_loop_jobs_whose_batch_cannot_be_joined_each_run_alone():
                                          timeout=10)
         assert results == [[0], [1], [2]]
 
-    asyncio.run(main())
+    _run_on_own_loop(main)
+
+
+def _run_on_own_loop(main):
+    """``asyncio.run(main())`` on a thread of its own: another test (a browser session) may have
+    left an event loop running on this one."""
+    import asyncio
+
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(main())
+        except BaseException as e:  # handed back to the test's thread
+            box["error"] = e
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "the event loop did not finish in 60 s"
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box.get("value")
