@@ -568,8 +568,8 @@ def fit_treatment(
         for k, (_, va) in enumerate(folds):
             fold_of[va] = k
         rows = (fold_of[pool], np.arange(len(pool)))
-        tree_own = model.draws(x[pool])["pred"][rows]
-        net_own = model.draws(x[pool], trees=False)["pred"][rows]
+        own = model.draws(x[pool])  # with the trees, it also holds the networks' own predictions
+        tree_own, net_own = own["pred"][rows], own["pred_network"][rows]
         tree_oof = np.delete(tree_own - tree_own[:, [prep.ref]], prep.ref, axis=1)
         net_oof = np.delete(net_own - net_own[:, [prep.ref]], prep.ref, axis=1)
         trees.weights = [blend_weight(tree_oof[:, c], net_oof[:, c], pseudo[pool, c]) for c in range(n_arms - 1)]
