@@ -193,8 +193,16 @@ def semi_run(setting: str, seed: int, n_members: int, size: str, learners: list[
     # shipped model; the networks alone (plug-in + correction, no effect trees); the plug-in alone
     variants: tuple[tuple[str, dict[str, bool]], ...] = (("medassist", {}), ("medassist_network", {"trees": False}),
                                                          ("medassist_plugin", {"corrected": False}))
+    trees = fitted.model.trees
+    if trees is not None:  # the effect trees alone (blend weight 1), for comparison
+        variants += (("medassist_trees", {"trees_alone": True}),)
     for name, how in variants:
-        d = fitted.model.draws(x[te], **how)
+        if how.pop("trees_alone", False) and trees is not None:
+            weights, trees.weights = trees.weights, [1.0] * trees.n_contrasts
+            d = fitted.model.draws(x[te])
+            trees.weights = weights
+        else:
+            d = fitted.model.draws(x[te], **how)
         diff = d["pred"][:, :, 1:] - d["pred"][:, :, [0]]
         est = diff.mean(0)
         res[name] = {"sqrt_pehe": sqrt_pehe(est, tau[te]), "ate_error": ate_error(est, tau[te])}
@@ -396,6 +404,10 @@ def _best_cell(s: dict, key: str | None, prefix: str) -> str:
     return f"{s[key]['sqrt_pehe_mean']:.3f} ± {s[key]['sqrt_pehe_sd']:.3f} ({key.replace(prefix, '')})"
 
 
+def _pehe_cell(s: dict, key: str) -> str:
+    return f"{s[key]['sqrt_pehe_mean']:.3f}" if key in s else "–"
+
+
 def write_readme(results: dict) -> None:
     semi, real = results["semi_synthetic"]["summary"], results["real_trial"]["summary"]
     cfg = results["config"]
@@ -409,8 +421,9 @@ def write_readme(results: dict) -> None:
              "(`python -m venv /tmp/treat_catvenv`, a `.pth` file naming `.venv`'s site-packages and `src/`, then "
              "`pip install --no-deps catenets jax jaxlib loguru ml_dtypes opt_einsum gdown`), so `.venv`'s pins (torch 2.13.0) "
              "stay untouched; without it the script runs the other learners and says CATENets was not run.", "",
-             f"medassist: {cfg['n_members']}-member cross-fitted multi-arm network ({cfg['size']} preset) + X-learner effect trees (LightGBM, "
-             "blended per contrast with the networks' plug-in effect by the held-out DR loss); "
+             f"medassist: {cfg['n_members']}-member cross-fitted multi-arm network ({cfg['size']} preset) + effect trees (LightGBM: a "
+             "prognostic model shared by the arms, backfitted with one effect model per arm, rounds chosen on the held-out folds), "
+             "blended per contrast with the networks' effect (plug-in + DR correction) by the held-out DR loss; "
              f"EconML {cfg['econml']} with gradient-boosting nuisances (LinearDRLearner, DRLearner with a boosted final stage, "
              "CausalForestDML, T- and X-learner); CATENets "
              f"{cfg.get('catenets', 'not run')} TARNet, DragonNet and FlexTENet (package defaults, PyTorch, one binary-treatment "
@@ -423,13 +436,16 @@ def write_readme(results: dict) -> None:
              + (" The EconML and CATENets figures were taken from the previous results file (`--peers-from`): those learners are "
                 "seeded, so the same data and seed give the same fit; medassist was fitted anew." if cfg.get("peers_from") else ""), "",
              "### Semi-synthetic ACTG 175 (real covariates and arms, known effects; held-out 30%): sqrt(PEHE)", "",
-             "| setting (surface:noise sd) | medassist | plug-in only | best EconML (learner) | ratio | best CATENets (learner) | ratio "
-             "| medassist ATE error |",
-             "|---|---|---|---|---|---|---|---|"]
+             "`medassist` is the shipped model; the next columns are its parts on the same fits: the networks alone (plug-in + "
+             "correction), the effect trees alone, and the networks' plug-in.", "",
+             "| setting (surface:noise sd) | medassist | networks alone | trees alone | plug-in only | best EconML (learner) | ratio "
+             "| best CATENets (learner) | ratio | medassist ATE error |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for setting, s in semi.items():
         ms = s["medassist"]
         lines.append(
-            f"| {setting} | {ms['sqrt_pehe_mean']:.3f} ± {ms['sqrt_pehe_sd']:.3f} | {s['medassist_plugin']['sqrt_pehe_mean']:.3f} | "
+            f"| {setting} | {ms['sqrt_pehe_mean']:.3f} ± {ms['sqrt_pehe_sd']:.3f} | {_pehe_cell(s, 'medassist_network')} | "
+            f"{_pehe_cell(s, 'medassist_trees')} | {s['medassist_plugin']['sqrt_pehe_mean']:.3f} | "
             f"{_best_cell(s, s.get('best_econml'), 'econml_')} | {s.get('ratio_to_best_econml', float('nan')):.2f} | "
             f"{_best_cell(s, s.get('best_catenets'), 'catenets_')} | {s.get('ratio_to_best_catenets', float('nan')):.2f} | "
             f"{ms['ate_error_mean']:.3f} |")

@@ -177,35 +177,47 @@ def treatment_ensemble_spec(member: dict[str, Any], effect: dict[str, Any] | Non
 
 # ---------------------------------------------------------------------------- the tree effect stage
 
-#: LightGBM settings of the X-learner's effect trees (small, shrunk boosted trees, one thread, deterministic).
-TREE_PARAMS: dict[str, Any] = {
-    "objective": "l2", "learning_rate": 0.05, "num_leaves": 8, "max_depth": 3, "min_data_in_leaf": 20,
+#: LightGBM settings of the backfitted outcome model (one thread, deterministic). The prognostic part is
+#: shared by every arm and learns from all of a member's rows, so it may be deeper than the arm effects,
+#: each of which learns from one arm's rows only (depth 2: main effects and pairwise interactions).
+PROGNOSTIC_PARAMS: dict[str, Any] = {
+    "objective": "l2", "learning_rate": 0.03, "num_leaves": 8, "max_depth": 3, "min_data_in_leaf": 20, "lambda_l2": 5.0,
     "bagging_fraction": 0.8, "bagging_freq": 1, "verbose": -1, "num_threads": 1, "deterministic": True,
 }
-TREE_ROUNDS = 100
+EFFECT_PARAMS: dict[str, Any] = {**PROGNOSTIC_PARAMS, "num_leaves": 4, "max_depth": 2}
+#: Backfitting passes, rounds within a pass, and the most rounds the last pass may choose by cross-validation.
+BACKFIT_PASSES, PROGNOSTIC_ROUNDS, EFFECT_ROUNDS, MAX_ROUNDS = 10, 300, 200, 800
 EFFECT_TREES_FORMAT = 1
 
 
 class EffectTrees:
-    """Cross-fitted X-learner effect trees: for member k and contrast c (arm a vs the reference), two
-    gradient-boosted regressions fitted on the rows member k trained on:
+    """Cross-fitted effect trees per member k and contrast c (arm a vs the reference), fitted on the rows
+    member k trained on only (fold k stays held out, and the K members stay delete-a-group jackknife
+    replicates). Two kinds:
 
-    - ``treated``: on arm-a rows, the imputed effect y - mu_ref^k(x);
-    - ``reference``: on reference rows, mu_a^k(x) - y;
+    - ``backfit`` (:func:`fit_effect_trees`): an outcome model y = m(x) + tau_arm(x) + noise with
+      tau_ref = 0, fitted by backfitting gradient-boosted trees: the prognostic part m on every arm's
+      rows, each tau_a on arm a's rows. Since m is shared, it learns from four times the rows a
+      per-arm outcome model has, and its error cancels in the effect. ``boosters[k][c]`` is tau_a.
+    - ``xlearner`` (bundles of 2026-12-05): ``boosters[k][c] = (treated, reference)``, the X-learner's
+      regressions of the imputed effects; tau = g · reference + (1 - g) · treated, g = e_a / (e_a + e_ref).
 
-    with mu^k member k's own outcome predictions, so everything of member k depends on its training
-    rows only (fold k stays held out, and the K members stay delete-a-group jackknife replicates).
-    The tree effect is tau^k(x) = g(x) · reference(x) + (1 - g(x)) · treated(x), g = e_a / (e_a + e_ref)
-    (Künzel et al. 2019). Member k's effect of contrast c is the blend (1 - w_c) · network^k + w_c · tau^k,
-    w_c chosen on held-out fold rows (:func:`blend_weight`). Stored as LightGBM model text, never pickled.
+    Member k's effect of contrast c is the blend (1 - w_c) · network^k + w_c · tau^k, w_c chosen on
+    held-out fold rows (:func:`blend_weight`). Stored as LightGBM model text, never pickled.
 
     Args:
-        boosters: ``boosters[k][c] = (treated, reference)`` LightGBM ``Booster`` objects or their model strings.
+        boosters: per member, per contrast: a LightGBM ``Booster`` or its model string (``backfit``), or a
+            (treated, reference) pair of them (``xlearner``).
         weights: w_c per contrast in [0, 1] (default 1: the trees alone).
+        kind: ``backfit`` or ``xlearner``.
+        rounds: the boosting rounds the cross-validation chose (prognostic part, then per contrast); for the record.
     """
 
-    def __init__(self, *, boosters: list[list[tuple[Any, Any]]], weights: list[float] | None = None) -> None:
-        self.boosters = boosters
+    def __init__(self, *, boosters: list[list[Any]], weights: list[float] | None = None, kind: str = "backfit",
+                 rounds: list[int] | None = None) -> None:
+        if kind not in ("backfit", "xlearner"):
+            raise ValueError(f"EffectTrees kind must be 'backfit' or 'xlearner'; got {kind!r}.")
+        self.boosters, self.kind, self.rounds = boosters, kind, list(rounds or [])
         self.weights = [1.0] * (len(boosters[0]) if boosters else 0) if weights is None else [float(w) for w in weights]
         if len(self.weights) != self.n_contrasts or not all(0.0 <= w <= 1.0 for w in self.weights):
             raise ValueError(f"EffectTrees needs one weight in [0, 1] per contrast ({self.n_contrasts}); got {self.weights}.")
@@ -218,27 +230,39 @@ class EffectTrees:
     def n_contrasts(self) -> int:
         return len(self.boosters[0]) if self.boosters else 0
 
-    def _loaded(self) -> list[list[tuple[Any, Any]]]:
+    def _loaded(self) -> list[list[Any]]:
         import lightgbm as lgb
 
         def load(b: Any) -> Any:
             return lgb.Booster(model_str=b) if isinstance(b, str) else b
 
-        self.boosters = [[(load(t), load(r)) for t, r in member] for member in self.boosters]
+        if self.kind == "xlearner":
+            self.boosters = [[(load(t), load(r)) for t, r in member] for member in self.boosters]
+        else:
+            self.boosters = [[load(b) for b in member] for member in self.boosters]
         return self.boosters
 
     def predict(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-        """Effects (K, B, A - 1) of covariates x (B, F) with treated-share weights g (K, B, A - 1)."""
+        """Effects (K, B, A - 1) of covariates x (B, F); ``g`` (K, B, A - 1), the treated arm's share of
+        each pair, weighs the two sides of an ``xlearner`` (unused by ``backfit``)."""
         out = np.zeros((self.n_members, len(x), self.n_contrasts))
         for k, member in enumerate(self._loaded()):
-            for c, (treated, reference) in enumerate(member):
-                out[k, :, c] = g[k, :, c] * reference.predict(x) + (1.0 - g[k, :, c]) * treated.predict(x)
+            for c, b in enumerate(member):
+                if self.kind == "xlearner":
+                    treated, reference = b
+                    out[k, :, c] = g[k, :, c] * reference.predict(x) + (1.0 - g[k, :, c]) * treated.predict(x)
+                else:
+                    out[k, :, c] = b.predict(x)
         return out
 
     def to_json(self) -> str:
-        members = [[{"treated": t.model_to_string(), "reference": r.model_to_string()} for t, r in member]
-                   for member in self._loaded()]
-        return json.dumps({"format": EFFECT_TREES_FORMAT, "kind": "xlearner", "weights": self.weights, "members": members})
+        if self.kind == "xlearner":
+            members: list[list[dict[str, str]]] = [[{"treated": t.model_to_string(), "reference": r.model_to_string()}
+                                                    for t, r in member] for member in self._loaded()]
+        else:
+            members = [[{"effect": b.model_to_string()} for b in member] for member in self._loaded()]
+        return json.dumps({"format": EFFECT_TREES_FORMAT, "kind": self.kind, "weights": self.weights, "rounds": self.rounds,
+                           "members": members})
 
     @classmethod
     def from_json(cls, text: str, *, source: str) -> EffectTrees:
@@ -246,53 +270,96 @@ class EffectTrees:
             data = json.loads(text)
             if data.get("format") != EFFECT_TREES_FORMAT:
                 raise ValueError(f"format {data.get('format')!r}, expected {EFFECT_TREES_FORMAT}")
-            boosters = [[(str(c["treated"]), str(c["reference"])) for c in member] for member in data["members"]]
-            return cls(boosters=boosters, weights=[float(w) for w in data["weights"]])
+            kind = data.get("kind", "xlearner")
+            boosters: list[list[Any]]
+            if kind == "xlearner":
+                boosters = [[(str(c["treated"]), str(c["reference"])) for c in member] for member in data["members"]]
+            else:
+                boosters = [[str(c["effect"]) for c in member] for member in data["members"]]
+            return cls(boosters=boosters, weights=[float(w) for w in data["weights"]], kind=kind,
+                       rounds=[int(r) for r in data.get("rounds", [])])
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"{source}: not a readable effect-tree file ({e}).") from e
 
 
 def blend_weight(tree_effect: np.ndarray, network_effect: np.ndarray, pseudo: np.ndarray) -> float:
     """Weight w in [0, 1] of the tree effect against the networks' effect (plug-in + correction) that
-    minimises the DR loss mean((pseudo - (1 - w) · network - w · tree)^2) on out-of-fold rows, less one
-    standard error (closed form: w = (mean(d · (pseudo - network)) - se) / mean(d^2), d = tree - network),
-    so that the trees replace the networks' effect only where the held-out rows clearly prefer them
-    (with a constant effect the networks are hard to beat, and trees would add only noise).
+    minimises the DR loss mean((pseudo - (1 - w) · network - w · tree)^2) on out-of-fold rows (closed
+    form: w = mean(d · (pseudo - network)) / mean(d^2), d = tree - network): the DR loss is an unbiased
+    stand-in for the error against the true effect, up to a constant, in a randomised trial.
 
     Args:
         tree_effect, network_effect, pseudo: (N,) one contrast on out-of-fold rows: each row predicted by
             the member that never saw it, and its DR pseudo-outcome.
     """
     d = tree_effect - network_effect
-    prod = d * (pseudo - network_effect)
     den = float(np.mean(d ** 2))
     if len(d) < 2 or den <= 1e-12:
         return 0.0
-    num = float(np.mean(prod) - prod.std(ddof=1) / np.sqrt(len(prod)))
-    return float(np.clip(num / den, 0.0, 1.0))
+    return float(np.clip(np.mean(d * (pseudo - network_effect)) / den, 0.0, 1.0))
 
 
-def fit_effect_trees(x: np.ndarray, y: np.ndarray, arm: np.ndarray, *, member_rows: list[np.ndarray], member_mu: np.ndarray,
-                     ref: int, seed: int) -> EffectTrees:
-    """Fit :class:`EffectTrees`: member k on rows ``member_rows[k]`` with its outcome predictions ``member_mu[k]`` (N, A)."""
+def _boost_with_curve(params: dict[str, Any], x_fit: np.ndarray, y_fit: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                      rounds: int) -> tuple[Any, np.ndarray]:
+    """A booster of ``rounds`` rounds and its validation sum of squared errors after each round."""
     import lightgbm as lgb
 
-    n_arms = member_mu.shape[-1]
-    boosters: list[list[tuple[Any, Any]]] = []
-    for k, rows in enumerate(member_rows):
-        mu = member_mu[k]
-        ref_rows = rows[arm[rows] == ref]
-        member: list[tuple[Any, Any]] = []
-        for a in range(n_arms):
-            if a == ref:
-                continue
-            treated_rows = rows[arm[rows] == a]
-            params = {**TREE_PARAMS, "seed": seed + k}
-            treated = lgb.train(params, lgb.Dataset(x[treated_rows], y[treated_rows] - mu[treated_rows, ref]), TREE_ROUNDS)
-            reference = lgb.train(params, lgb.Dataset(x[ref_rows], mu[ref_rows, a] - y[ref_rows]), TREE_ROUNDS)
-            member.append((treated, reference))
-        boosters.append(member)
-    return EffectTrees(boosters=boosters)
+    curve: dict[str, Any] = {}
+    booster = lgb.train(params, lgb.Dataset(x_fit, y_fit), rounds, valid_sets=[lgb.Dataset(x_val, y_val)], valid_names=["val"],
+                        callbacks=[lgb.record_evaluation(curve)])
+    return booster, np.asarray(curve["val"]["l2"]) * len(y_val)
+
+
+def fit_effect_trees(x: np.ndarray, y: np.ndarray, arm: np.ndarray, *, folds: list[tuple[np.ndarray, np.ndarray]], n_arms: int,
+                     ref: int, seed: int) -> EffectTrees:
+    """Fit ``backfit`` :class:`EffectTrees`: for member k, the outcome model y = m(x) + tau_arm(x) on its
+    training rows ``folds[k][0]``, by backfitting boosted trees (m on all its rows against y - tau_arm(x),
+    then each tau_a on arm a's rows against y - m(x); :data:`BACKFIT_PASSES` passes from tau = 0).
+
+    In the last pass the number of rounds is chosen by cross-validation across the members: every member
+    records its validation loss after each round on its held-out rows ``folds[k][1]``, the K curves are
+    summed, and every member stops at the round of the smallest sum (one number for m, one per contrast).
+    With K folds, every pool row validates once, so the choice rests on the whole pool, not one fold: a
+    constant effect stops after a few rounds, a threshold surface runs on.
+    """
+    import lightgbm as lgb
+
+    if any(arm[va].size == 0 for _, va in folds):
+        raise ValueError("Effect trees need held-out rows in every fold.")
+    others = [a for a in range(n_arms) if a != ref]
+    tau = np.zeros((len(folds), len(x), n_arms))
+    m = np.zeros((len(folds), len(x)))
+
+    def prognostic_target(k: int, rows: np.ndarray) -> np.ndarray:
+        return y[rows] - tau[k, rows, arm[rows]]
+
+    for k, (tr, _) in enumerate(folds):
+        pm, pe = {**PROGNOSTIC_PARAMS, "seed": seed + k}, {**EFFECT_PARAMS, "seed": seed + k}
+        for _ in range(BACKFIT_PASSES - 1):
+            m[k] = lgb.train(pm, lgb.Dataset(x[tr], prognostic_target(k, tr)), PROGNOSTIC_ROUNDS).predict(x)
+            for a in others:
+                ra = tr[arm[tr] == a]
+                tau[k, :, a] = lgb.train(pe, lgb.Dataset(x[ra], y[ra] - m[k, ra]), EFFECT_ROUNDS).predict(x)
+    # last pass: rounds chosen on the summed held-out curves of all members
+    fitted = [_boost_with_curve({**PROGNOSTIC_PARAMS, "seed": seed + k}, x[tr], prognostic_target(k, tr), x[va],
+                                prognostic_target(k, va), MAX_ROUNDS) for k, (tr, va) in enumerate(folds)]
+    chosen = [int(np.argmin(sum(curve for _, curve in fitted))) + 1]
+    for k, (booster, _) in enumerate(fitted):
+        m[k] = booster.predict(x, num_iteration=chosen[0])
+    boosters: list[list[Any]] = [[] for _ in folds]
+    for a in others:
+        fitted = []
+        for k, (tr, va) in enumerate(folds):
+            ra, rv = tr[arm[tr] == a], va[arm[va] == a]
+            if rv.size == 0:
+                rv = va  # an arm absent from a held-out fold: its curve measures nothing, but keeps the sum aligned
+            fitted.append(_boost_with_curve({**EFFECT_PARAMS, "seed": seed + k}, x[ra], y[ra] - m[k, ra], x[rv], y[rv] - m[k, rv],
+                                            MAX_ROUNDS))
+        rounds = int(np.argmin(sum(curve for _, curve in fitted))) + 1
+        chosen.append(rounds)
+        for k, (booster, _) in enumerate(fitted):
+            boosters[k].append(lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds)))
+    return EffectTrees(boosters=boosters, kind="backfit", rounds=chosen)
 
 
 # ---------------------------------------------------------------------------- a fitted model

@@ -12,13 +12,14 @@ one head per arm, a propensity head) followed by a doubly robust second stage:
 3. K small correction networks regress the DR pseudo-outcomes' departure from the plug-in effect
    on the covariates (their output starts at 0, so without signal they leave the plug-in alone);
 4. with ``effect_learner="trees"`` (the default; continuous outcomes only, binary and survival
-   outcomes stop at step 3): per member k, X-learner effect trees (LightGBM) fitted on the rows
-   member k trained on, on the effects imputed with member k's own plug-in outcome predictions
-   (arm-a rows: y - mu_ref^k(x); reference rows: mu_a^k(x) - y). Member k's effect of arm a is the
-   blend (1 - w_a) · network^k + w_a · tau_a^k (network = plug-in + correction), w_a fitted on the
-   held-out fold rows by the DR loss less one standard error, so w_a = 0 (exactly the model of step 3)
-   where the trees only add noise, e.g. a constant effect. Boosted trees catch the thresholds the
-   networks smooth over (sqrt(PEHE) 0.29 → 0.25 on the benchmark's non-linear surface, noise 0.5).
+   outcomes stop at step 3): per member k, effect trees (LightGBM) fitted on the rows member k
+   trained on: the outcome model y = m(x) + tau_arm(x), backfitted, with the prognostic part m
+   shared by all arms (it learns from every arm's rows, and its error cancels in the effects) and
+   one effect model tau_a per arm; the number of boosting rounds is chosen on the members' held-out
+   folds together (few for a constant effect, many for thresholds). Member k's effect of arm a is
+   the blend (1 - w_a) · network^k + w_a · tau_a^k (network = plug-in + correction), w_a fitted on the
+   held-out fold rows by the DR loss. Boosted trees catch the thresholds the networks smooth over
+   (see benchmarks/README.md, treatment).
 
 Member k predicts arm a as mu_a^k(x) (+ correction_a^k(x) for a non-reference arm; with trees,
 mu_ref^k(x) + the blended effect); the spread of
@@ -150,7 +151,7 @@ class TreatmentSpec:
         covariates: explicit covariate list (default: every other usable column).
         n_members: K, cross-fitted ensemble members (>= 2: cross-fitting needs two folds).
         dr_correction: fit the second stage (otherwise plug-in effects of the networks).
-        effect_learner: ``trees`` (DR-learner correction networks, then X-learner effect trees blended in per
+        effect_learner: ``trees`` (DR-learner correction networks, then backfitted effect trees blended in per
             contrast; continuous outcomes, binary and survival outcomes keep the networks alone) or ``network``
             (the correction networks alone).
         min_per_arm: fewest patients an arm may have.
@@ -558,10 +559,10 @@ def fit_treatment(
         ens = full
         model = TreatmentModel(featurizer=featurizer, ensemble=ens, info=info)
     if spec.dr_correction and spec.effect_learner == EffectLearner.TREES and prep.kind == "continuous":
-        # member k's trees see only member k's training rows and its own (plug-in) outcome predictions on them
-        trees = fit_effect_trees(x, prep.y, prep.arm, member_rows=[tr for tr, _ in folds], member_mu=oof_draws["pred"],
-                                 ref=prep.ref, seed=spec.seed)
-        info["effect_learner"] = "xlearner_trees"
+        # member k's trees are fitted on member k's training rows; the held-out folds only choose the rounds
+        trees = fit_effect_trees(x, prep.y, prep.arm, folds=folds, n_arms=n_arms, ref=prep.ref, seed=spec.seed)
+        info["effect_learner"] = "backfit_trees"
+        info["effect_tree_rounds"] = list(trees.rounds)
         model = TreatmentModel(featurizer=featurizer, ensemble=ens, info=info, trees=trees)
         # blend weight per contrast on the rows each member never saw (trees alone while the weights are 1)
         fold_of = np.zeros(len(x), dtype=int)
@@ -658,12 +659,12 @@ def train_treatment(
             "or by a larger factor fitted on out-of-fold training rows (error the members share). They cover sampling error, not "
             "every bias: where the truth has sharp thresholds the network smooths over, effect intervals can still cover less "
             "than 95% (0.93 overall, 0.89-0.90 for the worst contrast, on the semi-synthetic benchmark's non-linear surfaces; see benchmarks/README.md).",
-            *([f"Effects blend the networks' effect with X-learner boosted trees (weights {', '.join(f'{w:.2f}' for w in model.info['effect_blend_weights'])} "
+            *([f"Effects blend the networks' effect with boosted effect trees (weights {', '.join(f'{w:.2f}' for w in model.info['effect_blend_weights'])} "
                "per contrast, fitted on held-out fold rows; 0 keeps the networks alone). Trees catch thresholds the networks "
                "smooth over, but shrink, and the jackknife covers their sampling error, not that bias: each interval therefore "
                "spans the blend's own interval and the networks' own (the estimate stays the blend's), which on the benchmark's "
                "non-linear surfaces covers at least as often as either alone (see benchmarks/README.md). "
-               "Attributions explain the networks' effect, not the trees'."] if model.info["effect_learner"] == "xlearner_trees" else []),
+               "Attributions explain the networks' effect, not the trees'."] if model.info["effect_learner"] in ("backfit_trees", "xlearner_trees") else []),
             "The recommended arm is the best-ranked one; 'p_best' and 'confidence' say how sure that ranking is.",
             *(["Assignment was not randomised: estimates assume no unmeasured confounding."] if spec.assignment == "observational" else []),
             *prep.notes,
@@ -704,7 +705,9 @@ def _headline(ev: dict[str, Any], prep: Prepared) -> dict[str, Any]:
 
 
 def _family(effect_learner: str) -> str:
-    return {"xlearner_trees": "multiarm (TARNet/DragonNet-style) + DR-learner correction, blended per contrast with "
+    return {"backfit_trees": "multiarm (TARNet/DragonNet-style) + DR-learner correction, blended per contrast with "
+                             "effect trees (LightGBM: a prognostic model shared by the arms, backfitted with one effect model per arm)",
+            "xlearner_trees": "multiarm (TARNet/DragonNet-style) + DR-learner correction, blended per contrast with "
                               "X-learner effect trees (LightGBM)",
             "dr_network": "multiarm (TARNet/DragonNet-style) + DR-learner correction",
             "plugin": "multiarm (TARNet/DragonNet-style), plug-in effects"}.get(effect_learner, effect_learner)
@@ -733,5 +736,5 @@ def model_from_bundle(bundle: ModelBundle) -> TreatmentModel:
     info = dict(extras)
     info["propensity_clip"] = bundle.calibration.get("propensity_clip", info.get("propensity_clip", 0.02))
     # bundles from before the tree stage have no 'effect_learner': networks only, exactly as before
-    trees = _effect_trees(bundle) if info.get("effect_learner") == "xlearner_trees" else None
+    trees = _effect_trees(bundle) if info.get("effect_learner") in ("backfit_trees", "xlearner_trees") else None
     return TreatmentModel(featurizer=bundle.featurizer, ensemble=bundle.model, info=info, trees=trees)

@@ -1,5 +1,6 @@
-"""The X-learner effect trees: they catch a step the networks smooth over, travel in the bundle as
-text (no pickle) and predict identically after loading; bundles without trees load as before."""
+"""The effect trees: backfitted boosted trees with a prognostic part shared by the arms; they catch a
+step the networks smooth over, choose their rounds on held-out folds, travel in the bundle as text (no
+pickle) and predict identically after loading; bundles with X-learner trees or without trees load as before."""
 
 import json
 
@@ -10,7 +11,7 @@ import pytest
 from medassist.data.datasets.trials import synthetic_trial
 from medassist.data.sources import DataSource
 from medassist.exceptions import BundleError, ConfigError
-from medassist.models.treatment import EffectTrees, blend_weight, contrast_module
+from medassist.models.treatment import EFFECT_PARAMS, EffectTrees, blend_weight, contrast_module, fit_effect_trees
 from medassist.pipeline.treatment import (
     EFFECT_TREES_FILE,
     TreatmentSpec,
@@ -49,7 +50,7 @@ def test_trees_recover_a_step_the_plugin_networks_smooth_over():
     prep = prepare_treatment(df, spec=spec, source="step")
     pool, test = np.arange(1200), np.arange(1200, 1600)
     fitted = fit_treatment(prep, pool=pool, spec=spec)
-    assert fitted.model.trees is not None and fitted.model.info["effect_learner"] == "xlearner_trees"
+    assert fitted.model.trees is not None and fitted.model.info["effect_learner"] == "backfit_trees"
     assert fitted.model.ensemble.effects is not None  # the trees are blended with the corrected networks' effect
     x = fitted.model.features(prep.data, source="step")
 
@@ -107,7 +108,8 @@ def test_bundle_with_trees_round_trips_and_predicts_identically(tree_bundle):
     df, out = tree_bundle
     assert (out / EFFECT_TREES_FILE).is_file()
     stored = json.loads((out / EFFECT_TREES_FILE).read_text())
-    assert stored["format"] == 1 and len(stored["members"]) == 3 and stored["members"][0][0]["treated"].startswith("tree")
+    assert stored["format"] == 1 and len(stored["members"]) == 3 and stored["kind"] == "backfit"
+    assert stored["members"][0][0]["effect"].startswith("tree") and len(stored["rounds"]) == 2
     assert stored["weights"] == load_bundle(out).schema.extras["treatment"]["effect_blend_weights"]
     model = model_from_bundle(load_bundle(out))
     again = model_from_bundle(load_bundle(out))
@@ -202,3 +204,69 @@ def test_effect_trees_refuse_bad_weights_and_files():
         EffectTrees(boosters=[[("a", "b")]], weights=[1.5])
     with pytest.raises(ValueError, match="not a readable effect-tree file"):
         EffectTrees.from_json('{"format": 1, "members": []}', source="x.json")
+
+
+def _prognostic_trial(n: int, *, step: float, seed: int):
+    """Three arms on a strong smooth prognosis; arm 1 helps by ``step`` above a marker threshold, arm 2 by 0.3."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    arm = rng.integers(0, 3, n)
+    tau = np.column_stack([step * (x[:, 0] > 0.0), np.full(n, 0.3)])
+    full = np.column_stack([np.zeros(n), tau])
+    y = 1.2 * x[:, 1] + 0.8 * np.tanh(2 * x[:, 2]) + full[np.arange(n), arm] + 0.5 * rng.normal(size=n)
+    order = rng.permutation(n)
+    folds = [(np.sort(np.setdiff1d(order, part)), np.sort(part)) for part in np.array_split(order, 4)]
+    return x, y, arm, tau, folds
+
+
+def test_backfitted_trees_beat_one_outcome_model_per_arm():
+    """The shared prognostic part learns from every arm's rows; fitting each arm's outcome alone (a
+    T-learner with the same trees) carries each arm's prognostic error into the effect."""
+    import lightgbm as lgb
+
+    x, y, arm, tau, folds = _prognostic_trial(1600, step=1.0, seed=0)
+    test = _prognostic_trial(1000, step=1.0, seed=1)
+    trees = fit_effect_trees(x, y, arm, folds=folds, n_arms=3, ref=0, seed=0)
+    assert trees.kind == "backfit" and trees.n_members == 4 and trees.n_contrasts == 2 and len(trees.rounds) == 3
+    est = trees.predict(test[0], np.zeros((4, 1000, 2))).mean(0)
+    ours = np.sqrt(np.mean((est - test[3]) ** 2))
+    t_learner = np.zeros((4, 1000, 3))
+    for k, (tr, _) in enumerate(folds):
+        for a in range(3):
+            rows = tr[arm[tr] == a]
+            t_learner[k, :, a] = lgb.train({**EFFECT_PARAMS, "max_depth": 3, "num_leaves": 8}, lgb.Dataset(x[rows], y[rows]), 300).predict(test[0])
+    t_est = t_learner.mean(0)[:, 1:] - t_learner.mean(0)[:, [0]]
+    theirs = np.sqrt(np.mean((t_est - test[3]) ** 2))
+    assert ours < 0.75 * theirs, (ours, theirs)
+
+
+def test_cross_validated_rounds_follow_the_signal():
+    """A constant effect stops after few rounds; a threshold effect runs on (rounds chosen on the held-out folds)."""
+    x, y, arm, _, folds = _prognostic_trial(1600, step=1.0, seed=2)
+    stepped = fit_effect_trees(x, y, arm, folds=folds, n_arms=3, ref=0, seed=0)
+    x, y, arm, _, folds = _prognostic_trial(1600, step=0.0, seed=2)
+    flat = fit_effect_trees(x, y, arm, folds=folds, n_arms=3, ref=0, seed=0)
+    assert stepped.rounds[1] > 2 * flat.rounds[1], (stepped.rounds, flat.rounds)
+    # the stored boosters stop at the chosen round
+    assert all(b.num_trees() == flat.rounds[2] for b in (m[1] for m in flat._loaded()))
+
+
+def test_xlearner_tree_files_of_earlier_bundles_still_predict():
+    """Bundles of 2026-12-05 stored X-learner pairs: tau = g · reference + (1 - g) · treated."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3))
+    params = {**EFFECT_PARAMS, "min_data_in_leaf": 5}
+    treated = lgb.train(params, lgb.Dataset(x, x[:, 0]), 20)
+    reference = lgb.train(params, lgb.Dataset(x, -x[:, 1]), 20)
+    old = EffectTrees(boosters=[[(treated, reference)]], weights=[0.5], kind="xlearner")
+    text = old.to_json()
+    payload = json.loads(text)
+    payload.pop("rounds")  # the 2026-12-05 files had no 'rounds'
+    back = EffectTrees.from_json(json.dumps(payload), source="old.json")
+    assert back.kind == "xlearner" and back.weights == [0.5]
+    g = np.full((1, 300, 1), 0.25)
+    np.testing.assert_allclose(back.predict(x, g)[0, :, 0], 0.25 * reference.predict(x) + 0.75 * treated.predict(x))
+    with pytest.raises(ValueError, match="kind"):
+        EffectTrees(boosters=[["a"]], kind="forest")
