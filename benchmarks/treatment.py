@@ -419,7 +419,7 @@ def write_readme(results: dict) -> None:
              "```", "",
              "CATENets 0.2.4 brings JAX; it was installed into a separate environment that also sees this project's "
              "(`python -m venv /tmp/treat_catvenv`, a `.pth` file naming `.venv`'s site-packages and `src/`, then "
-             "`pip install --no-deps catenets jax jaxlib loguru ml_dtypes opt_einsum gdown`), so `.venv`'s pins (torch 2.13.0) "
+             "`pip install --no-deps catenets jax jaxlib loguru ml_dtypes opt_einsum gdown beautifulsoup4 soupsieve`), so `.venv`'s pins (torch 2.13.0) "
              "stay untouched; without it the script runs the other learners and says CATENets was not run.", "",
              f"medassist: {cfg['n_members']}-member cross-fitted multi-arm network ({cfg['size']} preset) + effect trees (LightGBM: a "
              "prognostic model shared by the arms, backfitted with one effect model per arm, rounds chosen on the held-out folds), "

@@ -657,8 +657,8 @@ def train_treatment(
             "Effects are estimated from one trial or registry; patients unlike its population get a flag, not a reliable estimate.",
             "Intervals widen the members' disagreement to the jackknife standard error (members trained without one fold each), "
             "or by a larger factor fitted on out-of-fold training rows (error the members share). They cover sampling error, not "
-            "every bias: where the truth has sharp thresholds the network smooths over, effect intervals can still cover less "
-            "than 95% (0.93 overall, 0.89-0.90 for the worst contrast, on the semi-synthetic benchmark's non-linear surfaces; see benchmarks/README.md).",
+            "every bias: where the truth has sharp thresholds, effect intervals can still cover less than 95% (0.92-0.94 for the "
+            "worst contrast on the semi-synthetic benchmark's non-linear surfaces; see benchmarks/README.md).",
             *([f"Effects blend the networks' effect with boosted effect trees (weights {', '.join(f'{w:.2f}' for w in model.info['effect_blend_weights'])} "
                "per contrast, fitted on held-out fold rows; 0 keeps the networks alone). Trees catch thresholds the networks "
                "smooth over, but shrink, and the jackknife covers their sampling error, not that bias: each interval therefore "
