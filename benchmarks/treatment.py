@@ -195,9 +195,9 @@ def semi_run(setting: str, seed: int, n_members: int, size: str, learners: list[
                                                          ("medassist_plugin", {"corrected": False}))
     trees = fitted.model.trees
     if trees is not None:  # the effect trees alone (blend weight 1), for comparison
-        variants += (("medassist_trees", {"trees_alone": True}),)
+        variants += (("medassist_trees", {}),)
     for name, how in variants:
-        if how.pop("trees_alone", False) and trees is not None:
+        if name == "medassist_trees" and trees is not None:
             weights, trees.weights = trees.weights, [1.0] * trees.n_contrasts
             d = fitted.model.draws(x[te])
             trees.weights = weights

@@ -301,9 +301,12 @@ def blend_weight(tree_effect: np.ndarray, network_effect: np.ndarray, pseudo: np
 
 def _boost_with_curve(params: dict[str, Any], x_fit: np.ndarray, y_fit: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
                       rounds: int) -> tuple[Any, np.ndarray]:
-    """A booster of ``rounds`` rounds and its validation sum of squared errors after each round."""
+    """A booster of ``rounds`` rounds and its validation sum of squared errors after each round (all
+    zero when there are no validation rows: such a member says nothing about the rounds)."""
     import lightgbm as lgb
 
+    if len(y_val) == 0:
+        return lgb.train(params, lgb.Dataset(x_fit, y_fit), rounds), np.zeros(rounds)
     curve: dict[str, Any] = {}
     booster = lgb.train(params, lgb.Dataset(x_fit, y_fit), rounds, valid_sets=[lgb.Dataset(x_val, y_val)], valid_names=["val"],
                         callbacks=[lgb.record_evaluation(curve)])
@@ -324,25 +327,26 @@ def fit_effect_trees(x: np.ndarray, y: np.ndarray, arm: np.ndarray, *, folds: li
     """
     import lightgbm as lgb
 
-    if any(arm[va].size == 0 for _, va in folds):
+    if any(va.size == 0 for _, va in folds):
         raise ValueError("Effect trees need held-out rows in every fold.")
     others = [a for a in range(n_arms) if a != ref]
     tau = np.zeros((len(folds), len(x), n_arms))
     m = np.zeros((len(folds), len(x)))
+    prognostic = [{**PROGNOSTIC_PARAMS, "seed": seed + k} for k in range(len(folds))]
+    effect = [{**EFFECT_PARAMS, "seed": seed + k} for k in range(len(folds))]
 
     def prognostic_target(k: int, rows: np.ndarray) -> np.ndarray:
         return y[rows] - tau[k, rows, arm[rows]]
 
     for k, (tr, _) in enumerate(folds):
-        pm, pe = {**PROGNOSTIC_PARAMS, "seed": seed + k}, {**EFFECT_PARAMS, "seed": seed + k}
         for _ in range(BACKFIT_PASSES - 1):
-            m[k] = lgb.train(pm, lgb.Dataset(x[tr], prognostic_target(k, tr)), PROGNOSTIC_ROUNDS).predict(x)
+            m[k] = lgb.train(prognostic[k], lgb.Dataset(x[tr], prognostic_target(k, tr)), PROGNOSTIC_ROUNDS).predict(x)
             for a in others:
                 ra = tr[arm[tr] == a]
-                tau[k, :, a] = lgb.train(pe, lgb.Dataset(x[ra], y[ra] - m[k, ra]), EFFECT_ROUNDS).predict(x)
+                tau[k, :, a] = lgb.train(effect[k], lgb.Dataset(x[ra], y[ra] - m[k, ra]), EFFECT_ROUNDS).predict(x)
     # last pass: rounds chosen on the summed held-out curves of all members
-    fitted = [_boost_with_curve({**PROGNOSTIC_PARAMS, "seed": seed + k}, x[tr], prognostic_target(k, tr), x[va],
-                                prognostic_target(k, va), MAX_ROUNDS) for k, (tr, va) in enumerate(folds)]
+    fitted = [_boost_with_curve(prognostic[k], x[tr], prognostic_target(k, tr), x[va], prognostic_target(k, va), MAX_ROUNDS)
+              for k, (tr, va) in enumerate(folds)]
     chosen = [int(np.argmin(sum(curve for _, curve in fitted))) + 1]
     for k, (booster, _) in enumerate(fitted):
         m[k] = booster.predict(x, num_iteration=chosen[0])
@@ -351,10 +355,7 @@ def fit_effect_trees(x: np.ndarray, y: np.ndarray, arm: np.ndarray, *, folds: li
         fitted = []
         for k, (tr, va) in enumerate(folds):
             ra, rv = tr[arm[tr] == a], va[arm[va] == a]
-            if rv.size == 0:
-                rv = va  # an arm absent from a held-out fold: its curve measures nothing, but keeps the sum aligned
-            fitted.append(_boost_with_curve({**EFFECT_PARAMS, "seed": seed + k}, x[ra], y[ra] - m[k, ra], x[rv], y[rv] - m[k, rv],
-                                            MAX_ROUNDS))
+            fitted.append(_boost_with_curve(effect[k], x[ra], y[ra] - m[k, ra], x[rv], y[rv] - m[k, rv], MAX_ROUNDS))
         rounds = int(np.argmin(sum(curve for _, curve in fitted))) + 1
         chosen.append(rounds)
         for k, (booster, _) in enumerate(fitted):

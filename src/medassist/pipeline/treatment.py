@@ -116,6 +116,8 @@ class EffectLearner(StrEnum):
 
 #: The bundle attachment holding the effect trees (LightGBM model text in JSON).
 EFFECT_TREES_FILE = "effect_trees.json"
+#: ``info["effect_learner"]`` of the models that carry effect trees (``xlearner_trees``: bundles of 2026-12-05).
+TREE_LEARNERS = ("backfit_trees", "xlearner_trees")
 
 
 class Better(StrEnum):
@@ -664,7 +666,7 @@ def train_treatment(
                "smooth over, but shrink, and the jackknife covers their sampling error, not that bias: each interval therefore "
                "spans the blend's own interval and the networks' own (the estimate stays the blend's), which on the benchmark's "
                "non-linear surfaces covers at least as often as either alone (see benchmarks/README.md). "
-               "Attributions explain the networks' effect, not the trees'."] if model.info["effect_learner"] in ("backfit_trees", "xlearner_trees") else []),
+               "Attributions explain the networks' effect, not the trees'."] if model.info["effect_learner"] in TREE_LEARNERS else []),
             "The recommended arm is the best-ranked one; 'p_best' and 'confidence' say how sure that ranking is.",
             *(["Assignment was not randomised: estimates assume no unmeasured confounding."] if spec.assignment == "observational" else []),
             *prep.notes,
@@ -736,5 +738,5 @@ def model_from_bundle(bundle: ModelBundle) -> TreatmentModel:
     info = dict(extras)
     info["propensity_clip"] = bundle.calibration.get("propensity_clip", info.get("propensity_clip", 0.02))
     # bundles from before the tree stage have no 'effect_learner': networks only, exactly as before
-    trees = _effect_trees(bundle) if info.get("effect_learner") in ("backfit_trees", "xlearner_trees") else None
+    trees = _effect_trees(bundle) if info.get("effect_learner") in TREE_LEARNERS else None
     return TreatmentModel(featurizer=bundle.featurizer, ensemble=bundle.model, info=info, trees=trees)

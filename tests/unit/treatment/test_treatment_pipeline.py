@@ -51,7 +51,7 @@ def test_dr_stage_leaves_out_of_fold_pseudo_outcomes_for_every_training_row(cont
     pool = fitted.pool
     assert np.isfinite(fitted.oof["pseudo"][pool]).all() and np.isnan(fitted.oof["pseudo"][test]).all()
     assert abs(fitted.oof["pseudo"][pool, 1].mean() - tau[pool, 2].mean()) < 0.3
-    assert fitted.model.trees is not None  # continuous outcome: the X-learner effect trees are the second stage
+    assert fitted.model.trees is not None  # continuous outcome: the backfitted effect trees are the second stage
 
 
 def test_survival_outcome_ranks_the_protective_arm_first():
