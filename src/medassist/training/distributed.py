@@ -8,6 +8,8 @@ rank 0 writes checkpoints, reports and bundles.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 
 import torch
@@ -39,6 +41,7 @@ def init_from_env() -> bool:
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend)
+    atexit.register(shutdown)  # also on a run that never calls it (an error, or a command that returns early)
     return True
 
 
@@ -48,5 +51,11 @@ def barrier() -> None:
 
 
 def shutdown() -> None:
+    """Leave the process group and free the backend's worker threads, and the tensors their finished work
+    still holds, while the interpreter is fully alive: a Gloo thread that releases a tensor during
+    interpreter shutdown aborts the process ("terminate called without an active exception"), and torchrun
+    then reports a finished run as failed. Safe to call twice; no barrier (a rank that died must not hang
+    the others here: callers that need one call :func:`barrier` first)."""
     if is_distributed():
         dist.destroy_process_group()
+        gc.collect()
