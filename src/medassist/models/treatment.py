@@ -16,6 +16,7 @@ bins (edges ``e_0 = 0 < ... < e_J = horizon``), its likelihood, curves, RMST and
 from __future__ import annotations
 
 import json
+from itertools import combinations
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -185,9 +186,17 @@ PROGNOSTIC_PARAMS: dict[str, Any] = {
     "bagging_fraction": 0.8, "bagging_freq": 1, "verbose": -1, "num_threads": 1, "deterministic": True,
 }
 EFFECT_PARAMS: dict[str, Any] = {**PROGNOSTIC_PARAMS, "num_leaves": 4, "max_depth": 2}
+#: The backfitted tree models that are stacked per contrast, each as (prognostic, effect) settings over the
+#: defaults above: trees with constant leaves catch thresholds; trees with linear leaves (a ridge fit in
+#: every leaf) follow trends, which constant leaves only approximate by many steps.
+TREE_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "constant_leaves": ({}, {}),
+    "linear_leaves": ({"linear_tree": True, "linear_lambda": 1.0}, {"linear_tree": True, "linear_lambda": 1.0, "lambda_l2": 20.0}),
+}
 #: Backfitting passes, rounds within a pass, and the most rounds the last pass may choose by cross-validation.
 BACKFIT_PASSES, PROGNOSTIC_ROUNDS, EFFECT_ROUNDS, MAX_ROUNDS = 10, 300, 200, 800
-EFFECT_TREES_FORMAT = 1
+#: 2: several tree models per contrast, mixed (2026-12-06); 1: one per contrast (still read).
+EFFECT_TREES_FORMAT = 2
 
 
 class EffectTrees:
@@ -195,32 +204,47 @@ class EffectTrees:
     member k trained on only (fold k stays held out, and the K members stay delete-a-group jackknife
     replicates). Two kinds:
 
-    - ``backfit`` (:func:`fit_effect_trees`): an outcome model y = m(x) + tau_arm(x) + noise with
+    - ``backfit`` (:func:`fit_effect_trees`): outcome models y = m(x) + tau_arm(x) + noise with
       tau_ref = 0, fitted by backfitting gradient-boosted trees: the prognostic part m on every arm's
       rows, each tau_a on arm a's rows. Since m is shared, it learns from four times the rows a
-      per-arm outcome model has, and its error cancels in the effect. ``boosters[k][c]`` is tau_a.
+      per-arm outcome model has, and its error cancels in the effect. ``boosters[k][c]`` holds tau_a of
+      each of the :data:`TREE_VARIANTS` (``variants``), and the tree effect is their mix
+      ``sum_j mix[c][j] · tau_a^j``.
     - ``xlearner`` (bundles of 2026-12-05): ``boosters[k][c] = (treated, reference)``, the X-learner's
       regressions of the imputed effects; tau = g · reference + (1 - g) · treated, g = e_a / (e_a + e_ref).
 
-    Member k's effect of contrast c is the blend (1 - w_c) · network^k + w_c · tau^k, w_c chosen on
-    held-out fold rows (:func:`blend_weight`). Stored as LightGBM model text, never pickled.
+    Member k's effect of contrast c is the blend (1 - w_c) · network^k + w_c · tree^k; w_c and the mix
+    are chosen on held-out fold rows (:func:`stack_weights`). Stored as LightGBM model text, never pickled.
 
     Args:
-        boosters: per member, per contrast: a LightGBM ``Booster`` or its model string (``backfit``), or a
-            (treated, reference) pair of them (``xlearner``).
+        boosters: per member, per contrast: a list of LightGBM ``Booster`` or model strings, one per variant
+            (``backfit``; a single one is a list of one), or a (treated, reference) pair (``xlearner``).
         weights: w_c per contrast in [0, 1] (default 1: the trees alone).
         kind: ``backfit`` or ``xlearner``.
-        rounds: the boosting rounds the cross-validation chose (prognostic part, then per contrast); for the record.
+        variants: the names of the ``backfit`` tree models, in the order of ``boosters[k][c]``.
+        mix: per contrast, the weights of the variants (non-negative, summing to 1; default equal).
+        rounds: the boosting rounds the cross-validation chose, per variant (prognostic part, then per
+            contrast); for the record.
     """
 
     def __init__(self, *, boosters: list[list[Any]], weights: list[float] | None = None, kind: str = "backfit",
-                 rounds: list[int] | None = None) -> None:
+                 variants: list[str] | None = None, mix: list[list[float]] | None = None,
+                 rounds: list[list[int]] | None = None) -> None:
         if kind not in ("backfit", "xlearner"):
             raise ValueError(f"EffectTrees kind must be 'backfit' or 'xlearner'; got {kind!r}.")
-        self.boosters, self.kind, self.rounds = boosters, kind, list(rounds or [])
-        self.weights = [1.0] * (len(boosters[0]) if boosters else 0) if weights is None else [float(w) for w in weights]
+        if kind == "backfit":
+            boosters = [[list(b) if isinstance(b, (list, tuple)) else [b] for b in member] for member in boosters]
+        self.boosters, self.kind, self.rounds = boosters, kind, [list(r) for r in rounds or []]
+        n_variants = len(boosters[0][0]) if kind == "backfit" and boosters and boosters[0] else 1
+        self.variants = list(variants or list(TREE_VARIANTS)[:n_variants])
+        self.weights = [1.0] * self.n_contrasts if weights is None else [float(w) for w in weights]
         if len(self.weights) != self.n_contrasts or not all(0.0 <= w <= 1.0 for w in self.weights):
             raise ValueError(f"EffectTrees needs one weight in [0, 1] per contrast ({self.n_contrasts}); got {self.weights}.")
+        self.mix = [[1.0 / n_variants] * n_variants for _ in range(self.n_contrasts)] if mix is None else [[float(v) for v in m] for m in mix]
+        if len(self.variants) != n_variants or len(self.mix) != self.n_contrasts or any(
+                len(m) != n_variants or min(m) < 0.0 or abs(sum(m) - 1.0) > 1e-6 for m in self.mix):
+            raise ValueError(f"EffectTrees needs, per contrast, {n_variants} non-negative mix weights summing to 1 "
+                             f"(variants {self.variants}); got {self.mix}.")
 
     @property
     def n_members(self) -> int:
@@ -239,64 +263,86 @@ class EffectTrees:
         if self.kind == "xlearner":
             self.boosters = [[(load(t), load(r)) for t, r in member] for member in self.boosters]
         else:
-            self.boosters = [[load(b) for b in member] for member in self.boosters]
+            self.boosters = [[[load(b) for b in variants] for variants in member] for member in self.boosters]
         return self.boosters
+
+    def predict_variants(self, x: np.ndarray) -> np.ndarray:
+        """``backfit``: each variant's effects (K, B, A - 1, J) of covariates x (B, F), before the mix."""
+        if self.kind != "backfit":
+            raise ValueError("Only backfitted effect trees have variants.")
+        return np.stack([np.stack([np.stack([b.predict(x) for b in variants], axis=-1) for variants in member], axis=1)
+                         for member in self._loaded()])
 
     def predict(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         """Effects (K, B, A - 1) of covariates x (B, F); ``g`` (K, B, A - 1), the treated arm's share of
         each pair, weighs the two sides of an ``xlearner`` (unused by ``backfit``)."""
+        if self.kind == "backfit":
+            return np.einsum("kbcj,cj->kbc", self.predict_variants(x), np.asarray(self.mix))
         out = np.zeros((self.n_members, len(x), self.n_contrasts))
         for k, member in enumerate(self._loaded()):
-            for c, b in enumerate(member):
-                if self.kind == "xlearner":
-                    treated, reference = b
-                    out[k, :, c] = g[k, :, c] * reference.predict(x) + (1.0 - g[k, :, c]) * treated.predict(x)
-                else:
-                    out[k, :, c] = b.predict(x)
+            for c, (treated, reference) in enumerate(member):
+                out[k, :, c] = g[k, :, c] * reference.predict(x) + (1.0 - g[k, :, c]) * treated.predict(x)
         return out
 
     def to_json(self) -> str:
         if self.kind == "xlearner":
-            members: list[list[dict[str, str]]] = [[{"treated": t.model_to_string(), "reference": r.model_to_string()}
+            members: list[list[dict[str, Any]]] = [[{"treated": t.model_to_string(), "reference": r.model_to_string()}
                                                     for t, r in member] for member in self._loaded()]
         else:
-            members = [[{"effect": b.model_to_string()} for b in member] for member in self._loaded()]
-        return json.dumps({"format": EFFECT_TREES_FORMAT, "kind": self.kind, "weights": self.weights, "rounds": self.rounds,
-                           "members": members})
+            members = [[{"effects": [b.model_to_string() for b in variants]} for variants in member] for member in self._loaded()]
+        return json.dumps({"format": EFFECT_TREES_FORMAT, "kind": self.kind, "weights": self.weights, "variants": self.variants,
+                           "mix": self.mix, "rounds": self.rounds, "members": members})
 
     @classmethod
     def from_json(cls, text: str, *, source: str) -> EffectTrees:
         try:
             data = json.loads(text)
-            if data.get("format") != EFFECT_TREES_FORMAT:
-                raise ValueError(f"format {data.get('format')!r}, expected {EFFECT_TREES_FORMAT}")
+            if data.get("format") not in (1, EFFECT_TREES_FORMAT):
+                raise ValueError(f"format {data.get('format')!r}, expected 1 or {EFFECT_TREES_FORMAT}")
             kind = data.get("kind", "xlearner")
             boosters: list[list[Any]]
             if kind == "xlearner":
                 boosters = [[(str(c["treated"]), str(c["reference"])) for c in member] for member in data["members"]]
-            else:
-                boosters = [[str(c["effect"]) for c in member] for member in data["members"]]
-            return cls(boosters=boosters, weights=[float(w) for w in data["weights"]], kind=kind,
-                       rounds=[int(r) for r in data.get("rounds", [])])
+            else:  # format 1: one booster per contrast ("effect")
+                boosters = [[[str(b) for b in c["effects"]] if "effects" in c else [str(c["effect"])] for c in member]
+                            for member in data["members"]]
+            rounds = data.get("rounds", [])
+            if rounds and not isinstance(rounds[0], list):
+                rounds = [rounds]
+            return cls(boosters=boosters, weights=[float(w) for w in data["weights"]], kind=kind, variants=data.get("variants"),
+                       mix=data.get("mix"), rounds=[[int(r) for r in v] for v in rounds])
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"{source}: not a readable effect-tree file ({e}).") from e
 
 
-def blend_weight(tree_effect: np.ndarray, network_effect: np.ndarray, pseudo: np.ndarray) -> float:
-    """Weight w in [0, 1] of the tree effect against the networks' effect (plug-in + correction) that
-    minimises the DR loss mean((pseudo - (1 - w) · network - w · tree)^2) on out-of-fold rows (closed
-    form: w = mean(d · (pseudo - network)) / mean(d^2), d = tree - network): the DR loss is an unbiased
-    stand-in for the error against the true effect, up to a constant, in a randomised trial.
+def stack_weights(columns: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Non-negative weights summing to 1 that minimise mean((target - columns @ w)^2): the best convex
+    mix of the candidate predictions (N, J) of one quantity. Exact, by trying every support (J is small).
 
     Args:
-        tree_effect, network_effect, pseudo: (N,) one contrast on out-of-fold rows: each row predicted by
-            the member that never saw it, and its DR pseudo-outcome.
+        columns: (N, J) each candidate's out-of-fold predictions.
+        target: (N,) what they predict (a noisy observation of it is enough: noise adds a constant).
     """
-    d = tree_effect - network_effect
-    den = float(np.mean(d ** 2))
-    if len(d) < 2 or den <= 1e-12:
-        return 0.0
-    return float(np.clip(np.mean(d * (pseudo - network_effect)) / den, 0.0, 1.0))
+    n, n_cols = columns.shape
+    best, best_loss = np.full(n_cols, 1.0 / n_cols), np.inf
+    if n == 0:
+        return best
+    for size in range(1, n_cols + 1):
+        for support in combinations(range(n_cols), size):
+            x = columns[:, support]
+            gram = x.T @ x / n
+            gram = gram + 1e-9 * (np.trace(gram) / size + 1e-12) * np.eye(size)
+            inv_b, inv_1 = np.linalg.solve(gram, x.T @ target / n), np.linalg.solve(gram, np.ones(size))
+            w_s = inv_b - (inv_b.sum() - 1.0) / inv_1.sum() * inv_1  # least squares subject to sum(w) = 1
+            if w_s.min() < -1e-12:
+                continue
+            w = np.zeros(n_cols)
+            w[list(support)] = np.clip(w_s, 0.0, None)
+            w /= w.sum()
+            loss = float(np.mean((target - columns @ w) ** 2))
+            if loss < best_loss - 1e-15:
+                best, best_loss = w, loss
+    return best
 
 
 def _boost_with_curve(params: dict[str, Any], x_fit: np.ndarray, y_fit: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
@@ -313,27 +359,21 @@ def _boost_with_curve(params: dict[str, Any], x_fit: np.ndarray, y_fit: np.ndarr
     return booster, np.asarray(curve["val"]["l2"]) * len(y_val)
 
 
-def fit_effect_trees(x: np.ndarray, y: np.ndarray, arm: np.ndarray, *, folds: list[tuple[np.ndarray, np.ndarray]], n_arms: int,
-                     ref: int, seed: int) -> EffectTrees:
-    """Fit ``backfit`` :class:`EffectTrees`: for member k, the outcome model y = m(x) + tau_arm(x) on its
-    training rows ``folds[k][0]``, by backfitting boosted trees (m on all its rows against y - tau_arm(x),
-    then each tau_a on arm a's rows against y - m(x); :data:`BACKFIT_PASSES` passes from tau = 0).
+class _Backfitted(NamedTuple):
+    boosters: list[list[Any]]  # per member, per contrast: tau_a
+    rounds: list[int]  # prognostic part, then per contrast
+    prognostic: np.ndarray  # (K, N) m of every member
 
-    In the last pass the number of rounds is chosen by cross-validation across the members: every member
-    records its validation loss after each round on its held-out rows ``folds[k][1]``, the K curves are
-    summed, and every member stops at the round of the smallest sum (one number for m, one per contrast).
-    With K folds, every pool row validates once, so the choice rests on the whole pool, not one fold: a
-    constant effect stops after a few rounds, a threshold surface runs on.
-    """
+
+def _backfit(x: np.ndarray, y: np.ndarray, arm: np.ndarray, *, folds: list[tuple[np.ndarray, np.ndarray]], n_arms: int, others: list[int],
+             prognostic_params: dict[str, Any], effect_params: dict[str, Any], seed: int) -> _Backfitted:
+    """One backfitted tree model per member (see :func:`fit_effect_trees`)."""
     import lightgbm as lgb
 
-    if any(va.size == 0 for _, va in folds):
-        raise ValueError("Effect trees need held-out rows in every fold.")
-    others = [a for a in range(n_arms) if a != ref]
     tau = np.zeros((len(folds), len(x), n_arms))
     m = np.zeros((len(folds), len(x)))
-    prognostic = [{**PROGNOSTIC_PARAMS, "seed": seed + k} for k in range(len(folds))]
-    effect = [{**EFFECT_PARAMS, "seed": seed + k} for k in range(len(folds))]
+    prognostic = [{**prognostic_params, "seed": seed + k} for k in range(len(folds))]
+    effect = [{**effect_params, "seed": seed + k} for k in range(len(folds))]
 
     def prognostic_target(k: int, rows: np.ndarray) -> np.ndarray:
         return y[rows] - tau[k, rows, arm[rows]]
@@ -360,7 +400,34 @@ def fit_effect_trees(x: np.ndarray, y: np.ndarray, arm: np.ndarray, *, folds: li
         chosen.append(rounds)
         for k, (booster, _) in enumerate(fitted):
             boosters[k].append(lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds)))
-    return EffectTrees(boosters=boosters, kind="backfit", rounds=chosen)
+    return _Backfitted(boosters=boosters, rounds=chosen, prognostic=m)
+
+
+def fit_effect_trees(x: np.ndarray, y: np.ndarray, arm: np.ndarray, *, folds: list[tuple[np.ndarray, np.ndarray]], n_arms: int,
+                     ref: int, seed: int) -> tuple[EffectTrees, np.ndarray]:
+    """Fit ``backfit`` :class:`EffectTrees`, one backfitted model per :data:`TREE_VARIANTS`: for member k,
+    the outcome model y = m(x) + tau_arm(x) on its training rows ``folds[k][0]``, by backfitting boosted
+    trees (m on all its rows against y - tau_arm(x), then each tau_a on arm a's rows against y - m(x);
+    :data:`BACKFIT_PASSES` passes from tau = 0).
+
+    In the last pass the number of rounds is chosen by cross-validation across the members: every member
+    records its validation loss after each round on its held-out rows ``folds[k][1]``, the K curves are
+    summed, and every member stops at the round of the smallest sum (one number for m, one per contrast).
+    With K folds, every pool row validates once, so the choice rests on the whole pool, not one fold: a
+    constant effect stops after a few rounds, a threshold surface runs on.
+
+    Returns:
+        The trees (equal mix, weight 1) and the prognostic part m (K, N) of every member, averaged over
+        the variants: the reference-arm outcome that :func:`stack_weights` measures effects against.
+    """
+    if any(va.size == 0 for _, va in folds):
+        raise ValueError("Effect trees need held-out rows in every fold.")
+    others = [a for a in range(n_arms) if a != ref]
+    fits = [_backfit(x, y, arm, folds=folds, n_arms=n_arms, others=others, prognostic_params={**PROGNOSTIC_PARAMS, **p},
+                     effect_params={**EFFECT_PARAMS, **e}, seed=seed) for p, e in TREE_VARIANTS.values()]
+    boosters = [[[f.boosters[k][c] for f in fits] for c in range(len(others))] for k in range(len(folds))]
+    trees = EffectTrees(boosters=boosters, kind="backfit", variants=list(TREE_VARIANTS), rounds=[f.rounds for f in fits])
+    return trees, np.mean([f.prognostic for f in fits], axis=0)
 
 
 # ---------------------------------------------------------------------------- a fitted model
@@ -508,6 +575,6 @@ def multiarm_loss(
 
 
 __all__ = [
-    "EffectCorrection", "EffectTrees", "MultiArmNet", "MultiArmOutputs", "TreatmentEnsemble", "TreatmentModel", "blend_weight", "contrast_module", "fit_effect_trees", "multiarm_loss",
+    "EffectCorrection", "EffectTrees", "MultiArmNet", "MultiArmOutputs", "TreatmentEnsemble", "TreatmentModel", "contrast_module", "fit_effect_trees", "multiarm_loss", "stack_weights",
     "risk_at_horizon", "rmst", "split_outputs", "survival_at_edges", "treatment_ensemble_spec",
 ]

@@ -15,11 +15,12 @@ one head per arm, a propensity head) followed by a doubly robust second stage:
    outcomes stop at step 3): per member k, effect trees (LightGBM) fitted on the rows member k
    trained on: the outcome model y = m(x) + tau_arm(x), backfitted, with the prognostic part m
    shared by all arms (it learns from every arm's rows, and its error cancels in the effects) and
-   one effect model tau_a per arm; the number of boosting rounds is chosen on the members' held-out
-   folds together (few for a constant effect, many for thresholds). Member k's effect of arm a is
-   the blend (1 - w_a) · network^k + w_a · tau_a^k (network = plug-in + correction), w_a fitted on the
-   held-out fold rows by the DR loss. Boosted trees catch the thresholds the networks smooth over
-   (see benchmarks/README.md, treatment).
+   one effect model tau_a per arm, fitted twice: with constant leaves (thresholds) and with linear
+   leaves (trends); the number of boosting rounds is chosen on the members' held-out folds together
+   (few for a constant effect, many for thresholds). Member k's effect of arm a is the convex mix
+   (1 - w_a) · network^k + w_a · (v_a · tau_a^k,constant + (1 - v_a) · tau_a^k,linear) (network =
+   plug-in + correction), the weights fitted on the held-out arm-a rows against y - m(x). Boosted
+   trees catch the thresholds the networks smooth over (see benchmarks/README.md, treatment).
 
 Member k predicts arm a as mu_a^k(x) (+ correction_a^k(x) for a non-reference arm; with trees,
 mu_ref^k(x) + the blended effect); the spread of
@@ -77,9 +78,9 @@ from medassist.models.treatment import (
     EffectTrees,
     TreatmentEnsemble,
     TreatmentModel,
-    blend_weight,
     fit_effect_trees,
     multiarm_loss,
+    stack_weights,
     treatment_ensemble_spec,
 )
 from medassist.options import ModelSize, look_up_option
@@ -562,20 +563,30 @@ def fit_treatment(
         model = TreatmentModel(featurizer=featurizer, ensemble=ens, info=info)
     if spec.dr_correction and spec.effect_learner == EffectLearner.TREES and prep.kind == "continuous":
         # member k's trees are fitted on member k's training rows; the held-out folds only choose the rounds
-        trees = fit_effect_trees(x, prep.y, prep.arm, folds=folds, n_arms=n_arms, ref=prep.ref, seed=spec.seed)
+        trees, prognostic = fit_effect_trees(x, prep.y, prep.arm, folds=folds, n_arms=n_arms, ref=prep.ref, seed=spec.seed)
         info["effect_learner"] = "backfit_trees"
-        info["effect_tree_rounds"] = list(trees.rounds)
+        info["effect_tree_rounds"] = {v: r for v, r in zip(trees.variants, trees.rounds, strict=True)}
         model = TreatmentModel(featurizer=featurizer, ensemble=ens, info=info, trees=trees)
-        # blend weight per contrast on the rows each member never saw (trees alone while the weights are 1)
+        # Per contrast, the convex mix of the networks' effect and each tree variant's that best predicts
+        # y - m(x) on the held-out arm-a rows, each row predicted by the member that never saw it (m: the
+        # trees' shared prognostic part, learned from every arm; measured on the outcome itself, this is
+        # far less noisy than a DR pseudo-outcome, which divides by the arm's share of the trial).
         fold_of = np.zeros(len(x), dtype=int)
         for k, (_, va) in enumerate(folds):
             fold_of[va] = k
         rows = (fold_of[pool], np.arange(len(pool)))
-        own = model.draws(x[pool])  # with the trees, it also holds the networks' own predictions
-        tree_own, net_own = own["pred"][rows], own["pred_network"][rows]
-        tree_oof = np.delete(tree_own - tree_own[:, [prep.ref]], prep.ref, axis=1)
+        net_own = model.draws(x[pool])["pred_network"][rows]  # with the trees, it also holds the networks' own predictions
         net_oof = np.delete(net_own - net_own[:, [prep.ref]], prep.ref, axis=1)
-        trees.weights = [blend_weight(tree_oof[:, c], net_oof[:, c], pseudo[pool, c]) for c in range(n_arms - 1)]
+        tree_oof = trees.predict_variants(x[pool])[rows]  # (P, A - 1, J)
+        target = prep.y[pool] - prognostic[rows]
+        others = [a for a in range(n_arms) if a != prep.ref]
+        for c, a in enumerate(others):
+            on_arm = prep.arm[pool] == a
+            w = stack_weights(np.column_stack([net_oof[on_arm, c], tree_oof[on_arm, c]]), target[on_arm])
+            trees.weights[c] = float(min(max(1.0 - w[0], 0.0), 1.0))
+            if w[1:].sum() > 1e-12:
+                trees.mix[c] = [float(v) for v in w[1:] / w[1:].sum()]
+        info["effect_tree_mix"] = {v: [m[j] for m in trees.mix] for j, v in enumerate(trees.variants)}
         info["effect_blend_weights"] = list(trees.weights)
     ens.eval()
     spec_dict = treatment_ensemble_spec(member_spec, effect_spec, spec.n_members)
@@ -662,7 +673,8 @@ def train_treatment(
             "every bias: where the truth has sharp thresholds, effect intervals can still cover less than 95% (0.92-0.94 for the "
             "worst contrast on the semi-synthetic benchmark's non-linear surfaces; see benchmarks/README.md).",
             *([f"Effects blend the networks' effect with boosted effect trees (weights {', '.join(f'{w:.2f}' for w in model.info['effect_blend_weights'])} "
-               "per contrast, fitted on held-out fold rows; 0 keeps the networks alone). Trees catch thresholds the networks "
+               "per contrast, fitted on held-out fold rows; 0 keeps the networks alone; the trees themselves mix a model with "
+               "constant leaves and one with linear leaves, also by held-out fit). Trees catch thresholds the networks "
                "smooth over, but shrink, and the jackknife covers their sampling error, not that bias: each interval therefore "
                "spans the blend's own interval and the networks' own (the estimate stays the blend's), which on the benchmark's "
                "non-linear surfaces covers at least as often as either alone (see benchmarks/README.md). "

@@ -1,5 +1,6 @@
-"""The effect trees: backfitted boosted trees with a prognostic part shared by the arms; they catch a
-step the networks smooth over, choose their rounds on held-out folds, travel in the bundle as text (no
+"""The effect trees: backfitted boosted trees with a prognostic part shared by the arms, with constant and
+with linear leaves, mixed on held-out rows; they catch a step the networks smooth over, choose their rounds
+on held-out folds, travel in the bundle as text (no
 pickle) and predict identically after loading; bundles with X-learner trees or without trees load as before."""
 
 import json
@@ -11,7 +12,7 @@ import pytest
 from medassist.data.datasets.trials import synthetic_trial
 from medassist.data.sources import DataSource
 from medassist.exceptions import BundleError, ConfigError
-from medassist.models.treatment import EFFECT_PARAMS, EffectTrees, blend_weight, contrast_module, fit_effect_trees
+from medassist.models.treatment import EFFECT_PARAMS, TREE_VARIANTS, EffectTrees, contrast_module, fit_effect_trees, stack_weights
 from medassist.pipeline.treatment import (
     EFFECT_TREES_FILE,
     TreatmentSpec,
@@ -60,6 +61,8 @@ def test_trees_recover_a_step_the_plugin_networks_smooth_over():
 
     assert pehe() < 0.8 * pehe(corrected=False) and pehe() < 0.8 * pehe(trees=False)
     assert fitted.model.trees.weights[0] > 0.5 and fitted.model.info["effect_blend_weights"] == fitted.model.trees.weights
+    mix = fitted.model.info["effect_tree_mix"]
+    assert list(mix) == list(TREE_VARIANTS) and sum(v[0] for v in mix.values()) == pytest.approx(1.0)
     # the step itself: clearly larger effects above the threshold than below it
     d = fitted.model.draws(x[test])["pred"].mean(0)
     eff = d[:, 1] - d[:, 0]
@@ -108,8 +111,11 @@ def test_bundle_with_trees_round_trips_and_predicts_identically(tree_bundle):
     df, out = tree_bundle
     assert (out / EFFECT_TREES_FILE).is_file()
     stored = json.loads((out / EFFECT_TREES_FILE).read_text())
-    assert stored["format"] == 1 and len(stored["members"]) == 3 and stored["kind"] == "backfit"
-    assert stored["members"][0][0]["effect"].startswith("tree") and len(stored["rounds"]) == 2
+    assert stored["format"] == 2 and len(stored["members"]) == 3 and stored["kind"] == "backfit"
+    assert stored["variants"] == list(TREE_VARIANTS) and len(stored["members"][0][0]["effects"]) == len(TREE_VARIANTS)
+    assert all(e.startswith("tree") for e in stored["members"][0][0]["effects"])
+    assert [len(r) for r in stored["rounds"]] == [2] * len(TREE_VARIANTS)  # prognostic part, one contrast
+    assert len(stored["mix"]) == 1 and sum(stored["mix"][0]) == pytest.approx(1.0)
     assert stored["weights"] == load_bundle(out).schema.extras["treatment"]["effect_blend_weights"]
     model = model_from_bundle(load_bundle(out))
     again = model_from_bundle(load_bundle(out))
@@ -124,7 +130,7 @@ def test_bundle_with_trees_round_trips_and_predicts_identically(tree_bundle):
         assert not np.allclose(a["pred"][:, :, 1], plug[:, :, 1])
     # text round trip of the trees themselves is exact
     trees = EffectTrees.from_json(model.trees.to_json(), source="memory")
-    assert trees.weights == model.trees.weights
+    assert trees.weights == model.trees.weights and trees.mix == model.trees.mix
     g = np.full((3, len(x), 1), 0.5)
     np.testing.assert_array_equal(trees.predict(x.astype(np.float64), g), model.trees.predict(x.astype(np.float64), g))
     # attributions stay network-only and differentiable
@@ -187,16 +193,25 @@ def test_bundles_without_an_effect_learner_load_without_trees(tmp_path):
     assert not np.allclose(old.draws(x)["pred"], old.draws(x, corrected=False)["pred"])  # the correction networks still apply
 
 
-def test_blend_weight_follows_the_held_out_pseudo_outcomes():
+def test_stack_weights_give_the_best_convex_mix_on_held_out_rows():
     rng = np.random.default_rng(0)
     n = 4000
-    plugin = rng.normal(size=n) * 0.1
-    truth = plugin + 0.8 * (rng.normal(size=n) > 0)
-    pseudo = truth + 2.0 * rng.normal(size=n)
-    assert blend_weight(truth, plugin, pseudo) > 0.8  # trees that found the truth get (nearly) all the weight
-    noise_only = plugin + 0.3 * rng.normal(size=n)
-    assert blend_weight(noise_only, plugin, plugin + 2.0 * rng.normal(size=n)) < 0.2  # trees that add noise get none
-    assert blend_weight(plugin, plugin, pseudo) == 0.0  # no disagreement, nothing to weigh
+    network = rng.normal(size=n) * 0.1
+    truth = network + 0.8 * (rng.normal(size=n) > 0)
+    observed = truth + 1.0 * rng.normal(size=n)  # y - m(x) on the arm's held-out rows
+    w = stack_weights(np.column_stack([network, truth]), observed)
+    assert w[1] > 0.9 and w.sum() == pytest.approx(1.0)  # trees that found the truth get (nearly) all the weight
+    noise_only = network + 0.3 * rng.normal(size=n)
+    w = stack_weights(np.column_stack([network, noise_only]), network + rng.normal(size=n))
+    assert w[1] < 0.1  # trees that add noise get none
+    # two halves of the truth, each half right: the mix takes both, about equally
+    a, b = truth.copy(), truth.copy()
+    a[: n // 2], b[n // 2 :] = network[: n // 2], network[n // 2 :]
+    w = stack_weights(np.column_stack([network, a, b]), observed)
+    assert w[0] < 0.1 and abs(w[1] - w[2]) < 0.15 and np.all(w >= 0)
+    # identical candidates, or no rows: a valid mix, no error
+    assert stack_weights(np.column_stack([network, network]), observed).sum() == pytest.approx(1.0)
+    assert stack_weights(np.zeros((0, 3)), np.zeros(0)).tolist() == pytest.approx([1 / 3] * 3)
 
 
 def test_effect_trees_refuse_bad_weights_and_files():
@@ -204,6 +219,10 @@ def test_effect_trees_refuse_bad_weights_and_files():
         EffectTrees(boosters=[[("a", "b")]], weights=[1.5])
     with pytest.raises(ValueError, match="not a readable effect-tree file"):
         EffectTrees.from_json('{"format": 1, "members": []}', source="x.json")
+    with pytest.raises(ValueError, match="mix"):
+        EffectTrees(boosters=[[["a", "b"]]], mix=[[0.7, 0.7]])
+    with pytest.raises(ValueError, match="not a readable effect-tree file"):
+        EffectTrees.from_json('{"format": 3, "kind": "backfit", "weights": [], "members": []}', source="x.json")
 
 
 def _prognostic_trial(n: int, *, step: float, seed: int):
@@ -226,8 +245,9 @@ def test_backfitted_trees_beat_one_outcome_model_per_arm():
 
     x, y, arm, tau, folds = _prognostic_trial(1600, step=1.0, seed=0)
     test = _prognostic_trial(1000, step=1.0, seed=1)
-    trees = fit_effect_trees(x, y, arm, folds=folds, n_arms=3, ref=0, seed=0)
-    assert trees.kind == "backfit" and trees.n_members == 4 and trees.n_contrasts == 2 and len(trees.rounds) == 3
+    trees, prognostic = fit_effect_trees(x, y, arm, folds=folds, n_arms=3, ref=0, seed=0)
+    assert trees.kind == "backfit" and trees.n_members == 4 and trees.n_contrasts == 2 and prognostic.shape == (4, 1600)
+    assert [len(r) for r in trees.rounds] == [3] * len(TREE_VARIANTS)
     est = trees.predict(test[0], np.zeros((4, 1000, 2))).mean(0)
     ours = np.sqrt(np.mean((est - test[3]) ** 2))
     t_learner = np.zeros((4, 1000, 3))
@@ -243,12 +263,45 @@ def test_backfitted_trees_beat_one_outcome_model_per_arm():
 def test_cross_validated_rounds_follow_the_signal():
     """A constant effect stops after few rounds; a threshold effect runs on (rounds chosen on the held-out folds)."""
     x, y, arm, _, folds = _prognostic_trial(1600, step=1.0, seed=2)
-    stepped = fit_effect_trees(x, y, arm, folds=folds, n_arms=3, ref=0, seed=0)
+    stepped, _ = fit_effect_trees(x, y, arm, folds=folds, n_arms=3, ref=0, seed=0)
     x, y, arm, _, folds = _prognostic_trial(1600, step=0.0, seed=2)
-    flat = fit_effect_trees(x, y, arm, folds=folds, n_arms=3, ref=0, seed=0)
-    assert stepped.rounds[1] > 2 * flat.rounds[1], (stepped.rounds, flat.rounds)
-    # the stored boosters stop at the chosen round
-    assert all(b.num_trees() == flat.rounds[2] for b in (m[1] for m in flat._loaded()))
+    flat, _ = fit_effect_trees(x, y, arm, folds=folds, n_arms=3, ref=0, seed=0)
+    constant = list(TREE_VARIANTS).index("constant_leaves")
+    assert stepped.rounds[constant][1] > 2 * flat.rounds[constant][1], (stepped.rounds, flat.rounds)
+    # the stored boosters stop at the chosen round, per variant
+    for j in range(len(TREE_VARIANTS)):
+        assert all(member[1][j].num_trees() == flat.rounds[j][2] for member in flat._loaded())
+
+
+def test_linear_leaves_follow_a_trend_that_constant_leaves_approximate_by_steps():
+    """The reason for the second variant: an effect linear in a marker."""
+    rng = np.random.default_rng(4)
+    n = 1600
+    x = rng.normal(size=(n, 4))
+    arm = rng.integers(0, 2, n)
+    tau = 0.3 + 0.6 * x[:, 0]
+    y = 1.2 * x[:, 1] + 0.8 * np.tanh(2 * x[:, 2]) + arm * tau + 0.5 * rng.normal(size=n)
+    order = rng.permutation(n)
+    folds = [(np.sort(np.setdiff1d(order, part)), np.sort(part)) for part in np.array_split(order, 4)]
+    trees, _ = fit_effect_trees(x, y, arm, folds=folds, n_arms=2, ref=0, seed=0)
+    each = trees.predict_variants(x).mean(0)[:, 0, :]  # (N, J)
+    err = {v: float(np.sqrt(np.mean((each[:, j] - tau) ** 2))) for j, v in enumerate(trees.variants)}
+    assert err["linear_leaves"] < 0.85 * err["constant_leaves"], err  # 0.79 here (0.71-0.94 over seeds 4-9)
+
+
+def test_one_variant_tree_files_of_earlier_bundles_still_predict():
+    """Bundles of 2026-12-05/06 stored one backfitted booster per contrast (format 1, key 'effect')."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 3))
+    booster = lgb.train({**EFFECT_PARAMS, "min_data_in_leaf": 5}, lgb.Dataset(x, x[:, 0]), 20)
+    old = {"format": 1, "kind": "backfit", "weights": [0.7], "rounds": [5, 20], "members": [[{"effect": booster.model_to_string()}]]}
+    back = EffectTrees.from_json(json.dumps(old), source="old.json")
+    assert back.variants == ["constant_leaves"] and back.mix == [[1.0]] and back.rounds == [[5, 20]]
+    np.testing.assert_allclose(back.predict(x, np.zeros((1, 300, 1)))[0, :, 0], booster.predict(x))
+    again = EffectTrees.from_json(back.to_json(), source="new.json")  # written again as format 2
+    np.testing.assert_allclose(again.predict(x, np.zeros((1, 300, 1))), back.predict(x, np.zeros((1, 300, 1))))
 
 
 def test_xlearner_tree_files_of_earlier_bundles_still_predict():
