@@ -538,6 +538,7 @@ def fit_treatment(
     plugin = np.delete(mu_oof - mu_oof[:, [prep.ref]], prep.ref, axis=1)
     effect_results: list[TrainResult] = []
     effect_spec: dict[str, Any] | None = None
+    prognostic_oof = None  # the effect trees' reference-arm outcome m(x), out of fold (with trees)
     info["effect_learner"] = "plugin"
     if spec.dr_correction:
         info["effect_learner"] = "dr_network"
@@ -574,11 +575,13 @@ def fit_treatment(
         fold_of = np.zeros(len(x), dtype=int)
         for k, (_, va) in enumerate(folds):
             fold_of[va] = k
-        rows = (fold_of[pool], np.arange(len(pool)))
-        net_own = model.draws(x[pool])["pred_network"][rows]  # with the trees, it also holds the networks' own predictions
-        net_oof = np.delete(net_own - net_own[:, [prep.ref]], prep.ref, axis=1)
-        tree_oof = trees.predict_variants(x[pool])[rows]  # (P, A - 1, J)
-        target = prep.y[pool] - prognostic[rows]
+        own = (fold_of[pool], pool)  # indexes (K, N, ...) arrays over all rows: pool row i as its own member predicts it
+        net_all = model.draws(x)["pred_network"]  # with the trees, it also holds the networks' own predictions
+        net_oof = np.delete(net_all - net_all[..., [prep.ref]], prep.ref, axis=-1)[own]  # (P, A - 1)
+        tree_oof = trees.predict_variants(x)[own]  # (P, A - 1, J)
+        target = prep.y[pool] - prognostic[own]
+        prognostic_oof = np.full(len(x), np.nan)
+        prognostic_oof[pool] = prognostic[own]
         others = [a for a in range(n_arms) if a != prep.ref]
         for c, a in enumerate(others):
             on_arm = prep.arm[pool] == a
@@ -591,7 +594,8 @@ def fit_treatment(
     ens.eval()
     spec_dict = treatment_ensemble_spec(member_spec, effect_spec, spec.n_members)
     info["interval_scale"] = interval_calibration(model, prep, x=x, pool=pool, folds=folds, pseudo=pseudo, weights=weights)
-    oof = {"mu": mu_oof, "propensity": e_oof, "propensity_raw": prop_oof, "pseudo": pseudo, "plugin": plugin}
+    oof = {"mu": mu_oof, "propensity": e_oof, "propensity_raw": prop_oof, "pseudo": pseudo, "plugin": plugin,
+           **({} if prognostic_oof is None else {"prognostic": prognostic_oof})}
     return Fitted(model=model, spec_dicts=spec_dict, results=results, effect_results=effect_results, oof=oof, pool=pool, weights=weights)
 
 

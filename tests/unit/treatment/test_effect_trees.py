@@ -49,8 +49,13 @@ def test_trees_recover_a_step_the_plugin_networks_smooth_over():
     df, tau = _step_trial(1600, seed=3)
     spec = _spec()
     prep = prepare_treatment(df, spec=spec, source="step")
-    pool, test = np.arange(1200), np.arange(1200, 1600)
+    order = np.random.default_rng(0).permutation(1600)  # the training rows are not the first ones
+    pool, test = np.sort(order[:1200]), np.sort(order[1200:])
     fitted = fit_treatment(prep, pool=pool, spec=spec)
+    # the mix is fitted against y - m(x) of each pool row's own out-of-fold m: what is left is about the noise (sd 0.4)
+    arm1 = (df["arm"] == "arm1").to_numpy()
+    left = df["outcome"].to_numpy()[pool] - fitted.oof["prognostic"][pool] - arm1[pool] * tau[pool]
+    assert np.std(left) < 0.5 and np.isnan(fitted.oof["prognostic"][test]).all()
     assert fitted.model.trees is not None and fitted.model.info["effect_learner"] == "backfit_trees"
     assert fitted.model.ensemble.effects is not None  # the trees are blended with the corrected networks' effect
     x = fitted.model.features(prep.data, source="step")
