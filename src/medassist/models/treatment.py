@@ -180,18 +180,19 @@ def treatment_ensemble_spec(member: dict[str, Any], effect: dict[str, Any] | Non
 
 #: LightGBM settings of the backfitted outcome model (one thread, deterministic). The prognostic part is
 #: shared by every arm and learns from all of a member's rows, so it may be deeper than the arm effects,
-#: each of which learns from one arm's rows only (depth 2: main effects and pairwise interactions).
+#: each of which learns from one arm's rows only (depth 2: main effects and pairwise interactions; a
+#: stronger L2 shrinkage of the leaves, since one arm's rows are few and noisy).
 PROGNOSTIC_PARAMS: dict[str, Any] = {
     "objective": "l2", "learning_rate": 0.03, "num_leaves": 8, "max_depth": 3, "min_data_in_leaf": 20, "lambda_l2": 5.0,
     "bagging_fraction": 0.8, "bagging_freq": 1, "verbose": -1, "num_threads": 1, "deterministic": True,
 }
-EFFECT_PARAMS: dict[str, Any] = {**PROGNOSTIC_PARAMS, "num_leaves": 4, "max_depth": 2}
+EFFECT_PARAMS: dict[str, Any] = {**PROGNOSTIC_PARAMS, "num_leaves": 4, "max_depth": 2, "lambda_l2": 20.0}
 #: The backfitted tree models that are stacked per contrast, each as (prognostic, effect) settings over the
 #: defaults above: trees with constant leaves catch thresholds; trees with linear leaves (a ridge fit in
 #: every leaf) follow trends, which constant leaves only approximate by many steps.
 TREE_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "constant_leaves": ({}, {}),
-    "linear_leaves": ({"linear_tree": True, "linear_lambda": 1.0}, {"linear_tree": True, "linear_lambda": 1.0, "lambda_l2": 20.0}),
+    "linear_leaves": ({"linear_tree": True, "linear_lambda": 1.0}, {"linear_tree": True, "linear_lambda": 1.0}),
 }
 #: Backfitting passes, rounds within a pass, and the most rounds the last pass may choose by cross-validation.
 BACKFIT_PASSES, PROGNOSTIC_ROUNDS, EFFECT_ROUNDS, MAX_ROUNDS = 10, 300, 200, 800

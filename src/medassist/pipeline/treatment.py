@@ -18,8 +18,9 @@ one head per arm, a propensity head) followed by a doubly robust second stage:
    one effect model tau_a per arm, fitted twice: with constant leaves (thresholds) and with linear
    leaves (trends); the number of boosting rounds is chosen on the members' held-out folds together
    (few for a constant effect, many for thresholds). Member k's effect of arm a is the convex mix
-   (1 - w_a) · network^k + w_a · (v_a · tau_a^k,constant + (1 - v_a) · tau_a^k,linear) (network =
-   plug-in + correction), the weights fitted on the held-out arm-a rows against y - m(x). Boosted
+   (1 - w) · network^k + w · (v_a · tau_a^k,constant + (1 - v_a) · tau_a^k,linear) (network =
+   plug-in + correction), fitted against y - m(x) on held-out rows: v_a on arm a's, one w on every
+   non-reference arm's. Boosted
    trees catch the thresholds the networks smooth over (see benchmarks/README.md, treatment).
 
 Member k predicts arm a as mu_a^k(x) (+ correction_a^k(x) for a non-reference arm; with trees,
@@ -568,10 +569,13 @@ def fit_treatment(
         info["effect_learner"] = "backfit_trees"
         info["effect_tree_rounds"] = {v: r for v, r in zip(trees.variants, trees.rounds, strict=True)}
         model = TreatmentModel(featurizer=featurizer, ensemble=ens, info=info, trees=trees)
-        # Per contrast, the convex mix of the networks' effect and each tree variant's that best predicts
-        # y - m(x) on the held-out arm-a rows, each row predicted by the member that never saw it (m: the
-        # trees' shared prognostic part, learned from every arm; measured on the outcome itself, this is
-        # far less noisy than a DR pseudo-outcome, which divides by the arm's share of the trial).
+        # The weights are fitted against y - m(x) on held-out arm rows, each row predicted by the member that
+        # never saw it (m: the trees' shared prognostic part, learned from every arm; measured on the outcome
+        # itself, this is far less noisy than a DR pseudo-outcome, which divides by the arm's share of the
+        # trial): per contrast, the convex mix of the tree variants on arm a's rows; then one weight of the
+        # trees against the networks' effect, on every non-reference arm's rows together (which learner
+        # to trust is a question about the learners and the trial; one number from all arms is steadier
+        # than one per contrast).
         fold_of = np.zeros(len(x), dtype=int)
         for k, (_, va) in enumerate(folds):
             fold_of[va] = k
@@ -583,12 +587,13 @@ def fit_treatment(
         prognostic_oof = np.full(len(x), np.nan)
         prognostic_oof[pool] = prognostic[own]
         others = [a for a in range(n_arms) if a != prep.ref]
-        for c, a in enumerate(others):
-            on_arm = prep.arm[pool] == a
-            w = stack_weights(np.column_stack([net_oof[on_arm, c], tree_oof[on_arm, c]]), target[on_arm])
-            trees.weights[c] = float(min(max(1.0 - w[0], 0.0), 1.0))
-            if w[1:].sum() > 1e-12:
-                trees.mix[c] = [float(v) for v in w[1:] / w[1:].sum()]
+        on_arm = [prep.arm[pool] == a for a in others]
+        trees.mix = [[float(v) for v in stack_weights(tree_oof[rows, c], target[rows])] for c, rows in enumerate(on_arm)]
+        mixed = np.einsum("pcj,cj->pc", tree_oof, np.asarray(trees.mix))
+        w = stack_weights(np.column_stack([np.concatenate([net_oof[rows, c] for c, rows in enumerate(on_arm)]),
+                                           np.concatenate([mixed[rows, c] for c, rows in enumerate(on_arm)])]),
+                          np.concatenate([target[rows] for rows in on_arm]))
+        trees.weights = [float(w[1])] * len(others)
         info["effect_tree_mix"] = {v: [m[j] for m in trees.mix] for j, v in enumerate(trees.variants)}
         info["effect_blend_weights"] = list(trees.weights)
     ens.eval()
@@ -676,8 +681,8 @@ def train_treatment(
             "or by a larger factor fitted on out-of-fold training rows (error the members share). They cover sampling error, not "
             "every bias: where the truth has sharp thresholds, effect intervals can still cover less than 95% (0.92-0.94 for the "
             "worst contrast on the semi-synthetic benchmark's non-linear surfaces; see benchmarks/README.md).",
-            *([f"Effects blend the networks' effect with boosted effect trees (weights {', '.join(f'{w:.2f}' for w in model.info['effect_blend_weights'])} "
-               "per contrast, fitted on held-out fold rows; 0 keeps the networks alone; the trees themselves mix a model with "
+            *([f"Effects blend the networks' effect with boosted effect trees (weight {model.info['effect_blend_weights'][0]:.2f} "
+               "of the trees, fitted on held-out fold rows; 0 keeps the networks alone; per contrast, the trees mix a model with "
                "constant leaves and one with linear leaves, also by held-out fit). Trees catch thresholds the networks "
                "smooth over, but shrink, and the jackknife covers their sampling error, not that bias: each interval therefore "
                "spans the blend's own interval and the networks' own (the estimate stays the blend's), which on the benchmark's "
