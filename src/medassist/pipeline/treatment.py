@@ -679,7 +679,7 @@ def train_treatment(
             "Effects are estimated from one trial or registry; patients unlike its population get a flag, not a reliable estimate.",
             "Intervals widen the members' disagreement to the jackknife standard error (members trained without one fold each), "
             "or by a larger factor fitted on out-of-fold training rows (error the members share). They cover sampling error, not "
-            "every bias: where the truth has sharp thresholds, effect intervals can still cover less than 95% (0.92-0.94 for the "
+            "every bias: where the truth has sharp thresholds, effect intervals can still cover less than 95% (0.94-0.95 for the "
             "worst contrast on the semi-synthetic benchmark's non-linear surfaces; see benchmarks/README.md).",
             *([f"Effects blend the networks' effect with boosted effect trees (weight {model.info['effect_blend_weights'][0]:.2f} "
                "of the trees, fitted on held-out fold rows; 0 keeps the networks alone; per contrast, the trees mix a model with "
