@@ -20,8 +20,8 @@ one head per arm, a propensity head) followed by a doubly robust second stage:
    (few for a constant effect, many for thresholds). Member k's effect of arm a is the convex mix
    (1 - w) · network^k + w · (v_a · tau_a^k,constant + (1 - v_a) · tau_a^k,linear) (network =
    plug-in + correction), fitted against y - m(x) on held-out rows: v_a on arm a's, one w on every
-   non-reference arm's. Boosted
-   trees catch the thresholds the networks smooth over (see benchmarks/README.md, treatment).
+   non-reference arm's. Boosted trees catch the thresholds the networks smooth over (see
+   benchmarks/README.md, treatment).
 
 Member k predicts arm a as mu_a^k(x) (+ correction_a^k(x) for a non-reference arm; with trees,
 mu_ref^k(x) + the blended effect); the spread of
@@ -564,7 +564,7 @@ def fit_treatment(
         ens = full
         model = TreatmentModel(featurizer=featurizer, ensemble=ens, info=info)
     if spec.dr_correction and spec.effect_learner == EffectLearner.TREES and prep.kind == "continuous":
-        # member k's trees are fitted on member k's training rows; the held-out folds only choose the rounds
+        # member k's trees are fitted on member k's training rows; the held-out folds choose the rounds and the weights
         trees, prognostic = fit_effect_trees(x, prep.y, prep.arm, folds=folds, n_arms=n_arms, ref=prep.ref, seed=spec.seed)
         info["effect_learner"] = "backfit_trees"
         info["effect_tree_rounds"] = {v: r for v, r in zip(trees.variants, trees.rounds, strict=True)}
