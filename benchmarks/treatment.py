@@ -423,7 +423,7 @@ def write_readme(results: dict) -> None:
              "stay untouched; without it the script runs the other learners and says CATENets was not run.", "",
              f"medassist: {cfg['n_members']}-member cross-fitted multi-arm network ({cfg['size']} preset) + effect trees (LightGBM: a "
              "prognostic model shared by the arms, backfitted with one effect model per arm, once with constant and once with "
-             "linear leaves, rounds chosen on the held-out folds), mixed with the networks' effect (plug-in + DR correction) by "
+             "linear leaves, the effects fitted to residuals of a cross-fitted prognostic model, rounds chosen on the held-out folds), mixed with the networks' effect (plug-in + DR correction) by "
              "convex fits to y - m(x) on held-out rows: the two tree models per contrast, one weight of trees vs networks for all; "
              f"EconML {cfg['econml']} with gradient-boosting nuisances (LinearDRLearner, DRLearner with a boosted final stage, "
              "CausalForestDML, T- and X-learner); CATENets "

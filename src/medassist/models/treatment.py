@@ -181,12 +181,14 @@ def treatment_ensemble_spec(member: dict[str, Any], effect: dict[str, Any] | Non
 #: LightGBM settings of the backfitted outcome model (one thread, deterministic). The prognostic part is
 #: shared by every arm and learns from all of a member's rows, so it may be deeper than the arm effects,
 #: each of which learns from one arm's rows only (depth 2: main effects and pairwise interactions; a
-#: stronger L2 shrinkage of the leaves, since one arm's rows are few and noisy).
+#: stronger L2 shrinkage of the leaves, since one arm's rows are few and noisy; every row in every
+#: round, since row subsampling adds more noise than it removes on so few rows).
 PROGNOSTIC_PARAMS: dict[str, Any] = {
     "objective": "l2", "learning_rate": 0.03, "num_leaves": 8, "max_depth": 3, "min_data_in_leaf": 20, "lambda_l2": 5.0,
     "bagging_fraction": 0.8, "bagging_freq": 1, "verbose": -1, "num_threads": 1, "deterministic": True,
 }
-EFFECT_PARAMS: dict[str, Any] = {**PROGNOSTIC_PARAMS, "num_leaves": 4, "max_depth": 2, "lambda_l2": 20.0}
+EFFECT_PARAMS: dict[str, Any] = {**PROGNOSTIC_PARAMS, "num_leaves": 4, "max_depth": 2, "min_data_in_leaf": 10, "lambda_l2": 20.0,
+                                 "bagging_fraction": 1.0, "bagging_freq": 0}
 #: The backfitted tree models that are stacked per contrast, each as (prognostic, effect) settings over the
 #: defaults above: trees with constant leaves catch thresholds; trees with linear leaves (a ridge fit in
 #: every leaf) follow trends, which constant leaves only approximate by many steps.
@@ -196,6 +198,9 @@ TREE_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 #: Backfitting passes, rounds within a pass, and the most rounds the last pass may choose by cross-validation.
 BACKFIT_PASSES, PROGNOSTIC_ROUNDS, EFFECT_ROUNDS, MAX_ROUNDS = 10, 300, 200, 800
+#: Folds of a member's training rows over which the last pass cross-fits the prognostic part m, so that the
+#: arm effects learn from residuals y - m(x) of an m that never saw the row.
+RESIDUAL_FOLDS = 5
 #: 2: several tree models per contrast, mixed (2026-12-06); 1: one per contrast (still read).
 EFFECT_TREES_FORMAT = 2
 
@@ -360,6 +365,19 @@ def _boost_with_curve(params: dict[str, Any], x_fit: np.ndarray, y_fit: np.ndarr
     return booster, np.asarray(curve["val"]["l2"]) * len(y_val)
 
 
+def cross_fitted(params: dict[str, Any], x: np.ndarray, target: np.ndarray, *, rounds: int, n_folds: int, seed: int) -> np.ndarray:
+    """Out-of-fold predictions (N,) of a booster of ``rounds`` rounds: each row is predicted by the booster
+    fitted on the other folds (``n_folds`` random folds, seeded), so its own target never enters its prediction."""
+    import lightgbm as lgb
+
+    fold = np.random.default_rng(seed).permutation(len(x)) % n_folds
+    out = np.zeros(len(x))
+    for j in range(n_folds):
+        fit, held = fold != j, fold == j
+        out[held] = lgb.train(params, lgb.Dataset(x[fit], target[fit]), rounds).predict(x[held])
+    return out
+
+
 class _Backfitted(NamedTuple):
     boosters: list[list[Any]]  # per member, per contrast: tau_a
     rounds: list[int]  # prognostic part, then per contrast
@@ -391,12 +409,19 @@ def _backfit(x: np.ndarray, y: np.ndarray, arm: np.ndarray, *, folds: list[tuple
     chosen = [int(np.argmin(sum(curve for _, curve in fitted))) + 1]
     for k, (booster, _) in enumerate(fitted):
         m[k] = booster.predict(x, num_iteration=chosen[0])
+    # The arm effects learn from residuals y - m(x) of an m cross-fitted within the member's rows (as the
+    # R-learner does): m fitted on a row has partly learned that row's noise, which shrinks the residual the
+    # effect should explain. Held-out rows are out of the member's sample already.
+    residual_m = m.copy()
+    for k, (tr, _) in enumerate(folds):
+        residual_m[k, tr] = cross_fitted(prognostic[k], x[tr], prognostic_target(k, tr), rounds=chosen[0], n_folds=RESIDUAL_FOLDS,
+                                         seed=seed + k)
     boosters: list[list[Any]] = [[] for _ in folds]
     for a in others:
         fitted = []
         for k, (tr, va) in enumerate(folds):
             ra, rv = tr[arm[tr] == a], va[arm[va] == a]
-            fitted.append(_boost_with_curve(effect[k], x[ra], y[ra] - m[k, ra], x[rv], y[rv] - m[k, rv], MAX_ROUNDS))
+            fitted.append(_boost_with_curve(effect[k], x[ra], y[ra] - residual_m[k, ra], x[rv], y[rv] - m[k, rv], MAX_ROUNDS))
         rounds = int(np.argmin(sum(curve for _, curve in fitted))) + 1
         chosen.append(rounds)
         for k, (booster, _) in enumerate(fitted):
@@ -409,7 +434,8 @@ def fit_effect_trees(x: np.ndarray, y: np.ndarray, arm: np.ndarray, *, folds: li
     """Fit ``backfit`` :class:`EffectTrees`, one backfitted model per :data:`TREE_VARIANTS`: for member k,
     the outcome model y = m(x) + tau_arm(x) on its training rows ``folds[k][0]``, by backfitting boosted
     trees (m on all its rows against y - tau_arm(x), then each tau_a on arm a's rows against y - m(x);
-    :data:`BACKFIT_PASSES` passes from tau = 0).
+    :data:`BACKFIT_PASSES` passes from tau = 0). In the last pass each tau_a learns from residuals of an m
+    cross-fitted over :data:`RESIDUAL_FOLDS` folds of the member's rows (:func:`cross_fitted`).
 
     In the last pass the number of rounds is chosen by cross-validation across the members: every member
     records its validation loss after each round on its held-out rows ``folds[k][1]``, the K curves are
@@ -488,7 +514,7 @@ class TreatmentModel:
 
     def _tree_outcomes(self, x: torch.Tensor, mu: torch.Tensor, propensity: torch.Tensor) -> torch.Tensor:
         """Member k's arm a: its reference-arm outcome + the blend of its network effect (``mu``: plug-in +
-        correction) and its X-learner tree effect of a (continuous outcomes)."""
+        correction) and its tree effect of a (backfitted, or X-learner in earlier bundles; continuous outcomes)."""
         if self.trees is None:
             raise ValueError("This treatment model has no effect trees.")
         ref = self.ref

@@ -16,7 +16,8 @@ one head per arm, a propensity head) followed by a doubly robust second stage:
    trained on: the outcome model y = m(x) + tau_arm(x), backfitted, with the prognostic part m
    shared by all arms (it learns from every arm's rows, and its error cancels in the effects) and
    one effect model tau_a per arm, fitted twice: with constant leaves (thresholds) and with linear
-   leaves (trends); the number of boosting rounds is chosen on the members' held-out folds together
+   leaves (trends); in the last pass tau_a learns from residuals of an m cross-fitted within the
+   member's rows (as in the R-learner, no row's residual uses an m that saw it); the number of boosting rounds is chosen on the members' held-out folds together
    (few for a constant effect, many for thresholds). Member k's effect of arm a is the convex mix
    (1 - w) · network^k + w · (v_a · tau_a^k,constant + (1 - v_a) · tau_a^k,linear) (network =
    plug-in + correction), fitted against y - m(x) on held-out rows: v_a on arm a's, one w on every
@@ -580,7 +581,7 @@ def fit_treatment(
         for k, (_, va) in enumerate(folds):
             fold_of[va] = k
         own = (fold_of[pool], pool)  # indexes (K, N, ...) arrays over all rows: pool row i as its own member predicts it
-        net_all = model.draws(x)["pred_network"]  # with the trees, it also holds the networks' own predictions
+        net_all = model.draws(x, trees=False)["pred"]  # the networks' own predictions
         net_oof = np.delete(net_all - net_all[..., [prep.ref]], prep.ref, axis=-1)[own]  # (P, A - 1)
         tree_oof = trees.predict_variants(x)[own]  # (P, A - 1, J)
         target = prep.y[pool] - prognostic[own]

@@ -12,7 +12,16 @@ import pytest
 from medassist.data.datasets.trials import synthetic_trial
 from medassist.data.sources import DataSource
 from medassist.exceptions import BundleError, ConfigError
-from medassist.models.treatment import EFFECT_PARAMS, TREE_VARIANTS, EffectTrees, contrast_module, fit_effect_trees, stack_weights
+from medassist.models.treatment import (
+    EFFECT_PARAMS,
+    PROGNOSTIC_PARAMS,
+    TREE_VARIANTS,
+    EffectTrees,
+    contrast_module,
+    cross_fitted,
+    fit_effect_trees,
+    stack_weights,
+)
 from medassist.pipeline.treatment import (
     EFFECT_TREES_FILE,
     TreatmentSpec,
@@ -263,6 +272,26 @@ def test_backfitted_trees_beat_one_outcome_model_per_arm():
     t_est = t_learner.mean(0)[:, 1:] - t_learner.mean(0)[:, [0]]
     theirs = np.sqrt(np.mean((t_est - test[3]) ** 2))
     assert ours < 0.75 * theirs, (ours, theirs)
+
+
+def test_cross_fitted_prognosis_never_sees_the_row_it_predicts():
+    """The effects learn from residuals y - m(x) of an m that never saw the row: a row's own outcome cannot move
+    its cross-fitted prediction (it moves the in-sample fit), and the residuals keep the noise's full size."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(800, 4))
+    target = np.sin(x[:, 0]) + 0.5 * rng.normal(size=800)
+    oof = cross_fitted(PROGNOSTIC_PARAMS, x, target, rounds=300, n_folds=5, seed=0)
+    bumped = target.copy()
+    bumped[7] += 40.0
+    again = cross_fitted(PROGNOSTIC_PARAMS, x, bumped, rounds=300, n_folds=5, seed=0)
+    assert again[7] == oof[7] and not np.allclose(again, oof)
+    in_sample = [lgb.train(PROGNOSTIC_PARAMS, lgb.Dataset(x, t), 300).predict(x[7:8])[0] for t in (target, bumped)]
+    assert in_sample[1] - in_sample[0] > 1.0
+    noise_var = float(np.mean((target - np.sin(x[:, 0])) ** 2))
+    fitted_in_sample = lgb.train(PROGNOSTIC_PARAMS, lgb.Dataset(x, target), 300).predict(x)
+    assert np.mean((target - oof) ** 2) > noise_var > np.mean((target - fitted_in_sample) ** 2)
 
 
 def test_cross_validated_rounds_follow_the_signal():
