@@ -17,8 +17,9 @@ one head per arm, a propensity head) followed by a doubly robust second stage:
    shared by all arms (it learns from every arm's rows, and its error cancels in the effects) and
    one effect model tau_a per arm, fitted twice: with constant leaves (thresholds) and with linear
    leaves (trends); in the last pass tau_a learns from residuals of an m cross-fitted within the
-   member's rows (as in the R-learner, no row's residual uses an m that saw it); the number of boosting rounds is chosen on the members' held-out folds together
-   (few for a constant effect, many for thresholds). Member k's effect of arm a is the convex mix
+   member's rows (as in the R-learner, no row's residual uses an m that saw it); the number of
+   boosting rounds is chosen on the members' held-out folds together (few for a constant effect,
+   many for thresholds). Member k's effect of arm a is the convex mix
    (1 - w) · network^k + w · (v_a · tau_a^k,constant + (1 - v_a) · tau_a^k,linear) (network =
    plug-in + correction), fitted against y - m(x) on held-out rows: v_a on arm a's, one w on every
    non-reference arm's. Boosted trees catch the thresholds the networks smooth over (see
